@@ -1,0 +1,119 @@
+"""Dataset-level relevance statistics: sums over samples, ready to reduce across ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+def _per_unit(relevance: Tensor) -> Tensor:
+    """Sum a layer's relevance over positions: ``(B, C, *spatial) -> (B, C)``."""
+    return relevance.flatten(2).sum(2) if relevance.dim() > 2 else relevance
+
+
+@dataclass
+class RelevanceStats:
+    """Sums of relevance over a set of samples.
+
+    Everything here is a *sum* (never a mean) so that statistics from several batches or
+    several DDP ranks combine by addition; normalising is the criterion's job. Keys of the
+    dictionaries are qualified module names from ``model.named_modules()``; the relevance of a
+    key is the relevance at the *output* of that module. A conv layer's channel relevance is
+    summed over positions before it is added.
+
+    Under DDP, Lightning's distributed sampler pads the last shard, so a few samples can be
+    counted twice; ``num_samples`` is derived from the (reduced) ``class_counts`` so that it
+    always matches the sums it belongs to.
+
+    Attributes:
+        num_classes: number of classes K.
+        input: signed input relevance, shaped like one sample.
+        input_abs: absolute input relevance, shaped like one sample.
+        per_class_input: signed input relevance per class ``(K, *sample)``.
+        channels: sum of |R| per unit ``{name: (C,)}``.
+        channels_signed: sum of signed R per unit ``{name: (C,)}``.
+        per_class_channels: sum of |R| per class and unit ``{name: (K, C)}``.
+        class_counts: samples seen per class ``(K,)``.
+    """
+
+    num_classes: int
+    input: Tensor | None = None
+    input_abs: Tensor | None = None
+    per_class_input: Tensor | None = None
+    channels: dict[str, Tensor] = field(default_factory=dict)
+    channels_signed: dict[str, Tensor] = field(default_factory=dict)
+    per_class_channels: dict[str, Tensor] = field(default_factory=dict)
+    class_counts: Tensor | None = None
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples summed (from the class counts)."""
+        return 0 if self.class_counts is None else int(self.class_counts.sum().item())
+
+    def update(
+        self, input_relevance: Tensor | None, unit_relevance: Mapping[str, Tensor], labels: Tensor
+    ) -> None:
+        """Add one batch; stays on the tensors' device, no host transfer.
+
+        Args:
+            input_relevance: ``(B, *sample)`` relevance at the input, or None to skip it.
+            unit_relevance: ``{name: (B, C, ...)}`` relevance at the output of each module.
+            labels: ``(B,)`` class index each sample is counted under (true or predicted).
+        """
+        labels = labels.long()
+        ref = input_relevance if input_relevance is not None else next(iter(unit_relevance.values()))
+        if self.class_counts is None:
+            self.class_counts = torch.zeros(self.num_classes, dtype=torch.float64, device=ref.device)
+        self.class_counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
+        if input_relevance is not None:
+            r = input_relevance.detach().to(torch.float64)
+            if self.input is None:
+                self.input = r.new_zeros(r.shape[1:])
+                self.input_abs = r.new_zeros(r.shape[1:])
+                self.per_class_input = r.new_zeros((self.num_classes, *r.shape[1:]))
+            self.input += r.sum(0)
+            self.input_abs += r.abs().sum(0)
+            self.per_class_input.index_add_(0, labels, r)
+        for name, rel in unit_relevance.items():
+            r = rel.detach().to(torch.float64)
+            signed = _per_unit(r)  # (B, C)
+            absolute = _per_unit(r.abs())  # (B, C)
+            if name not in self.channels:
+                c = signed.shape[1]
+                self.channels[name] = signed.new_zeros(c)
+                self.channels_signed[name] = signed.new_zeros(c)
+                self.per_class_channels[name] = signed.new_zeros(self.num_classes, c)
+            self.channels[name] += absolute.sum(0)
+            self.channels_signed[name] += signed.sum(0)
+            self.per_class_channels[name].index_add_(0, labels, absolute)
+
+    def apply(self, fn: Callable[[Tensor], Tensor]) -> RelevanceStats:
+        """Return new stats with ``fn`` applied to every tensor (reduce, move, cast)."""
+
+        def each(d: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {k: fn(v) for k, v in d.items()}
+
+        def one(t: Tensor | None) -> Tensor | None:
+            return None if t is None else fn(t)
+
+        return RelevanceStats(
+            num_classes=self.num_classes,
+            input=one(self.input),
+            input_abs=one(self.input_abs),
+            per_class_input=one(self.per_class_input),
+            channels=each(self.channels),
+            channels_signed=each(self.channels_signed),
+            per_class_channels=each(self.per_class_channels),
+            class_counts=one(self.class_counts),
+        )
+
+    def cpu(self) -> RelevanceStats:
+        """Float64 copy on the CPU."""
+        return self.apply(lambda t: t.detach().to("cpu", torch.float64))
+
+    def layer_names(self) -> list[str]:
+        """Names of the modules whose unit relevance is recorded."""
+        return list(self.channels)
