@@ -1,0 +1,18 @@
+"""Evaluate a checkpoint: python evaluate.py ckpt_path=logs/train/runs/.../checkpoints/round_0/last.ckpt"""
+
+import hydra
+from omegaconf import DictConfig
+
+from prune.entry import run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point."""
+    from prune import pipeline
+
+    return run(pipeline.evaluate, cfg).get("test/acc")
+
+
+if __name__ == "__main__":
+    main()

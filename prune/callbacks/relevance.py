@@ -1,0 +1,92 @@
+"""RelevanceAccumulator: LRP over a dataset inside a Lightning loop, summed into RelevanceStats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from prune import lrp
+from prune.lrp import RelevanceStats
+
+TARGETS = ("label", "prediction")
+OUTPUTS = ("logit", "one")
+
+
+class RelevanceAccumulator(L.Callback):
+    """Explain every batch of a validation loop and accumulate dataset-level relevance.
+
+    Use it with ``Trainer(inference_mode=False).validate(module, dataloaders=...)``: LRP needs
+    gradients, which ``validate`` switches off by default. Each batch is explained on the
+    model's device, in ``eval()`` mode, with one batched backward pass; the sums stay on the
+    device until the end of the loop, where they are reduced once across DDP ranks
+    (``strategy.reduce(..., "sum")``) and moved to the CPU as float64.
+
+    Args:
+        composite: LRP composite (instance or registered name) passed to ``prune.lrp.attribute``.
+        record: qualified names (relative to ``module.net``) of the modules whose output
+            relevance is kept per unit.
+        num_classes: number of classes (for the per-class sums).
+        target: which class each sample is explained for: its ``label`` or the model's
+            ``prediction``.
+        output: initial relevance at the explained logit: the ``logit`` value itself (relevance
+            then sums to the logit) or ``one``.
+        input_relevance: also accumulate input relevance.
+    """
+
+    def __init__(
+        self,
+        composite: Any,
+        record: Sequence[str],
+        num_classes: int,
+        target: str = "label",
+        output: str = "logit",
+        input_relevance: bool = True,
+    ) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"relevance.target must be one of {TARGETS}, got {target!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"relevance.output must be one of {OUTPUTS}, got {output!r}")
+        self.composite, self.record = composite, list(record)
+        self.num_classes, self.target, self.output = int(num_classes), target, output
+        self.input_relevance = input_relevance
+        self.stats = RelevanceStats(self.num_classes)
+        self._local = RelevanceStats(self.num_classes)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._local = RelevanceStats(self.num_classes)
+
+    def on_validation_batch_start(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        x, y = batch
+        net = pl_module.net
+        if self.target == "prediction":
+            with torch.no_grad():
+                y = net(x).argmax(1)
+        res = lrp.attribute(net, x, y, composite=self.composite, record=self.record)
+        inputs, outputs = res.input, res.output
+        if self.output == "logit":
+            # LRP is linear in the output relevance: R(logit) = logit * R(one-hot), per sample.
+            scale = res.logits.gather(1, y[:, None]).squeeze(1).to(torch.float64)
+            inputs = _scale(inputs, scale)
+            outputs = {k: _scale(v, scale) for k, v in outputs.items()}
+        self._local.update(inputs if self.input_relevance else None, outputs, y)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        strategy = trainer.strategy
+        reduced = self._local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
+        self.stats = reduced.cpu()
+
+
+def _scale(relevance: Tensor, scale: Tensor) -> Tensor:
+    """Multiply each sample's relevance ``(B, ...)`` by ``scale[b]``."""
+    return relevance.to(torch.float64) * scale.view(-1, *([1] * (relevance.dim() - 1)))

@@ -1,0 +1,1 @@
+"""Measurements: compute cost, feature removal, attribution scores."""

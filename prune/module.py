@@ -1,0 +1,124 @@
+"""ClassifierModule: the LightningModule around a plain network; carries the pruning plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from prune.pruning.plan import PruningPlan
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy classifier with accuracy metrics and ``stage/metric`` logging.
+
+    Args:
+        net: a plain ``nn.Module`` with attributes ``in_shape`` and ``num_classes``.
+        optimizer: factory ``optimizer(params=...)`` (a Hydra ``_partial_``).
+        scheduler: optional factory ``scheduler(optimizer=...)`` (stepped every epoch).
+        run_config: plain dict of the run's resolved config, stored in checkpoints so that a
+            checkpoint alone can rebuild its model.
+        mean: per-channel mean of the [0, 1]-scaled inputs (from the datamodule).
+        std: per-channel standard deviation of the [0, 1]-scaled inputs.
+
+    Batches arrive on the device as raw uint8 (or float in [0, 1]) images and are normalised
+    there in :meth:`on_after_batch_transfer`; ``forward`` takes normalised images.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        mean: Sequence[float] | Tensor = (0.0,),
+        std: Sequence[float] | Tensor = (1.0,),
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1))
+        self.net = net
+        self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
+        self.scheduler_factory = scheduler
+        self.run_config = dict(run_config) if run_config is not None else None
+        self.plan: PruningPlan | None = None
+        k = int(net.num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=k, average="micro")
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of one dense input sample."""
+        return tuple(self.net.in_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of the network for normalised images."""
+        return self.net(x)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Raw images (uint8 in [0, 255] or float in [0, 1]) -> normalised float32."""
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        return (x - self.mean) / self.std
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise on the device: batches travel as uint8 (4x less to copy)."""
+        x, y = batch
+        return self.normalize(x), y
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def configure_optimizers(self) -> Any:
+        # Called again by every new Trainer.fit, so pruned (new) parameters get a new optimizer.
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    # -- pruning -------------------------------------------------------------------------------
+    def apply_plan(self, plan: PruningPlan) -> None:
+        """Cut the network to ``plan`` (relative to the dense model) and remember it."""
+        from prune.pruning.surgery import apply_plan
+
+        example = torch.zeros(1, *self.in_shape, device=self.device)
+        apply_plan(self.net, plan, example)
+        self.plan = plan
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pruning_plan"] = None if self.plan is None else self.plan.to_dict()
+        checkpoint["run_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Runs before the weights are loaded: re-cut a dense model to the checkpoint's plan.
+        stored = checkpoint.get("pruning_plan")
+        if stored is None:
+            if self.plan is not None:
+                raise ValueError("checkpoint holds a dense model but this module is already pruned")
+            return
+        plan = PruningPlan.from_dict(stored)
+        if self.plan is None:
+            self.apply_plan(plan)
+        elif self.plan != plan:
+            raise ValueError("checkpoint was pruned with a different plan than this module")

