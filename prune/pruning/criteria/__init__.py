@@ -1,0 +1,21 @@
+"""Pruning criteria, one per file; each returns scores where higher means keep."""
+
+from prune.pruning.criteria.base import Criterion
+from prune.pruning.criteria.gradient import GradientCriterion
+from prune.pruning.criteria.gradient_x_input import GradientXInputCriterion
+from prune.pruning.criteria.lrp import LRPCriterion
+from prune.pruning.criteria.magnitude import MagnitudeCriterion
+from prune.pruning.criteria.random import RandomCriterion
+from prune.pruning.criteria.taylor import TaylorCriterion
+from prune.pruning.criteria.variance import VarianceCriterion
+
+__all__ = [
+    "Criterion",
+    "GradientCriterion",
+    "GradientXInputCriterion",
+    "LRPCriterion",
+    "MagnitudeCriterion",
+    "RandomCriterion",
+    "TaylorCriterion",
+    "VarianceCriterion",
+]

@@ -1,0 +1,56 @@
+"""Gradient x input criterion: first-order contribution of each input element."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.stats import RelevanceStats
+from prune.pruning.criteria.base import Batches, Criterion
+
+
+class GradientXInputCriterion(Criterion):
+    """Sum over samples of |x * d logit_y / dx| (Shrikumar et al. 2016; Ancona et al. 2018).
+
+    Explains the true class's logit, as the relevance statistics do. For ReLU networks
+    it equals LRP-0 (Ancona et al. 2018), so it is the natural
+    ablation of the LRP rules. The model runs in eval mode; its mode is restored.
+
+    Args:
+        absolute: sum |x * grad| (True) or the signed product (False).
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"batches"})
+    targets: ClassVar[frozenset[str]] = frozenset({"inputs"})
+
+    def __init__(self, absolute: bool = True) -> None:
+        self.absolute = bool(absolute)
+
+    def input_scores(
+        self,
+        model: nn.Module,
+        example_input: Tensor,
+        stats: RelevanceStats | None = None,
+        batches: Batches | None = None,
+    ) -> Tensor:
+        """Summed attribution per element, shaped like one sample."""
+        total, count = None, 0
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.enable_grad():
+                for x, y in self._need_batches(batches):
+                    x = x.detach().requires_grad_(True)
+                    logit = model(x).gather(1, y.long().view(-1, 1)).sum()
+                    (grad,) = torch.autograd.grad(logit, x)
+                    a = (x.detach() * grad).to(torch.float64)
+                    a = a.abs() if self.absolute else a
+                    total = a.sum(0) if total is None else total + a.sum(0)
+                    count += x.shape[0]
+        finally:
+            model.train(was_training)
+        if count == 0:
+            raise ValueError("GradientXInputCriterion got no samples in batches")
+        return total

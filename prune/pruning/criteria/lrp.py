@@ -1,0 +1,76 @@
+"""LRP criterion: keep what carries relevance ("pruning by explaining", Yeom et al. 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.stats import RelevanceStats
+from prune.pruning.criteria.base import Batches, Criterion, normalize_layer, producers
+from prune.pruning.groups import ChannelGroup
+
+
+class LRPCriterion(Criterion):
+    """Relevance of each unit or input element, summed over the reference samples.
+
+    Units: per channel, the sum of |R| over samples and positions at the producer's output
+    (``stats.channels``), normalised per layer so that layers rank together globally (Yeom et
+    al. 2021). LRP tends to keep the costly early filters, so compare criteria at
+    equal FLOPs. Inputs: ``stats.input_abs`` (sum of |R| per element). The first-layer rule
+    must depend on the pixel values (epsilon, z-B); a flat or w-square rule there gives every
+    pixel the same score (measured: worse than random pixels).
+
+    Args:
+        signed: rank by the signed sum of R instead of |R| (keeps units that speak *for* the
+            explained class, drops those that speak against it).
+        normalize: divide each layer's unit scores by their L1 norm (inputs are unaffected).
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"relevance"})
+    targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
+
+    def __init__(self, signed: bool = False, normalize: bool = True) -> None:
+        self.signed, self.normalize = bool(signed), bool(normalize)
+
+    def scores(
+        self,
+        model: nn.Module,
+        groups: Sequence[ChannelGroup],
+        stats: RelevanceStats | None = None,
+        batches: Batches | None = None,
+    ) -> dict[str, Tensor]:
+        """``{producer: (C,)}`` from the recorded unit relevance."""
+        stats = self._need_stats(stats)
+        source = stats.channels_signed if self.signed else stats.channels
+        out = {}
+        for name in producers(groups):
+            if name not in source:
+                raise KeyError(
+                    f"relevance stats hold no units for {name!r}; recorded: {sorted(source)} "
+                    "(pass Pruner.record_names(model) as the LRP record list)"
+                )
+            s = source[name].detach().to(torch.float64)
+            out[name] = normalize_layer(s) if self.normalize else s
+        return out
+
+    def input_scores(
+        self,
+        model: nn.Module,
+        example_input: Tensor,
+        stats: RelevanceStats | None = None,
+        batches: Batches | None = None,
+    ) -> Tensor:
+        """Summed input relevance, shaped like one sample."""
+        stats = self._need_stats(stats)
+        s = stats.input if self.signed else stats.input_abs
+        if s is None:
+            raise ValueError("relevance stats hold no input relevance; record it for inputs")
+        if tuple(s.shape) != tuple(example_input.shape[1:]):
+            raise ValueError(
+                f"input relevance has shape {tuple(s.shape)}, samples have "
+                f"{tuple(example_input.shape[1:])}"
+            )
+        return s.detach().to(torch.float64)

@@ -1,0 +1,57 @@
+"""Random criterion: the baseline every criterion must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.stats import RelevanceStats
+from prune.pruning.criteria.base import Batches, Criterion, producers
+from prune.pruning.groups import ChannelGroup
+
+
+class RandomCriterion(Criterion):
+    """Uniform random scores from a seeded generator (units or input elements).
+
+    Show it beside every criterion from the same run: on MNIST input pruning, random pixels
+    beat an LRP ranking under a flat first-layer rule (design.md, measured pitfalls).
+
+    Args:
+        seed: seed of the generator; the same seed gives the same scores on every call.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset()
+    targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+    def scores(
+        self,
+        model: nn.Module,
+        groups: Sequence[ChannelGroup],
+        stats: RelevanceStats | None = None,
+        batches: Batches | None = None,
+    ) -> dict[str, Tensor]:
+        """``{producer: (C,)}`` uniform in [0, 1)."""
+        gen = self._generator()
+        width = {p: g.width for g in groups for p in g.producers}
+        return {
+            n: torch.rand(width[n], generator=gen, dtype=torch.float64) for n in producers(groups)
+        }
+
+    def input_scores(
+        self,
+        model: nn.Module,
+        example_input: Tensor,
+        stats: RelevanceStats | None = None,
+        batches: Batches | None = None,
+    ) -> Tensor:
+        """Uniform in [0, 1), shaped like one sample."""
+        return torch.rand(example_input.shape[1:], generator=self._generator(), dtype=torch.float64)

@@ -1,0 +1,246 @@
+"""Pruner: criterion + how much + when -> a PruningPlan relative to the dense model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.stats import RelevanceStats
+from prune.pruning.criteria.base import Batches, Criterion
+from prune.pruning.groups import ChannelGroup, build_graph, example_input_for, find_groups
+from prune.pruning.importance import group_scores
+from prune.pruning.plan import PruningPlan
+from prune.pruning.schedule import SCHEDULES, ratio_at
+from prune.pruning.selection import keep_top, select_global, select_per_layer
+from prune.pruning.surgery import applied_plan, check_input_pruning
+
+TARGETS = ("units", "inputs")
+
+
+class Pruner:
+    """Scores a model with a criterion and selects what to keep, round by round.
+
+    Plain arguments, so Hydra can build it from ``conf/pruner/*.yaml``. The final amount is
+    ``ratio`` (fraction removed) or ``keep`` (number kept; it replaces ``ratio`` when set).
+    With ``rounds > 1`` the schedule spreads it over rounds; :meth:`plan` for round k returns
+    the cumulative plan, relative to the dense model.
+
+    Args:
+        criterion: scores units and/or inputs (its ``targets``).
+        target: "units" (neurons and conv channels of every prunable group) or "inputs"
+            (elements of a sample: pixels).
+        ratio: final fraction removed, in [0, 1): of all prunable units together, or of the
+            input elements.
+        keep: final number kept (inputs: elements; units: all prunable units together);
+            replaces ``ratio`` when not None.
+        rounds: number of prune (and retrain) rounds, >= 1.
+        schedule: "constant" (equal steps) or "geometric" (equal fractions of what is left).
+        global_ranking: rank units of all groups together (needs comparable, per-layer
+            normalised scores) or remove the same fraction of every group.
+        min_width: units every group keeps at least, >= 1.
+        seed: seed of the permutation that breaks exact ties between scores.
+
+    Raises:
+        ValueError, TypeError: naming the bad argument and the allowed values.
+    """
+
+    def __init__(
+        self,
+        criterion: Criterion,
+        target: str = "units",
+        ratio: float | None = 0.5,
+        keep: int | None = None,
+        rounds: int = 1,
+        schedule: str = "constant",
+        global_ranking: bool = True,
+        min_width: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(criterion, Criterion):
+            raise TypeError(f"pruner.criterion must be a Criterion, got {type(criterion).__name__}")
+        if target not in TARGETS:
+            raise ValueError(f"pruner.target must be one of {list(TARGETS)}, got {target!r}")
+        if target not in criterion.targets:
+            raise ValueError(
+                f"pruner.criterion {type(criterion).__name__} cannot score target={target!r}; "
+                f"it scores {sorted(criterion.targets)}"
+            )
+        if ratio is None and keep is None:
+            raise ValueError("set pruner.ratio (fraction removed) or pruner.keep (number kept)")
+        if ratio is not None and not 0.0 <= float(ratio) < 1.0:
+            raise ValueError(f"pruner.ratio must be in [0, 1), got {ratio}")
+        if keep is not None and (int(keep) != keep or keep < 1):
+            raise ValueError(f"pruner.keep must be an integer >= 1, got {keep}")
+        if int(rounds) != rounds or rounds < 1:
+            raise ValueError(f"pruner.rounds must be an integer >= 1, got {rounds}")
+        if schedule not in SCHEDULES:
+            raise ValueError(
+                f"pruner.schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}"
+            )
+        if int(min_width) != min_width or min_width < 1:
+            raise ValueError(f"pruner.min_width must be an integer >= 1, got {min_width}")
+        self.criterion, self.target, self.schedule = criterion, target, schedule
+        self.ratio = None if keep is not None else float(ratio)
+        self.keep = None if keep is None else int(keep)
+        self.rounds, self.min_width, self.seed = int(rounds), int(min_width), int(seed)
+        self.global_ranking = bool(global_ranking)
+
+    @property
+    def requires(self) -> frozenset[str]:
+        """What :meth:`plan` needs besides the model: ``"relevance"``, ``"batches"``, or nothing."""
+        return self.criterion.requires
+
+    def ratio_at(self, round_index: int, total: int | None = None) -> float:
+        """Cumulative fraction of the dense units (or inputs) removed after ``round_index``.
+
+        Args:
+            round_index: 0 (dense) to ``rounds``.
+            total: dense count of units or inputs; needed when the pruner is set by ``keep``.
+        """
+        if self.keep is None:
+            final = self.ratio
+        elif total is None:
+            raise ValueError("pruner.keep is set, so ratio_at needs the dense total (total=...)")
+        else:
+            final = max(0.0, 1.0 - self.keep / total)
+        return ratio_at(self.schedule, final, round_index, self.rounds)
+
+    # -- checks before any training ------------------------------------------------------------
+    def validate(self, model: nn.Module, example_input: Tensor | None = None) -> None:
+        """Raise now, before training, if this pruner cannot work on ``model``."""
+        example_input = example_input_for(model, example_input)
+        if self.target == "inputs":
+            n = math.prod(example_input.shape[1:])
+            if self.keep is not None and self.keep > n:
+                raise ValueError(
+                    f"pruner.keep must be <= {n} (the input elements), got {self.keep}"
+                )
+            check_input_pruning(model, example_input)
+            return
+        groups = find_groups(model, example_input)
+        if not groups:
+            raise ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
+        total = sum(g.width for g in groups)
+        if self.keep is not None and self.keep > total:
+            raise ValueError(
+                f"pruner.keep must be <= {total} (the prunable units), got {self.keep}"
+            )
+        floor = sum(min(self.min_width, g.width) for g in groups)
+        if self.keep is not None and self.keep < floor:
+            raise ValueError(
+                f"pruner.keep={self.keep} is below what min_width={self.min_width} keeps over "
+                f"{len(groups)} groups ({floor})"
+            )
+
+    def record_names(self, model: nn.Module, example_input: Tensor | None = None) -> list[str]:
+        """Modules whose output relevance the LRP pass must record (for ``attribute(record=)``)."""
+        if self.target != "units" or "relevance" not in self.requires:
+            return []
+        groups = find_groups(model, example_input_for(model, example_input))
+        return [p for g in groups for p in g.producers]
+
+    # -- one round -----------------------------------------------------------------------------
+    def plan(
+        self,
+        model: nn.Module,
+        example_input: Tensor | None = None,
+        stats: RelevanceStats | None = None,
+        batches: Batches | None = None,
+        round_index: int = 1,
+        current_plan: PruningPlan | None = None,
+    ) -> PruningPlan:
+        """Plan for round ``round_index`` (1..rounds), composed with ``current_plan``.
+
+        Args:
+            model: the current model (already cut to ``current_plan``, if any).
+            example_input: one dense sample; built from ``model.in_shape`` when None.
+            stats: relevance statistics recorded on ``model`` (criteria needing "relevance").
+            batches: ``(x, y)`` batches on the model's device (criteria needing "batches").
+            round_index: which round this is; the schedule gives its cumulative ratio.
+            current_plan: the plan ``model`` was cut to; defaults to the one recorded on it.
+
+        Returns:
+            The cumulative plan, indices relative to the dense model.
+        """
+        if not 1 <= round_index <= self.rounds:
+            raise ValueError(f"round_index must be in [1, {self.rounds}], got {round_index}")
+        if "relevance" in self.requires and stats is None:
+            raise ValueError(f"{self.criterion!r} requires relevance stats (stats=...)")
+        if "batches" in self.requires and batches is None:
+            raise ValueError(f"{self.criterion!r} requires batches of (x, y) (batches=...)")
+        example_input = example_input_for(model, example_input)
+        current = current_plan if current_plan is not None else applied_plan(model)
+        current = current if current is not None else PruningPlan()
+        generator = torch.Generator().manual_seed(self.seed + round_index)
+        if self.target == "inputs":
+            step = self._plan_inputs(
+                model, example_input, stats, batches, round_index, current, generator
+            )
+        else:
+            step = self._plan_units(
+                model, example_input, stats, batches, round_index, current, generator
+            )
+        return current.compose(step)
+
+    def _plan_inputs(self, model, example_input, stats, batches, round_index, current, generator):
+        shape = tuple(example_input.shape[1:])
+        n = math.prod(shape)
+        scores = self.criterion.input_scores(model, example_input, stats, batches)
+        if tuple(scores.shape) != shape:
+            raise ValueError(f"input scores have shape {tuple(scores.shape)}, samples {shape}")
+        kept_now = current.input_keep if current.input_keep is not None else list(range(n))
+        target = max(1, round(n * (1.0 - self.ratio_at(round_index, n))))
+        target = min(target, len(kept_now))
+        scores = scores.flatten().to("cpu", torch.float64)[torch.as_tensor(kept_now)]
+        return PruningPlan(input_keep=keep_top(scores, target, generator), input_shape=shape)
+
+    def _plan_units(self, model, example_input, stats, batches, round_index, current, generator):
+        graph = build_graph(model, example_input)
+        groups: list[ChannelGroup] = find_groups(model, example_input, graph)
+        if not groups:
+            raise ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
+        raw = self.criterion.scores(model, groups, stats, batches)
+        scores = group_scores(model, graph, groups, raw)
+        dense = {g.name: current.dense_widths.get(g.name, g.width) for g in groups}
+        total = sum(dense.values())
+        ratio = self.ratio_at(round_index, total)
+        floor = {g.name: min(self.min_width, g.width) for g in groups}
+        if self.global_ranking:
+            kept = select_global(scores, round(total * (1.0 - ratio)), floor, generator)
+        else:
+            keep = {
+                g.name: min(g.width, max(floor[g.name], round(dense[g.name] * (1.0 - ratio))))
+                for g in groups
+            }
+            kept = select_per_layer(scores, keep, generator)
+        widths = {p: current.dense_widths.get(p, g.width) for g in groups for p in g.producers}
+        return PruningPlan(
+            keep={p: kept[g.name] for g in groups for p in g.producers}, dense_widths=widths
+        )
+
+    def __repr__(self) -> str:
+        amount = f"keep={self.keep}" if self.keep is not None else f"ratio={self.ratio}"
+        return (
+            f"Pruner({self.criterion!r}, target={self.target!r}, {amount}, rounds={self.rounds}, "
+            f"schedule={self.schedule!r}, global_ranking={self.global_ranking}, "
+            f"min_width={self.min_width})"
+        )
+
+
+def scores_for(
+    model: nn.Module, criterion: Criterion, example_input: Tensor | None = None, **kwargs: object
+) -> dict[str, Tensor]:
+    """Group scores of ``model`` under ``criterion`` (for logging histograms).
+
+    Keyword arguments (``stats``, ``batches``) go to the criterion.
+    """
+    example_input = example_input_for(model, example_input)
+    graph = build_graph(model, example_input)
+    groups = find_groups(model, example_input, graph)
+    return group_scores(model, graph, groups, criterion.scores(model, groups, **kwargs))
+
+
+__all__: Sequence[str] = ["TARGETS", "Pruner", "scores_for"]
