@@ -22,8 +22,21 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
+def _quiet_lightning() -> None:
+    """Lightning logs through its own console handler *and* Hydra's root logger: keep Hydra's."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+
+
 def run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
     """Call ``fn(cfg)``; a configuration or input error exits with status 2 and one line."""
+    _quiet_lightning()
     try:
         return fn(cfg)
     except USER_ERRORS as err:

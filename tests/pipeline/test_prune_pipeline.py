@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from prune.data import SyntheticDataModule
+from prune.hydra_callbacks import write_summary
+from prune.pipeline import build_datamodule, build_module, evaluate, explain, train
+from tests.conftest import CONF, FAST, compose_cfg, with_output
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
+TINY = [
+    *FAST,
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "retrain.max_epochs=1",
+    "data.relevance_per_class=4",
+    "measure.latency_batches=[1]",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_a_tiny_version(experiment, tmp_path):
+    overrides = [f"+experiment={experiment}", *TINY]
+    cfg = with_output(compose_cfg("train", overrides), tmp_path)
+    results = train(cfg)
+    assert results["status"] == "complete"
+    assert len(results["rounds"]) == 1 + cfg.pruner.rounds
+    assert results["rounds"][-1]["cost/flops"] <= results["rounds"][0]["cost/flops"]
+
+
+def test_input_pruning_recovers_the_deciding_block_and_evaluates(tmp_path):
+    overrides = [
+        "+experiment=mnist_prune",
+        *FAST,
+        "trainer.max_epochs=3",
+        "retrain.max_epochs=2",
+        "pruner.keep=16",  # the deciding block has 4 x 4 pixels
+        "data.relevance_per_class=50",
+    ]
+    cfg = with_output(compose_cfg("train", overrides), tmp_path)
+    results = train(cfg)
+    dm = SyntheticDataModule(**{k: v for k, v in cfg.data.items() if k not in ("_target_",)})
+    dm.setup()
+    signal = dm.signal_mask().flatten().nonzero().flatten().tolist()
+    kept = results["plan"]["input_keep"]
+    assert len(set(kept) & set(signal)) >= 12, (kept, signal)
+    assert results["final"]["test/acc"] > 0.9
+    assert results["final"]["cost/flops"] < results["rounds"][0]["cost/flops"] / 10
+
+    # the pruned checkpoint loads into a dense model built from config
+    ckpt = next((tmp_path / "checkpoints" / "round_1").glob("best*.ckpt"))
+    eval_cfg = with_output(compose_cfg("evaluate", [*FAST, f"ckpt_path={ckpt}"]), tmp_path / "eval")
+    res = evaluate(eval_cfg)
+    assert res["test/acc"] == pytest.approx(results["final"]["test/acc"], abs=1e-6)
+    assert res["plan"]["input_keep"] == kept
+
+
+def test_relevance_mass_sits_in_the_deciding_block(tmp_path):
+    cfg = with_output(compose_cfg("train", [*FAST, "trainer.max_epochs=3", "data.relevance_per_class=50"]), tmp_path)
+    train(cfg)  # dense only (no pruner)
+    # rebuild and explain the trained model from its checkpoint
+    ckpt = torch.load(tmp_path / "checkpoints" / "round_0" / "last.ckpt", weights_only=True)
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm)
+    module.load_state_dict(ckpt["state_dict"])
+    stats = explain(cfg, module, dm, "epsilon", record=["layers.0"])
+    mask = dm.signal_mask()
+    share = stats.input_abs[mask].sum() / stats.input_abs.sum()
+    assert share > 0.5, float(share)  # the block is 16 of 784 pixels (2%)
+    assert stats.num_samples == 4 * 50 and stats.channels["layers.0"].shape == (300,)
+
+
+def test_sweep_summary_lists_jobs_and_failures(tmp_path):
+    for i, (crit, acc, flops) in enumerate([("lrp", 0.95, 100), ("random", 0.80, 100)]):
+        job = tmp_path / f"{i}_pruner={crit}"
+        job.mkdir()
+        res = {
+            "status": "complete",
+            "config": {"seed": 1, "pruner": {"criterion": {"_target_": f"x.{crit.upper()}Criterion"}}},
+            "final": {"test/acc": acc, "cost/flops": flops},
+        }
+        (job / "results.json").write_text(json.dumps(res))
+    (tmp_path / "2_pruner=broken").mkdir()
+    csv_path, plot = write_summary(tmp_path)
+    text = csv_path.read_text()
+    assert "lrp" in text and "random" in text and "failed" in text
+    assert plot is not None and plot.is_file()
