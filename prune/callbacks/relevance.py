@@ -72,21 +72,14 @@ class RelevanceAccumulator(L.Callback):
         if self.target == "prediction":
             with torch.no_grad():
                 y = net(x).argmax(1)
-        res = lrp.attribute(net, x, y, composite=self.composite, record=self.record)
+        # Class indices explain the logit itself (relevance sums to f_c(x)); a one-hot float
+        # target starts from relevance 1 at the class instead.
+        target = y if self.output == "logit" else torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
+        res = lrp.attribute(net, x, target, composite=self.composite, record=self.record)
         inputs, outputs = res.input, res.output
-        if self.output == "logit":
-            # LRP is linear in the output relevance: R(logit) = logit * R(one-hot), per sample.
-            scale = res.logits.gather(1, y[:, None]).squeeze(1).to(torch.float64)
-            inputs = _scale(inputs, scale)
-            outputs = {k: _scale(v, scale) for k, v in outputs.items()}
         self._local.update(inputs if self.input_relevance else None, outputs, y)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         strategy = trainer.strategy
         reduced = self._local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
         self.stats = reduced.cpu()
-
-
-def _scale(relevance: Tensor, scale: Tensor) -> Tensor:
-    """Multiply each sample's relevance ``(B, ...)`` by ``scale[b]``."""
-    return relevance.to(torch.float64) * scale.view(-1, *([1] * (relevance.dim() - 1)))

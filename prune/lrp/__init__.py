@@ -1,5 +1,17 @@
 """LRP engine in plain PyTorch: rules, composites, canonizers, attribution, statistics."""
 
+from prune.lrp.attribution import LRPResult, attribute, relevance_report
+from prune.lrp.composites import COMPOSITES, Composite, get_composite
+from prune.lrp.engine import UnsupportedLayerError
 from prune.lrp.stats import RelevanceStats
 
-__all__ = ["RelevanceStats"]
+__all__ = [
+    "COMPOSITES",
+    "Composite",
+    "LRPResult",
+    "RelevanceStats",
+    "UnsupportedLayerError",
+    "attribute",
+    "get_composite",
+    "relevance_report",
+]

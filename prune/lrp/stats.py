@@ -64,9 +64,13 @@ class RelevanceStats:
             labels: ``(B,)`` class index each sample is counted under (true or predicted).
         """
         labels = labels.long()
-        ref = input_relevance if input_relevance is not None else next(iter(unit_relevance.values()))
+        ref = input_relevance
+        if ref is None:
+            ref = next(iter(unit_relevance.values()))
         if self.class_counts is None:
-            self.class_counts = torch.zeros(self.num_classes, dtype=torch.float64, device=ref.device)
+            self.class_counts = torch.zeros(
+                self.num_classes, dtype=torch.float64, device=ref.device
+            )
         self.class_counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
         if input_relevance is not None:
             r = input_relevance.detach().to(torch.float64)

@@ -1,0 +1,205 @@
+"""Attribution entry point: one forward and one backward pass give input and layer relevance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.composites import Composite, get_composite
+from prune.lrp.core import divide_by_input
+from prune.lrp.engine import Engine
+
+INFERENCE_MODE_MESSAGE = (
+    "LRP needs gradients, but it was called under torch.inference_mode(). "
+    "Lightning's Trainer.validate()/test()/predict() run in inference mode: build the Trainer "
+    "used for explaining with Trainer(inference_mode=False) (torch.no_grad() is fine)."
+)
+
+
+@dataclass
+class LRPResult:
+    """Relevance from one call of :func:`attribute`.
+
+    With several targets per sample (``target`` of shape ``(B, T)``) every tensor gets a target
+    axis after the batch axis: ``input`` is ``(B, T, *sample)``, ``output[name]`` ``(B, T, ...)``.
+
+    Attributes:
+        input: relevance at the model input, shaped like ``x``.
+        output: relevance at the *output* of each recorded module ``{name: (B, ...)}``.
+        logits: model output ``(B, K)``, detached.
+        explained: the explained output per sample, i.e. the sum of the output relevance.
+    """
+
+    input: Tensor
+    output: dict[str, Tensor] = field(default_factory=dict)
+    logits: Tensor | None = None
+    explained: Tensor | None = None
+
+    def sums(self) -> dict[str, Tensor]:
+        """Relevance summed per sample at the input and at every recorded output."""
+        dims = self.explained.dim()
+        out = {name: rel.flatten(dims).sum(-1) for name, rel in self.output.items()}
+        out["<input>"] = self.input.flatten(dims).sum(-1)
+        return out
+
+
+def _output_relevance(logits: Tensor, target: Tensor | None) -> Tensor:
+    """Output relevance ``(N, K)``: the target logit for class indices, else ``target`` itself."""
+    if target is None:
+        target = logits.argmax(1)
+    if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        one_hot = torch.zeros_like(logits).scatter_(1, target.reshape(-1, 1).long(), 1.0)
+        return one_hot * logits
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"output relevance must have the logits' shape {tuple(logits.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    return target.to(logits)
+
+
+def attribute(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None = None,
+    composite: Composite | str = "epsilon_plus",
+    record: Sequence[str] = (),
+) -> LRPResult:
+    """Explain ``model(x)`` with LRP: relevance at the input and at the outputs of ``record``.
+
+    Runs in eval mode with gradients enabled whatever the caller's state, and afterwards
+    restores every module's train/eval flag; parameters and buffers are never modified and no
+    hook or wrapper is left on the model. Autocast is switched off inside: relevance is computed
+    in the parameters' dtype (float32, or float64 for a float64 model).
+
+    Args:
+        model: a classifier returning logits ``(B, K)``.
+        x: a batch of inputs ``(B, *sample)``.
+        target: what to explain. ``(B,)`` class indices (relevance at the output = the target
+            logit, so the input relevance sums to it); ``(B, T)`` class indices for ``T`` maps
+            per sample, computed in one batched pass; a float ``(B, K)`` output relevance
+            (one-hot or any); ``None`` for the predicted class.
+        composite: a :class:`~prune.lrp.composites.Composite` or a registered name.
+        record: qualified names of modules whose output relevance to return.
+
+    Returns:
+        An :class:`LRPResult`.
+
+    Raises:
+        RuntimeError: under ``torch.inference_mode`` (LRP needs gradients).
+        UnsupportedLayerError: for a layer or functional op the composite has no rule for.
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(INFERENCE_MODE_MESSAGE)
+    composite = get_composite(composite)
+    batch, per_sample = x.shape[0], None
+    if target is not None and not target.is_floating_point() and target.dim() == 2:
+        per_sample = target.shape[1]  # (B, T): one map per (sample, target)
+        x = x.repeat_interleave(per_sample, dim=0)
+        target = target.reshape(-1)
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else x.dtype
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+            result = _attribute(model, x.detach().to(dtype), target, composite, record)
+    finally:
+        for module, training in modes:
+            module.training = training
+    if per_sample is not None:
+        result = _split_targets(result, batch, per_sample)
+    return result
+
+
+def _attribute(
+    model: nn.Module, x: Tensor, target: Tensor | None, composite: Composite, record: Sequence[str]
+) -> LRPResult:
+    n, maps = x.shape[0], composite.num_maps
+    if maps > 1:  # several maps per sample (absLRP's contrastive pair): one stacked pass
+        x = x.repeat(maps, *([1] * (x.dim() - 1)))
+    x = x.requires_grad_()
+    with Engine(model, composite, record) as engine:
+        engine.run.root_ids.add(id(x))
+        logits = model(x)
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        raise TypeError(f"LRP explains models returning logits (B, K), got {type(logits).__name__}")
+    run = engine.run
+    if run.root_rule_used and run.root_other_used:
+        raise NotImplementedError(
+            "the model input is read both by a layer whose rule returns relevance (flat, "
+            "w-square, box) and by another op; LRP cannot combine them"
+        )
+    relevance = _output_relevance(logits.detach()[:n], target)
+    seeds = composite.seeds(logits.detach()[:n], relevance)
+    out_rel = torch.cat([r for _, r in seeds])
+    seed = divide_by_input(out_rel, logits.detach())  # gradient form: R = logits * g
+    (grad,) = torch.autograd.grad(logits, x, seed)
+    rel_in = grad if run.root_rule_used else x.detach() * grad
+    outputs = {name: r.detach() for name, r in engine.relevance.items()}
+    if maps > 1:
+        weights = [w for w, _ in seeds]
+        rel_in = _combine(rel_in, weights, n)
+        outputs = {k: _combine(v, weights, n) for k, v in outputs.items()}
+    return LRPResult(
+        input=rel_in.detach(),
+        output=outputs,
+        logits=logits.detach()[:n],
+        explained=relevance.sum(1),
+    )
+
+
+def _combine(t: Tensor, weights: list[float], n: int) -> Tensor:
+    return sum(w * t[i * n : (i + 1) * n] for i, w in enumerate(weights))
+
+
+def _split_targets(result: LRPResult, batch: int, per_sample: int) -> LRPResult:
+    def split(t: Tensor) -> Tensor:
+        return t.reshape(batch, per_sample, *t.shape[1:])
+
+    return LRPResult(
+        input=split(result.input),
+        output={k: split(v) for k, v in result.output.items()},
+        logits=result.logits.reshape(batch, per_sample, -1)[:, 0],
+        explained=split(result.explained),
+    )
+
+
+def relevance_report(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None = None,
+    composite: Composite | str = "epsilon_plus",
+    layers: Sequence[str] | None = None,
+) -> str:
+    """A table of the relevance sum at every layer next to the explained output.
+
+    Use it to see where relevance is absorbed (biases, epsilon, stabilisers) or created (alpha-beta
+    with beta > 0 on an unbalanced layer, flat). Values are batch means of per-sample sums.
+
+    Args:
+        model: the classifier.
+        x: a batch of inputs.
+        target: as in :func:`attribute`.
+        composite: as in :func:`attribute`.
+        layers: module names to show; default every leaf module.
+
+    Returns:
+        The table as text, from the output back to the input.
+    """
+    if layers is None:
+        layers = [n for n, m in model.named_modules() if n and next(m.children(), None) is None]
+    res = attribute(model, x, target, composite, record=layers)
+    explained = res.explained.double().mean().item()
+    lines = [f"{'layer (output of)':<32} {'sum R':>14} {'/ explained':>12}"]
+    lines.append(f"{'<explained output>':<32} {explained:>14.6g} {1.0:>12.6f}")
+    sums = res.sums()
+    for name in [*reversed([n for n in layers if n in sums]), "<input>"]:
+        value = sums[name].double().mean().item()
+        lines.append(
+            f"{name:<32} {value:>14.6g} {value / explained if explained else float('nan'):>12.6f}"
+        )
+    return "\n".join(lines)

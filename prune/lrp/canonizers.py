@@ -1,0 +1,72 @@
+"""Canonizers: rewrite a model into an equivalent form the rules apply to, without touching it.
+
+Zennit's canonizers overwrite parameters and write them back afterwards. Ours never mutate the
+model: :class:`MergeBatchNorm` computes the merged weight and bias of a ``linear -> BatchNorm``
+pair and hands them to the engine, which uses them in the linear layer's rule and runs the
+BatchNorm as the identity. Restoring is therefore exact by construction (bit-identical
+``state_dict``, same ``Parameter`` objects, optimizer references intact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.core import BATCHNORM_TYPES, LINEAR_TYPES
+
+
+class Canonizer:
+    """Base class: find module patterns and describe how the engine should treat them."""
+
+    def merges(self, model: nn.Module) -> dict[nn.Module, nn.Module]:  # pragma: no cover
+        """Return ``{batchnorm: linear}`` pairs to merge (the BatchNorm runs as identity)."""
+        raise NotImplementedError
+
+
+def _leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None:
+            yield name, module
+
+
+class MergeBatchNorm(Canonizer):
+    """Merge every BatchNorm that directly follows a Linear/Conv layer into that layer.
+
+    Pairs are found in registration order of the leaves (as Zennit's ``SequentialMergeBatchNorm``)
+    and then *checked during the forward*: if a merged BatchNorm receives anything other than
+    its partner's output, the engine raises instead of computing a wrong explanation.
+    BatchNorms with batch statistics in eval mode (``track_running_stats=False``) stay unmerged.
+    """
+
+    def merges(self, model: nn.Module) -> dict[nn.Module, nn.Module]:
+        """``{batchnorm: linear}`` for each ``linear -> BatchNorm`` pair of consecutive leaves."""
+        pairs: dict[nn.Module, nn.Module] = {}
+        previous: nn.Module | None = None
+        for _, leaf in _leaves(model):
+            if (
+                isinstance(leaf, BATCHNORM_TYPES)
+                and isinstance(previous, LINEAR_TYPES)
+                and leaf.running_var is not None
+                and previous.weight.shape[0] == leaf.num_features
+            ):
+                pairs[leaf] = previous
+            previous = leaf
+        return pairs
+
+
+def merged_weight_bias(linear: nn.Module, bn: nn.Module) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``bn(linear(x))`` as one layer (eval mode statistics), detached."""
+    with torch.no_grad():
+        weight = linear.weight.detach()
+        scale = torch.rsqrt(bn.running_var.to(weight) + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.detach()
+        shift = -bn.running_mean.to(weight) * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.detach()
+        if linear.bias is not None:
+            shift = shift + linear.bias.detach() * scale
+        merged = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    return merged, shift

@@ -1,0 +1,364 @@
+"""Composites: which rule goes on which layer, with named presets and a registry for configs.
+
+Presets follow Zennit's names and mixes (Montavon et al. 2019, sec. 10.3; Kohlbrenner et al.
+2020): epsilon for dense layers, a rule favouring positive contributions for convolutions, and an
+optional special first layer. Activations pass relevance through, average pools and residual sums
+use the z-rule, max-pools winner-takes-all; BatchNorm is merged into the layer before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from prune.lrp.abslrp import AbsBatchNorm, AbsLinear, AbsNorm, AbsSum
+from prune.lrp.canonizers import Canonizer, MergeBatchNorm
+from prune.lrp.core import (
+    ACTIVATION_TYPES,
+    AVGPOOL_TYPES,
+    BATCHNORM_TYPES,
+    CONV_TYPES,
+    LINEAR_TYPES,
+    TRANSPARENT_TYPES,
+    Rule,
+)
+from prune.lrp.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, ZBox, ZPlus
+
+LayerMapping = Sequence[tuple[type[nn.Module] | tuple[type[nn.Module], ...], Rule]]
+
+#: Box bounds of MNIST pixels in [0, 1] after normalising with mean 0.1307 and std 0.3081.
+MNIST_LOW, MNIST_HIGH = -0.4242, 2.8215
+
+
+class Composite:
+    """Assigns a rule to each layer of a model.
+
+    Args:
+        canonizers: model rewrites applied for the pass (default: merge BatchNorm into the layer
+            before it); pass ``[]`` to keep BatchNorm as a layer of its own.
+        sum_rule: rule for functional residual sums ``a + b`` in a module's forward.
+        transparent: leaf types that run natively (their gradient is the rule).
+    """
+
+    def __init__(
+        self,
+        canonizers: Sequence[Canonizer] | None = None,
+        sum_rule: Rule | None = None,
+        transparent: tuple[type[nn.Module], ...] = TRANSPARENT_TYPES,
+    ) -> None:
+        self.canonizers = [MergeBatchNorm()] if canonizers is None else list(canonizers)
+        self.sum_rule = Norm() if sum_rule is None else sum_rule
+        self.transparent = transparent
+        self.num_maps = 1
+
+    def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
+        """The rule for leaf ``module`` called ``name``; ``state`` is fresh for each model pass."""
+        raise NotImplementedError
+
+    def is_transparent(self, module: nn.Module) -> bool:
+        """Whether ``module`` runs natively because its gradient already is the right rule."""
+        return isinstance(module, self.transparent) or getattr(module, "lrp_transparent", False)
+
+    def seeds(self, logits: Tensor, relevance: Tensor) -> list[tuple[float, Tensor]]:
+        """``num_maps`` output relevances to propagate, each with its weight in the result."""
+        return [(1.0, relevance)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def base_layer_map(stabilizer: float = 1e-6) -> list[tuple[tuple[type[nn.Module], ...], Rule]]:
+    """Rules shared by the presets: pass for activations and BatchNorm, z-rule for average pools."""
+    return [
+        (ACTIVATION_TYPES, Pass()),
+        (AVGPOOL_TYPES, Norm(stabilizer)),
+        (BATCHNORM_TYPES, Pass()),
+    ]
+
+
+class LayerMap(Composite):
+    """Rules by layer type: the first ``(types, rule)`` entry that matches wins.
+
+    Args:
+        layer_map: ``[(types, rule), ...]``.
+        canonizers: see :class:`Composite`.
+        sum_rule: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        layer_map: LayerMapping,
+        canonizers: Sequence[Canonizer] | None = None,
+        sum_rule: Rule | None = None,
+    ) -> None:
+        super().__init__(canonizers=canonizers, sum_rule=sum_rule)
+        self.layer_map = list(layer_map)
+
+    def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
+        """First rule whose types match ``module``."""
+        return next((rule for types, rule in self.layer_map if isinstance(module, types)), None)
+
+
+class SpecialFirstLayer(LayerMap):
+    """Like :class:`LayerMap`, but the first layer matching ``first_map`` gets that rule.
+
+    "First" is registration order (``named_modules``), as in Zennit.
+
+    Args:
+        layer_map: ``[(types, rule), ...]`` for all other layers.
+        first_map: ``[(types, rule), ...]`` for the first matching layer.
+        canonizers: see :class:`Composite`.
+        sum_rule: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        layer_map: LayerMapping,
+        first_map: LayerMapping,
+        canonizers: Sequence[Canonizer] | None = None,
+        sum_rule: Rule | None = None,
+    ) -> None:
+        super().__init__(layer_map, canonizers=canonizers, sum_rule=sum_rule)
+        self.first_map = list(first_map)
+
+    def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
+        """The first-layer rule once, then the layer map."""
+        if not state.get("first_done"):
+            for types, rule in self.first_map:
+                if isinstance(module, types):
+                    state["first_done"] = True
+                    return rule
+        return super().rule_for(state, name, module)
+
+
+class NameMap(Composite):
+    """Rules by qualified module name, falling back to another composite for unnamed layers.
+
+    Args:
+        name_map: ``{name: rule}`` or ``[(names, rule), ...]``.
+        fallback: composite asked for layers not in ``name_map`` (its canonizers and sum rule are
+            used too); without one, unnamed layers other than transparent ones are an error.
+    """
+
+    def __init__(
+        self,
+        name_map: Mapping[str, Rule] | Sequence[tuple[Sequence[str], Rule]],
+        fallback: Composite | None = None,
+    ) -> None:
+        if isinstance(name_map, Mapping):
+            self.name_map = dict(name_map)
+        else:
+            self.name_map = {name: rule for names, rule in name_map for name in names}
+        self.fallback = fallback
+        super().__init__(
+            canonizers=fallback.canonizers if fallback else [],
+            sum_rule=fallback.sum_rule if fallback else None,
+        )
+
+    def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
+        """The named rule, else the fallback's."""
+        if name in self.name_map:
+            return self.name_map[name]
+        return self.fallback.rule_for(state, name, module) if self.fallback else None
+
+
+class EpsilonOnly(LayerMap):
+    """LRP-epsilon on every linear and convolutional layer (Bach et al. 2015).
+
+    Closest to gradient times input; costs about one forward and one backward.
+
+    Args:
+        epsilon: stabiliser of the epsilon rule.
+        stabilizer: stabiliser of the z-rule on pools and sums.
+        canonizers: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-6,
+        stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
+    ) -> None:
+        layer_map = [*base_layer_map(stabilizer), (LINEAR_TYPES, Epsilon(epsilon))]
+        super().__init__(layer_map, canonizers=canonizers, sum_rule=Norm(stabilizer))
+
+
+def _conv_dense(conv_rule: Rule, epsilon: float, stabilizer: float) -> list:
+    return [*base_layer_map(stabilizer), (CONV_TYPES, conv_rule), (nn.Linear, Epsilon(epsilon))]
+
+
+class EpsilonPlus(LayerMap):
+    """z+ on convolutions, epsilon on dense layers (Kohlbrenner et al. 2020; Zennit's preset).
+
+    Args:
+        epsilon: stabiliser of the epsilon rule.
+        stabilizer: stabiliser of the other rules.
+        canonizers: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-6,
+        stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
+    ) -> None:
+        layer_map = _conv_dense(ZPlus(stabilizer), epsilon, stabilizer)
+        super().__init__(layer_map, canonizers=canonizers, sum_rule=Norm(stabilizer))
+
+
+class EpsilonAlpha2Beta1(LayerMap):
+    """alpha2-beta1 on convolutions, epsilon on dense layers (Zennit ``EpsilonAlpha2Beta1``).
+
+    Args:
+        epsilon: stabiliser of the epsilon rule.
+        stabilizer: stabiliser of the other rules.
+        canonizers: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-6,
+        stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
+    ) -> None:
+        layer_map = _conv_dense(AlphaBeta(2.0, 1.0, stabilizer), epsilon, stabilizer)
+        super().__init__(layer_map, canonizers=canonizers, sum_rule=Norm(stabilizer))
+
+
+class EpsilonPlusFlat(SpecialFirstLayer):
+    """:class:`EpsilonPlus` with flat on the first linear or conv layer (Zennit's preset).
+
+    Not for input pruning: flat makes input relevance independent of the pixels (design.md).
+
+    Args:
+        epsilon: stabiliser of the epsilon rule.
+        stabilizer: stabiliser of the other rules.
+        canonizers: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-6,
+        stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
+    ) -> None:
+        layer_map = _conv_dense(ZPlus(stabilizer), epsilon, stabilizer)
+        first = [(LINEAR_TYPES, Flat(stabilizer))]
+        super().__init__(layer_map, first, canonizers=canonizers, sum_rule=Norm(stabilizer))
+
+
+class EpsilonAlpha2Beta1Flat(SpecialFirstLayer):
+    """:class:`EpsilonAlpha2Beta1` with flat on the first linear or conv layer (Zennit's preset).
+
+    Args:
+        epsilon: stabiliser of the epsilon rule.
+        stabilizer: stabiliser of the other rules.
+        canonizers: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1e-6,
+        stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
+    ) -> None:
+        layer_map = _conv_dense(AlphaBeta(2.0, 1.0, stabilizer), epsilon, stabilizer)
+        first = [(LINEAR_TYPES, Flat(stabilizer))]
+        super().__init__(layer_map, first, canonizers=canonizers, sum_rule=Norm(stabilizer))
+
+
+class EpsilonGammaBox(SpecialFirstLayer):
+    """z^B on the first convolution, gamma on the others, epsilon on dense layers (Zennit's preset).
+
+    As in Zennit, only a convolution gets the box rule: an MLP is explained with epsilon on its
+    first layer too.
+
+    Args:
+        low: lowest input value in the model's (normalised) input space; float or tensor
+            broadcastable to one sample. Default: MNIST pixel 0 after normalisation.
+        high: highest input value, same form. Default: MNIST pixel 1 after normalisation.
+        epsilon: stabiliser of the epsilon rule.
+        gamma: gamma of the gamma rule.
+        stabilizer: stabiliser of the other rules.
+        canonizers: see :class:`Composite`.
+    """
+
+    def __init__(
+        self,
+        low: float | Tensor = MNIST_LOW,
+        high: float | Tensor = MNIST_HIGH,
+        epsilon: float = 1e-6,
+        gamma: float = 0.25,
+        stabilizer: float = 1e-6,
+        canonizers: Sequence[Canonizer] | None = None,
+    ) -> None:
+        layer_map = _conv_dense(Gamma(gamma, stabilizer), epsilon, stabilizer)
+        first = [(CONV_TYPES, ZBox(low, high, stabilizer))]
+        super().__init__(layer_map, first, canonizers=canonizers, sum_rule=Norm(stabilizer))
+
+
+class AbsLRP(LayerMap):
+    """absLRP, relative absolute magnitude propagation (Vukadin et al. 2024).
+
+    See :mod:`prune.lrp.abslrp`.
+
+    Every linear, conv, BatchNorm (kept as its own layer) and average pool uses the absolute
+    rule with per-sample L1 rescaling; residual sums rescale each branch separately. The result
+    is the contrastive map: the map of the target minus the map of all other classes.
+
+    Args:
+        contrastive: subtract the map of all other classes (the paper's default).
+    """
+
+    def __init__(self, contrastive: bool = True) -> None:
+        layer_map = [
+            (ACTIVATION_TYPES, Pass()),
+            (LINEAR_TYPES, AbsLinear()),
+            (BATCHNORM_TYPES, AbsBatchNorm()),
+            (AVGPOOL_TYPES, AbsNorm()),
+        ]
+        super().__init__(layer_map, canonizers=[], sum_rule=AbsSum())
+        self.contrastive = contrastive
+        self.num_maps = 2 if contrastive else 1
+
+    def seeds(self, logits: Tensor, relevance: Tensor) -> list[tuple[float, Tensor]]:
+        """Unit-sum one-hot relevance, and unit-sum relevance on all other classes (subtracted)."""
+        target = relevance.abs()
+        target = target / target.sum(1, keepdim=True).clamp_min(1e-30)
+        if not self.contrastive:
+            return [(1.0, target)]
+        rest = (target == 0).to(target)
+        rest = rest / rest.sum(1, keepdim=True).clamp_min(1e-30)
+        return [(1.0, target), (-1.0, rest)]
+
+    def __repr__(self) -> str:
+        return f"AbsLRP(contrastive={self.contrastive})"
+
+
+#: Registry of named composites, for configs and ``attribute(..., composite="name")``.
+COMPOSITES: dict[str, Callable[..., Composite]] = {
+    "epsilon": EpsilonOnly,
+    "epsilon_plus": EpsilonPlus,
+    "epsilon_plus_flat": EpsilonPlusFlat,
+    "epsilon_gamma_box": EpsilonGammaBox,
+    "epsilon_alpha2_beta1": EpsilonAlpha2Beta1,
+    "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat,
+    "abslrp": AbsLRP,
+}
+
+
+def get_composite(name: str | Composite, **kwargs: Any) -> Composite:
+    """A composite from its registered name (with constructor kwargs) or as given.
+
+    Raises:
+        KeyError: for an unknown name, listing the registered ones.
+    """
+    if isinstance(name, Composite):
+        if kwargs:
+            raise TypeError("keyword arguments only apply when the composite is given by name")
+        return name
+    if name not in COMPOSITES:
+        raise KeyError(f"unknown composite {name!r}; choose from {sorted(COMPOSITES)}")
+    return COMPOSITES[name](**kwargs)

@@ -1,0 +1,258 @@
+"""Core of the LRP engine: the rule protocol, layer types and the linear-operator helpers.
+
+Relevance travels backward as a *modified gradient* ``g`` with the invariant ``R = a * g``: the
+relevance of a tensor ``a`` is the tensor times the gradient that arrives at it. Under this
+invariant the backward pass of an LRP-0 network is the plain gradient, a ReLU, max-pool,
+flatten or dropout needs no rule at all (their ordinary gradient is the pass / winner-takes-all
+rule), and a rule only rescales the gradient at its output (``z / (z + eps)`` for epsilon) and
+applies the transposed, possibly modified, weights. So every rule is one autograd node that
+does one (or, for parameter-modifying rules, two) forward products and one or two transposed
+products: no hooks re-running the forward as in Zennit (Anders et al. 2021).
+
+Where a rule's input relevance is not proportional to its input (flat, w-square and z-box on the
+model input), the rule returns the relevance itself; the engine knows which tensors are aliases of
+the model input and reads the result accordingly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LINEAR_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+BATCHNORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+AVGPOOL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+MAXPOOL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+#: Activations whose ordinary gradient already is the pass rule under ``R = a * g``
+#: (positively homogeneous: ``f(x) = f'(x) * x``).
+HOMOGENEOUS_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU)
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ReLU6,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.PReLU,
+)
+#: Leaf modules whose ordinary gradient is already a correct LRP rule: pure data movement
+#: (flatten, identity, dropout in eval) and max-pooling (winner takes all).
+TRANSPARENT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    *MAXPOOL_TYPES,
+)
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """Move ``z`` away from zero by ``epsilon`` in the direction of its sign (zero counts as +)."""
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
+
+
+def ratio(z: Tensor, denominator: Tensor, epsilon: float) -> Tensor:
+    """``z / stabilize(denominator)``; with ``epsilon == 0`` a zero denominator gives 0, not NaN."""
+    if epsilon == 0:
+        safe = torch.where(denominator == 0, torch.ones_like(denominator), denominator)
+        return torch.where(denominator == 0, torch.zeros_like(z), z / safe)
+    return z / stabilize(denominator, epsilon)
+
+
+def divide_by_input(relevance: Tensor, x: Tensor) -> Tensor:
+    """Turn a relevance into the gradient form ``R / x`` (0 where ``x == 0``).
+
+    Only used by rules whose input relevance is not proportional to their input (flat,
+    w-square, z-box, pass through a non-homogeneous activation) when they are *not* applied to the
+    model input: relevance that lands on an exactly-zero activation is then lost (absorbed).
+    """
+    zero = x == 0
+    return torch.where(zero, torch.zeros_like(relevance), relevance / torch.where(zero, 1, x))
+
+
+class LinearOp:
+    """Forward and transposed products of a linear or convolutional layer with given weights.
+
+    Args:
+        module: an ``nn.Linear`` or ``nn.ConvNd`` with zero padding mode and numeric padding.
+
+    Raises:
+        NotImplementedError: for string padding or a padding mode other than zeros.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.is_conv = isinstance(module, CONV_TYPES)
+        if self.is_conv:
+            if isinstance(module.padding, str) or module.padding_mode != "zeros":
+                raise NotImplementedError(
+                    f"LRP supports zero-padded convolutions with numeric padding only, got "
+                    f"padding={module.padding!r}, padding_mode={module.padding_mode!r} in {module}"
+                )
+            self.dims = len(module.kernel_size)
+            self.stride, self.padding = module.stride, module.padding
+            self.dilation, self.groups = module.dilation, module.groups
+            self._conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """``x`` through the layer with ``weight`` and ``bias`` (a batch of 1 broadcasts)."""
+        if not self.is_conv:
+            return F.linear(x, weight, bias)
+        return self._conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def transpose(self, grad: Tensor, weight: Tensor, like: Tensor) -> Tensor:
+        """Apply the transposed layer ``W^T`` to ``grad`` (shaped like the output).
+
+        ``like`` is the layer's real input: oneDNN picks a much faster kernel for a real tensor
+        than for a broadcast placeholder of the same shape (2x on CPU, measured).
+        """
+        if not self.is_conv:
+            return grad @ weight  # (B, ..., out) -> (B, ..., in)
+        return torch.ops.aten.convolution_backward(
+            grad,
+            like,
+            weight,
+            None,
+            list(self.stride),
+            list(self.padding),
+            list(self.dilation),
+            False,
+            [0] * self.dims,
+            self.groups,
+            [True, False, False],
+        )[0]
+
+
+class Rule:
+    """How relevance passes through one layer; a stateless template shared by many modules.
+
+    Subclasses implement :meth:`apply`, which computes the layer's output and gives it an autograd
+    node whose backward maps the gradient-form relevance at the output to the one at the input.
+    """
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:  # pragma: no cover
+        """Forward ``x`` through ``module`` with this rule's backward."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class RunState:
+    """What a rule may ask the engine during one forward pass.
+
+    Attributes:
+        root_ids: ids of tensors that alias the model input (the input and its reshapes).
+        root_rule_used: a rule that returns relevance (not gradient) consumed the input.
+        params: parameter overrides set by canonizers ``{module: (weight, bias)}``.
+    """
+
+    def __init__(self) -> None:
+        self.root_ids: set[int] = set()
+        self.root_rule_used = False
+        self.root_other_used = False
+        self.params: dict[nn.Module, tuple[Tensor, Tensor | None]] = {}
+        self.inside = 0
+
+    def is_root(self, x: Tensor) -> bool:
+        """Whether ``x`` is (an alias of) the model input."""
+        return id(x) in self.root_ids
+
+    def weight_bias(self, module: nn.Module) -> tuple[Tensor, Tensor | None]:
+        """The layer's effective weight and bias (after canonizers), detached."""
+        if module in self.params:
+            return self.params[module]
+        bias = getattr(module, "bias", None)
+        return module.weight.detach(), None if bias is None else bias.detach()
+
+
+class _RuleFunction(torch.autograd.Function):
+    """One autograd node per layer: ``rule.forward_impl`` in forward, ``backward_impl`` in backward.
+
+    State lives on ``ctx`` as plain attributes (never the node's own output, which would make a
+    reference cycle), so it is freed with the graph.
+    """
+
+    @staticmethod
+    def forward(ctx, x, rule, module, op, weight, bias, root):
+        out, saved = rule.forward_impl(op, x, weight, bias, root)
+        ctx.rule, ctx.op, ctx.saved, ctx.root = rule, op, saved, root
+        ctx.x = x  # the input (no reference cycle); alive anyway as the previous layer's output
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_in = ctx.rule.backward_impl(ctx.op, ctx.saved, grad, ctx.root, ctx.x)
+        del ctx.saved, ctx.x
+        return grad_in, None, None, None, None, None, None
+
+
+class LinearRule(Rule):
+    """Base for rules of linear and convolutional layers.
+
+    ``forward_impl(op, x, w, b, root) -> (z, saved)`` computes the real output ``z`` and whatever
+    the backward needs; ``backward_impl(op, saved, g, root, shape)`` returns the gradient-form
+    input relevance, or the relevance itself when ``root`` (the layer reads the model input).
+    """
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """Run the layer with this rule's backward."""
+        if not isinstance(module, LINEAR_TYPES):
+            raise TypeError(f"{type(self).__name__} applies to Linear/Conv layers, got {module}")
+        weight, bias = run.weight_bias(module)
+        root = run.is_root(x)
+        run.root_rule_used |= root
+        op = LinearOp(module)
+        if not x.requires_grad:
+            return op.forward(x, weight, bias)
+        return _RuleFunction.apply(x, self, module, op, weight, bias, root)
+
+    def forward_impl(self, op, x, weight, bias, root):  # pragma: no cover
+        raise NotImplementedError
+
+    def backward_impl(self, op, saved, grad, root, shape):  # pragma: no cover
+        raise NotImplementedError
+
+
+def positive(t: Tensor | None) -> Tensor | None:
+    """``max(t, 0)``, passing ``None`` through."""
+    return None if t is None else t.clamp(min=0)
+
+
+def negative(t: Tensor | None) -> Tensor | None:
+    """``min(t, 0)``, passing ``None`` through."""
+    return None if t is None else t.clamp(max=0)
+
+
+def nonnegative(x: Tensor) -> bool:
+    """Whether every entry of ``x`` is >= 0 (inputs after a ReLU), which enables fast paths."""
+    return bool((x >= 0).all())

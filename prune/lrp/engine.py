@@ -1,0 +1,314 @@
+"""The engine: apply a composite to a model for one forward pass, then undo everything.
+
+Each module's ``forward`` is replaced by an instance attribute for the duration of the pass (and
+the attribute removed afterwards, so no hooks or wrappers are left behind). Leaves with a rule run
+the rule; max-pool, flatten, dropout and identity run natively (their gradient is already the
+right rule); any other leaf is an error that names it. Container modules run their own
+``forward`` under a ``TorchFunctionMode`` that gives functional ``x + f(x)`` the composite's sum
+rule, lets ReLU and pure data movement through, and stops at any other functional op with a
+message that names it and the module whose forward called it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from prune.lrp.canonizers import merged_weight_bias
+from prune.lrp.core import LinearRule, Rule, RunState
+
+#: Functional ops that only move or copy values: their gradient is the right rule.
+DATA_MOVEMENT = frozenset(
+    [
+        "flatten",
+        "view",
+        "view_as",
+        "reshape",
+        "reshape_as",
+        "squeeze",
+        "unsqueeze",
+        "permute",
+        "transpose",
+        "t",
+        "contiguous",
+        "expand",
+        "expand_as",
+        "__getitem__",
+        "narrow",
+        "select",
+        "unflatten",
+        "clone",
+        "cat",
+        "concat",
+        "concatenate",
+        "stack",
+        "chunk",
+        "split",
+        "unbind",
+        "movedim",
+        "dropout",
+        "to",
+        "float",
+        "double",
+        "half",
+        "type_as",
+    ]
+)
+#: Functional ops that read metadata or never carry relevance.
+PASSIVE = frozenset(
+    [
+        "__get__",
+        "size",
+        "dim",
+        "numel",
+        "stride",
+        "is_contiguous",
+        "data_ptr",
+        "__len__",
+        "__format__",
+        "__repr__",
+        "is_floating_point",
+        "__bool__",
+        "detach",
+        "requires_grad_",
+        "__hash__",
+        "__eq__",
+        "register_hook",
+    ]
+)
+ADD = frozenset({"add", "__add__", "__radd__", "add_", "__iadd__"})
+RELU = frozenset({"relu", "relu_"})
+
+
+class UnsupportedLayerError(NotImplementedError):
+    """A layer or functional op for which the composite defines no LRP rule."""
+
+
+def _tensors(args: Iterable[Any]) -> Iterable[Tensor]:
+    for a in args:
+        if isinstance(a, Tensor):
+            yield a
+        elif isinstance(a, list | tuple):
+            yield from _tensors(a)
+
+
+class _Mode(TorchFunctionMode):
+    """Routes functional ops in container forwards to rules, or stops at unsupported ones."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        run = self.engine.run
+        if run.inside:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", repr(func))
+        tensors = list(_tensors(args))
+        if name in PASSIVE or not any(t.requires_grad for t in tensors):
+            return func(*args, **kwargs)
+        root = any(id(t) in run.root_ids for t in tensors)
+        if name in DATA_MOVEMENT:
+            out = func(*args, **kwargs)
+            if root:
+                run.root_ids.update(id(t) for t in _tensors([out]))
+            return out
+        run.root_other_used |= root
+        if self.engine.leaf_depth:  # inside max-pool & co: native gradient is the rule
+            return func(*args, **kwargs)
+        if name in RELU:
+            if name == "relu_":
+                self.engine.before_inplace(args[0])
+            return func(*args, **kwargs)
+        if name in ADD and len(args) == 2 and not kwargs:
+            a, b = args
+            inplace = name in ("add_", "__iadd__")
+            if not (isinstance(a, Tensor) and a.requires_grad) and not inplace:
+                a, b = b, a
+            if inplace:
+                self.engine.before_inplace(a)
+            return self.engine.composite.sum_rule.add(a, b, inplace=inplace)
+        raise UnsupportedLayerError(
+            f"LRP has no rule for the functional op {name!r} called in the forward of "
+            f"{self.engine.where()}; use a module with a rule (or add a rule for it) instead of "
+            f"the functional form"
+        )
+
+
+class Engine:
+    """Context manager that applies ``composite`` to ``model`` for one explained forward pass.
+
+    Args:
+        model: the network (its parameters and buffers are never modified).
+        composite: assigns a rule to each layer (see :mod:`prune.lrp.composites`).
+        record: names of modules whose output relevance to keep.
+
+    Attributes:
+        run: per-pass state shared with the rules.
+        relevance: ``{name: Tensor}`` relevance at each recorded output, filled by the backward.
+    """
+
+    def __init__(self, model: nn.Module, composite: Any, record: Sequence[str] = ()) -> None:
+        self.model, self.composite = model, composite
+        modules = dict(model.named_modules())
+        missing = [n for n in record if n not in modules]
+        if missing:
+            raise KeyError(
+                f"cannot record unknown modules {missing}; known: {list(modules)[:20]}..."
+            )
+        self.record = set(record)
+        self.run = RunState()
+        self.relevance: dict[str, Tensor] = {}
+        self.leaf_depth = 0
+        self._stack: list[str] = []
+        self._saved: list[tuple[nn.Module, Any]] = []
+        self._recorded_values: dict[int, list[Tensor]] = {}
+        self._last_output: dict[nn.Module, Tensor] = {}
+        self._partners: set[nn.Module] = set()
+        self._mode = _Mode(self)
+
+    # -- setup / teardown ---------------------------------------------------------------------
+    def __enter__(self) -> Engine:
+        try:
+            self._install()
+            self._mode.__enter__()
+        except BaseException:
+            self._uninstall()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._mode.__exit__(*exc)
+        finally:
+            self._uninstall()
+
+    def _install(self) -> None:
+        merges: dict[nn.Module, nn.Module] = {}
+        for canonizer in self.composite.canonizers:
+            merges.update(canonizer.merges(self.model))
+        for bn, linear in merges.items():
+            self.run.params[linear] = merged_weight_bias(linear, bn)
+        self._partners = set(merges.values())
+        state: dict[str, Any] = {}
+        unsupported = []
+        for name, module in self.model.named_modules():
+            leaf = next(module.children(), None) is None
+            if module in merges:
+                forward = self._merged(name, module, merges[module])
+            elif not leaf:
+                forward = self._container(name, module)
+            elif (rule := self.composite.rule_for(state, name, module)) is not None:
+                forward = self._ruled(name, module, rule)
+            elif self.composite.is_transparent(module):
+                forward = self._transparent(name, module)
+            else:
+                unsupported.append(f"{name or '<root>'} ({type(module).__name__})")
+                continue
+            self._saved.append((module, module.__dict__.get("forward")))
+            module.forward = forward
+        if unsupported:
+            raise UnsupportedLayerError(
+                f"composite {type(self.composite).__name__} has no LRP rule for layer(s) "
+                f"{', '.join(unsupported)}; add them to its layer map or name map"
+            )
+
+    def _uninstall(self) -> None:
+        for module, previous in reversed(self._saved):
+            if previous is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = previous
+        self._saved.clear()
+        self._last_output.clear()
+
+    # -- module wrappers ----------------------------------------------------------------------
+    def _original(self, module: nn.Module) -> Callable[..., Any]:
+        previous = module.__dict__.get("forward")
+        return previous if previous is not None else type(module).forward.__get__(module)
+
+    def _finish(self, name: str, module: nn.Module, out: Any) -> Any:
+        if module in self._partners:
+            self._last_output[module] = out
+        if name in self.record and isinstance(out, Tensor) and out.requires_grad:
+            self._attach_record(name, out)
+        return out
+
+    def _container(self, name: str, module: nn.Module) -> Callable[..., Any]:
+        original = self._original(module)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append(name or f"<root {type(module).__name__}>")
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                self._stack.pop()
+            return self._finish(name, module, out)
+
+        return forward
+
+    def _transparent(self, name: str, module: nn.Module) -> Callable[..., Any]:
+        original = self._original(module)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            self.leaf_depth += 1
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                self.leaf_depth -= 1
+            return self._finish(name, module, out)
+
+        return forward
+
+    def _ruled(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
+        run = self.run
+
+        def forward(x: Tensor) -> Tensor:
+            if not isinstance(rule, LinearRule):
+                run.root_other_used |= run.is_root(x)
+            run.inside += 1
+            try:
+                out = rule.apply(module, x, run)
+            finally:
+                run.inside -= 1
+            return self._finish(name, module, out)
+
+        return forward
+
+    def _merged(self, name: str, bn: nn.Module, linear: nn.Module) -> Callable[..., Any]:
+        def forward(x: Tensor) -> Tensor:
+            if self._last_output.pop(linear, None) is not x:
+                raise RuntimeError(
+                    f"BatchNorm {name!r} was merged into the layer before it in registration "
+                    f"order, but in the forward pass its input comes from elsewhere; pass "
+                    f"canonizers=[] to the composite and give BatchNorm a rule instead"
+                )
+            return self._finish(name, bn, x)
+
+        return forward
+
+    # -- recording ----------------------------------------------------------------------------
+    def _attach_record(self, name: str, out: Tensor) -> None:
+        holder = self._recorded_values.setdefault(id(out), [out])
+        run, store = self.run, self.relevance
+
+        def hook(grad: Tensor) -> None:
+            gradient_is_relevance = run.root_rule_used and id(out) in run.root_ids
+            rel = grad if gradient_is_relevance else holder[0] * grad
+            store[name] = store[name] + rel if name in store else rel
+
+        out.register_hook(hook)
+
+    def before_inplace(self, t: Tensor) -> None:
+        """Keep the pre-modification value of a recorded output that is about to change in place."""
+        if id(t) in self._recorded_values:
+            holder = self._recorded_values[id(t)]
+            holder[0] = holder[0].clone()
+
+    def where(self) -> str:
+        """Name of the module whose forward is running (for error messages)."""
+        return repr(self._stack[-1]) if self._stack else "the model"

@@ -1,0 +1,178 @@
+"""The attribute entry point: lifecycle, targets, dtypes, errors and the diagnostic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from prune.lrp import COMPOSITES, UnsupportedLayerError, attribute, get_composite, relevance_report
+from prune.lrp.composites import LayerMap, base_layer_map
+from prune.lrp.core import LINEAR_TYPES
+from prune.lrp.rules import LRP0, AlphaBeta
+
+
+def _no_leftovers(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        hooks = (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks)
+        assert not any(hooks), f"hook left on {name!r}"
+        assert "forward" not in m.__dict__, f"forward wrapper left on {name!r}"
+
+
+@pytest.mark.parametrize("preset", sorted(COMPOSITES))
+def test_attribute_restores_model_exactly(kind, preset, build, inputs) -> None:
+    model, x = build(kind), inputs()
+    model.train()
+    model.get_submodule(next(n for n, _ in model.named_modules() if n)).eval()  # mixed modes
+    modes = {n: m.training for n, m in model.named_modules()}
+    params = {n: p for n, p in model.named_parameters()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        out_before = model.eval()(x)
+    model.train()
+    for n, m in model.named_modules():
+        m.training = modes[n]
+    attribute(
+        model,
+        x,
+        torch.tensor([0, 1, 2]),
+        preset,
+        record=[n for n, _ in model.named_modules() if n][:3],
+    )
+    _no_leftovers(model)
+    assert {n: m.training for n, m in model.named_modules()} == modes
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(before[k], after[k]) for k in before), "state_dict changed"
+    assert all(p is params[n] for n, p in model.named_parameters()), "parameters replaced"
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), out_before, rtol=0, atol=0)
+
+
+def test_lrp0_equals_gradient_times_input(kind, build, inputs) -> None:
+    if kind in ("vgg", "resnet"):
+        pytest.skip("BatchNorm merges with its shift as a bias; gradient x input then differs")
+    model, x = build(kind), inputs()
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    res = attribute(model, x, torch.tensor([2, 0, 1]), composite)
+    xx = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(xx)[[0, 1, 2], [2, 0, 1]].sum(), xx)
+    torch.testing.assert_close(res.input, xx.detach() * grad, rtol=1e-12, atol=1e-14)
+
+
+def test_several_targets_per_sample_match_single_calls(build, inputs) -> None:
+    model, x = build("vgg"), inputs()
+    targets = torch.tensor([[0, 1, 2], [2, 2, 0], [1, 0, 1]])
+    res = attribute(model, x, targets, "epsilon_gamma_box", record=["features.0"])
+    assert res.input.shape == (3, 3, *x.shape[1:])
+    assert res.output["features.0"].shape[:2] == (3, 3)
+    for t in range(3):
+        single = attribute(model, x, targets[:, t], "epsilon_gamma_box", record=["features.0"])
+        torch.testing.assert_close(res.input[:, t], single.input, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(res.output["features.0"][:, t], single.output["features.0"])
+
+
+def test_one_hot_target_scales_index_target(build, inputs) -> None:
+    model, x = build("lenet"), inputs()
+    idx = torch.tensor([0, 1, 2])
+    by_index = attribute(model, x, idx, "epsilon_plus")
+    one_hot = torch.nn.functional.one_hot(idx, 3).double()
+    by_one_hot = attribute(model, x, one_hot, "epsilon_plus")
+    scale = by_index.logits[torch.arange(3), idx].reshape(3, 1, 1, 1)
+    torch.testing.assert_close(by_one_hot.input * scale, by_index.input, rtol=1e-9, atol=1e-12)
+
+
+def test_inference_mode_raises_clear_error(build, inputs) -> None:
+    model, x = build("mlp"), inputs()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):
+        attribute(model, x, None, "epsilon")
+
+
+def test_no_grad_caller_still_works(build, inputs) -> None:
+    model, x = build("mlp"), inputs()
+    with torch.no_grad():
+        res = attribute(model, x, None, "epsilon")
+    assert res.input.abs().sum() > 0
+
+
+def test_unsupported_layer_is_named(inputs) -> None:
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(256, 8), nn.LayerNorm(8), nn.Linear(8, 3)
+    ).double()
+    with pytest.raises(UnsupportedLayerError, match=r"2 \(LayerNorm\)"):
+        attribute(model, inputs(), None, "epsilon")
+    _no_leftovers(model)
+
+
+class _Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(256, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)) * 2.0  # a functional op without a rule
+
+
+def test_unsupported_functional_op_is_named(inputs) -> None:
+    model = _Scaled().double()
+    with pytest.raises(UnsupportedLayerError, match="'mul'"):
+        attribute(model, inputs(), None, "epsilon")
+    _no_leftovers(model)
+
+
+def test_float32_and_autocast_keep_float32_relevance(build, inputs) -> None:
+    model, x = build("lenet").float(), inputs().float()
+    plain = attribute(model, x, None, "epsilon_plus")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = attribute(model, x, None, "epsilon_plus")
+    assert plain.input.dtype == cast.input.dtype == torch.float32
+    torch.testing.assert_close(cast.input, plain.input)
+    assert attribute(build("lenet"), inputs(), None, "epsilon").input.dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(build, inputs) -> None:
+    model, x = build("vgg"), inputs()
+    cpu = attribute(model, x, None, "epsilon_gamma_box", record=["features.0"])
+    gpu = attribute(model.cuda(), x.cuda(), None, "epsilon_gamma_box", record=["features.0"])
+    torch.testing.assert_close(gpu.input.cpu(), cpu.input)
+    torch.testing.assert_close(gpu.output["features.0"].cpu(), cpu.output["features.0"])
+
+
+@pytest.mark.parametrize("build_tv", [torchvision.models.resnet18, torchvision.models.vgg11_bn])
+def test_torchvision_models_are_explainable(build_tv) -> None:
+    model = build_tv(num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    res = attribute(
+        model,
+        x,
+        torch.tensor([0, 4]),
+        "epsilon_plus_flat",
+        record=["features.0" if hasattr(model, "features") else "conv1"],
+    )
+    assert torch.isfinite(res.input).all() and res.input.abs().sum() > 0
+    _no_leftovers(model)
+
+
+def test_relevance_report_lists_layers(build, inputs) -> None:
+    text = relevance_report(build("lenet"), inputs(), None, "epsilon")
+    assert "<explained output>" in text and "features.0" in text and "<input>" in text
+
+
+def test_registry_and_validation() -> None:
+    assert set(COMPOSITES) >= {
+        "epsilon",
+        "epsilon_plus",
+        "epsilon_plus_flat",
+        "epsilon_gamma_box",
+        "epsilon_alpha2_beta1",
+        "epsilon_alpha2_beta1_flat",
+        "abslrp",
+    }
+    for name in COMPOSITES:
+        get_composite(name)  # zero required arguments
+    with pytest.raises(KeyError, match="choose from"):
+        get_composite("nope")
+    with pytest.raises(ValueError, match="alpha - beta"):
+        AlphaBeta(alpha=2.0, beta=2.0)
