@@ -1,4 +1,7 @@
-"""Evaluate a checkpoint: python evaluate.py ckpt_path=logs/train/runs/.../checkpoints/round_0/last.ckpt"""
+"""Evaluate a checkpoint.
+
+python evaluate.py ckpt_path=logs/train/runs/<date>/checkpoints/round_0/last.ckpt
+"""
 
 import hydra
 from omegaconf import DictConfig

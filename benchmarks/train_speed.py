@@ -92,9 +92,14 @@ def main() -> None:
     # the first epoch includes warm-up; report the median of the rest when there are any
     o = statistics.median(ours[1:] or ours)
     p = statistics.median(plain[1:] or plain)
-    print(f"data: {dm.source}, {len(dm.train_set)} training images, batch {args.batch_size}, "
-          f"model {args.model}, threads {args.threads}")
-    print(f"lightning epoch: {o:.3f} s   plain epoch: {p:.3f} s   ratio: {o / p:.3f}x (target <= 1.2x)")
+    print(
+        f"data: {dm.source}, {len(dm.train_set)} training images, batch {args.batch_size}, "
+        f"model {args.model}, threads {args.threads}"
+    )
+    print(
+        f"lightning epoch: {o:.3f} s   plain epoch: {p:.3f} s   "
+        f"ratio: {o / p:.3f}x (target <= 1.2x)"
+    )
 
 
 if __name__ == "__main__":

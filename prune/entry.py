@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger("prune")
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, InstantiationException, OmegaConfBaseException)
+USER_ERRORS = (
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    InstantiationException,
+    OmegaConfBaseException,
+)
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -24,11 +31,15 @@ def _root_cause(err: BaseException) -> BaseException:
 
 def _quiet_lightning() -> None:
     """Lightning logs through its own console handler *and* Hydra's root logger: keep Hydra's."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
                 logger.removeHandler(handler)
+    # our datamodules leave normalisation to the module on purpose (it travels in checkpoints)
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage()
     )

@@ -18,9 +18,21 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "job", "status", "criterion", "target", "keep", "ratio", "seed", "data_source",
-    "test/acc_dense", "test/acc_pruned", "test/acc", "cost/flops", "cost/params",
-    "prune/flops_ratio", "prune/params_ratio",
+    "job",
+    "status",
+    "criterion",
+    "target",
+    "keep",
+    "ratio",
+    "seed",
+    "data_source",
+    "test/acc_dense",
+    "test/acc_pruned",
+    "test/acc",
+    "cost/flops",
+    "cost/params",
+    "prune/flops_ratio",
+    "prune/params_ratio",
 ]
 
 
@@ -33,7 +45,9 @@ def _criterion_name(config: dict[str, Any]) -> str:
 def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """One row per job folder under ``sweep_dir``; failed jobs (no complete results) included."""
     rows = []
-    for job in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for job in sorted(
+        p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
         path = job / "results.json"
         if not path.is_file():
             rows.append({"job": job.name, "status": "failed (no results.json)"})

@@ -54,7 +54,11 @@ def make_trainer(
     cbs = []
     if callbacks and cfg.get("callbacks"):
         for name, cb_cfg in cfg.callbacks.items():
-            extra = {"dirpath": str(out / "checkpoints" / (version or "eval"))} if name == "model_checkpoint" else {}
+            extra = (
+                {"dirpath": str(out / "checkpoints" / (version or "eval"))}
+                if name == "model_checkpoint"
+                else {}
+            )
             cbs.append(instantiate(cb_cfg, **extra))
     logger = False
     if version is not None and cfg.get("logger"):
@@ -153,11 +157,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log_relevance(summary, stats, k)
         batches = _batches(dm, module) if "batches" in pruner.requires else None
         plan = pruner.plan(
-            module.net, example, stats=stats, batches=batches, round_index=k, current_plan=module.plan
+            module.net,
+            example,
+            stats=stats,
+            batches=batches,
+            round_index=k,
+            current_plan=module.plan,
         )
         module.apply_plan(plan)
         if plan.input_keep is not None and summary is not None:
-            summary.experiment.add_image("prune/kept_inputs", keep_mask(plan.input_keep, dm.in_shape), k)
+            summary.experiment.add_image(
+                "prune/kept_inputs", keep_mask(plan.input_keep, dm.in_shape), k
+            )
         trainer = make_trainer(cfg, version=f"round_{k}")
         pruned_acc = _test(trainer, module, dm)
         acc = pruned_acc
@@ -166,7 +177,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             trainer.fit(module, datamodule=dm)
             acc = _test(trainer, module, dm, _best_ckpt(trainer))
         else:  # no fine-tuning: still save the pruned model so evaluate.py can load it
-            trainer.save_checkpoint(out / "checkpoints" / f"round_{k}" / "last.ckpt", weights_only=True)
+            trainer.save_checkpoint(
+                out / "checkpoints" / f"round_{k}" / "last.ckpt", weights_only=True
+            )
         cost = _measure(cfg, module)
         row = {
             "round": k,
@@ -212,7 +225,9 @@ def _auc(rows: list[dict[str, Any]], key: str) -> float:
     return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
 
 
-def _batches(dm: Any, module: ClassifierModule, limit: int = 20) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    dm: Any, module: ClassifierModule, limit: int = 20
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A few normalised relevance-set batches on the module's device (for gradient criteria)."""
     batches = []
     for i, (x, y) in enumerate(dm.relevance_dataloader()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ FAST = [
 def compose_cfg(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with overrides, as the entry point would."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides or [])
+        cfg = compose(config_name=config_name, overrides=overrides or [])
+    # outside a Hydra run there is no ${hydra:runtime.output_dir}; use a fresh folder
+    return with_output(cfg, Path(tempfile.mkdtemp(prefix="lrp_prune_test_")))
 
 
 def with_output(cfg: DictConfig, path: Path) -> DictConfig:

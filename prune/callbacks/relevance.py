@@ -7,7 +7,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
 
 from prune import lrp
 from prune.lrp import RelevanceStats
@@ -74,7 +73,11 @@ class RelevanceAccumulator(L.Callback):
                 y = net(x).argmax(1)
         # Class indices explain the logit itself (relevance sums to f_c(x)); a one-hot float
         # target starts from relevance 1 at the class instead.
-        target = y if self.output == "logit" else torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
+        target = (
+            y
+            if self.output == "logit"
+            else torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
+        )
         res = lrp.attribute(net, x, target, composite=self.composite, record=self.record)
         inputs, outputs = res.input, res.output
         self._local.update(inputs if self.input_relevance else None, outputs, y)

@@ -39,7 +39,7 @@ def _keep_batch(batch: Any) -> Any:
     """Collate that keeps an already batched ``(x, y)`` pair (single samples are stacked)."""
     if isinstance(batch, tuple):
         return batch
-    xs, ys = zip(*batch)
+    xs, ys = zip(*batch, strict=False)
     return torch.stack(xs), torch.stack(ys)
 
 
@@ -93,7 +93,9 @@ class TensorDataModule(L.LightningDataModule):
         if not 0.0 < relevance_fraction <= 1.0:
             raise ValueError(f"data.relevance_fraction must be in (0, 1], got {relevance_fraction}")
         if relevance_per_class is not None and int(relevance_per_class) < 1:
-            raise ValueError(f"data.relevance_per_class must be >= 1 or null, got {relevance_per_class}")
+            raise ValueError(
+                f"data.relevance_per_class must be >= 1 or null, got {relevance_per_class}"
+            )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
@@ -123,7 +125,7 @@ class TensorDataModule(L.LightningDataModule):
             n_test = max(1, len(y) // 6)
             x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
             x, y = x[perm[n_test:]], y[perm[n_test:]]
-        n_val = int(round(self.val_size * len(y))) if 0 < self.val_size < 1 else int(self.val_size)
+        n_val = round(self.val_size * len(y)) if 0 < self.val_size < 1 else int(self.val_size)
         if n_val >= len(y):
             raise ValueError(
                 f"data.val_size={self.val_size} leaves no training images ({len(y)} available)"
@@ -188,9 +190,11 @@ class TensorDataModule(L.LightningDataModule):
                         f"data.relevance_per_class={self.relevance_per_class} but class {k} has "
                         f"only {len(idx)} images in the {self.relevance_set} split"
                     )
-                chosen.append(idx[torch.randperm(len(idx), generator=gen)[: self.relevance_per_class]])
+                chosen.append(
+                    idx[torch.randperm(len(idx), generator=gen)[: self.relevance_per_class]]
+                )
             return torch.cat(chosen).sort().values
-        n = max(1, int(round(self.relevance_fraction * len(ds))))
+        n = max(1, round(self.relevance_fraction * len(ds)))
         return torch.randperm(len(ds), generator=gen)[:n].sort().values
 
     def relevance_dataloader(self) -> DataLoader:

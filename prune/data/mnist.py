@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 from typing import ClassVar
 
-
 from torch import Tensor
 from torchvision import datasets
 
@@ -73,7 +72,11 @@ class TorchvisionIDXDataModule(TensorDataModule):
 
     def check(self) -> None:
         """Fail fast (before training) when the data cannot be there and fallback is off."""
-        if self._files() is None and not self.download and not (self.fallback and self.allow_fallback):
+        if (
+            self._files() is None
+            and not self.download
+            and not (self.fallback and self.allow_fallback)
+        ):
             raise FileNotFoundError(self._missing_message())
 
     def _missing_message(self) -> str:
@@ -131,5 +134,3 @@ class MNISTDataModule(TorchvisionIDXDataModule):
     folder = "MNIST"
     dataset_cls = datasets.MNIST
     fallback = True
-
-

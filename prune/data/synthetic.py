@@ -47,11 +47,17 @@ class SyntheticDataModule(TensorDataModule):
         if num_classes < 2:
             raise ValueError(f"data.num_classes must be >= 2, got {num_classes}")
         if top < 0 or left < 0 or top + height > h or left + width > w or height * width < 2:
-            raise ValueError(f"data.block={list(block)} does not fit in images of shape {self.image_shape}")
+            raise ValueError(
+                f"data.block={list(block)} does not fit in images of shape {self.image_shape}"
+            )
         if num_classes > 2 ** (height * width):
             raise ValueError(f"data.block={list(block)} too small for {num_classes} classes")
         self.num_train, self.num_test = int(num_train), int(num_test)
-        self.synthetic_classes, self.block, self.data_seed = int(num_classes), (top, left, height, width), int(data_seed)
+        self.synthetic_classes, self.block, self.data_seed = (
+            int(num_classes),
+            (top, left, height, width),
+            int(data_seed),
+        )
 
     def signal_mask(self) -> Tensor:
         """Boolean mask ``(C, H, W)`` of the deciding block."""

@@ -102,5 +102,7 @@ def measure(
         "cost/state_dict_bytes": state_dict_bytes(model),
     }
     for b in latency_batches:
-        out[f"cost/latency_ms_b{b}_{device}"] = 1e3 * latency(model, in_shape, b, repeats, threads=threads)
+        out[f"cost/latency_ms_b{b}_{device}"] = 1e3 * latency(
+            model, in_shape, b, repeats, threads=threads
+        )
     return out

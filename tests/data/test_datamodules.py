@@ -87,7 +87,9 @@ def test_mnist_without_fallback_raises_naming_the_root(tmp_path):
 def test_fashion_mnist_has_no_fallback(tmp_path):
     with pytest.raises(FileNotFoundError, match="FashionMNIST"):
         FashionMNISTDataModule(root=str(tmp_path), download=False).setup()
-    dm = FashionMNISTDataModule(root=str(_fake_mnist_root(tmp_path, "FashionMNIST")), download=False, val_size=10)
+    dm = FashionMNISTDataModule(
+        root=str(_fake_mnist_root(tmp_path, "FashionMNIST")), download=False, val_size=10
+    )
     dm.setup()
     assert len(dm.train_set) == 110
 

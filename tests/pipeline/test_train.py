@@ -30,7 +30,9 @@ def test_short_training_on_synthetic_beats_chance(trained_run):
 def test_run_writes_checkpoints_and_tensorboard(trained_run):
     _, out, _ = trained_run
     ckpts = out / "checkpoints" / "round_0"
-    assert (ckpts / "last.ckpt").is_file() and any(p.name.startswith("best") for p in ckpts.iterdir())
+    assert (ckpts / "last.ckpt").is_file() and any(
+        p.name.startswith("best") for p in ckpts.iterdir()
+    )
     assert (out / "tensorboard" / "round_0").is_dir() and (out / "tensorboard" / "summary").is_dir()
 
 
@@ -48,7 +50,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(trained_run):
 
 
 def test_evaluate_reproduces_test_accuracy(trained_run, tmp_path):
-    cfg, out, results = trained_run
+    _cfg, out, results = trained_run
     best = next(p for p in (out / "checkpoints" / "round_0").iterdir() if p.name.startswith("best"))
     eval_cfg = with_output(compose_cfg("evaluate", [*FAST, f"ckpt_path={best}"]), tmp_path)
     res = evaluate(eval_cfg)
