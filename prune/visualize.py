@@ -12,7 +12,7 @@ from prune.lrp import RelevanceStats
 
 
 def heatmap(relevance: Tensor) -> Tensor:
-    """Signed relevance ``(C, H, W)`` -> RGB ``(3, H, W)`` in [0, 1]: red positive, blue negative."""
+    """Signed relevance ``(C, H, W)`` -> RGB ``(3, H, W)``: red positive, blue negative."""
     r = relevance.float().sum(0) if relevance.dim() == 3 else relevance.float()
     scale = r.abs().max().clamp_min(1e-12)
     r = r / scale

@@ -30,7 +30,9 @@ class LeNet5(nn.Module):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         if len(self.in_shape) != 3 or min(self.in_shape[1:]) < 12:
-            raise ValueError(f"lenet5 needs images (C, H, W) with H, W >= 12, got in_shape={self.in_shape}")
+            raise ValueError(
+                f"lenet5 needs images (C, H, W) with H, W >= 12, got in_shape={self.in_shape}"
+            )
         self.num_classes = int(num_classes)
         c1, c2 = (int(c) for c in channels)
         self.features = nn.Sequential(

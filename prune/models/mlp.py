@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -29,7 +30,9 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         if not hidden or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"model.net.hidden must be a non-empty list of widths >= 1, got {list(hidden)}")
+            raise ValueError(
+                f"model.net.hidden must be a non-empty list of widths >= 1, got {list(hidden)}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.net.dropout must be in [0, 1), got {dropout}")
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -37,7 +40,7 @@ class MLP(nn.Module):
         self.flatten = nn.Flatten()
         widths = [math.prod(self.in_shape), *(int(h) for h in hidden)]
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        for fan_in, fan_out in itertools.pairwise(widths):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))

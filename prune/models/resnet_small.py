@@ -54,7 +54,9 @@ class ResNetSmall(nn.Module):
         self.num_classes = int(num_classes)
         widths = [int(w) for w in widths]
         if not widths or min(widths) < 1 or blocks < 1:
-            raise ValueError(f"model.net.widths must be positive and blocks >= 1, got {widths}, {blocks}")
+            raise ValueError(
+                f"model.net.widths must be positive and blocks >= 1, got {widths}, {blocks}"
+            )
         self.conv1 = nn.Conv2d(self.in_shape[0], widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()

@@ -40,7 +40,9 @@ class VGGSmall(nn.Module):
                 layers += [nn.Conv2d(channels, item, 3, padding=1), nn.BatchNorm2d(item), nn.ReLU()]
                 channels = item
             else:
-                raise ValueError(f"model.net.cfg entries must be positive ints or 'M', got {item!r}")
+                raise ValueError(
+                    f"model.net.cfg entries must be positive ints or 'M', got {item!r}"
+                )
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.features(torch.zeros(1, *self.in_shape)).numel()
