@@ -1,0 +1,94 @@
+"""Time the dataset-level explain pass against a plain forward+backward pass over the same data.
+
+The explain pass is what the pipeline runs: ``Trainer(inference_mode=False).validate`` with the
+``RelevanceAccumulator`` callback (LRP on every batch, unit relevance of every prunable layer,
+per-class sums on the device). The floor is a plain loop doing forward + backward (gradient x
+input) on the same batches. Both normalise uint8 batches on the device.
+
+    python benchmarks/explain_speed.py --data-root ../shared/data --model mlp --composite epsilon
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import lightning as L
+import torch
+
+from prune.callbacks.relevance import RelevanceAccumulator
+from prune.data import MNISTDataModule
+from prune.models import MLP, LeNet5
+from prune.module import ClassifierModule
+from prune.pruning.groups import find_groups
+
+MODELS = {"mlp": MLP, "lenet5": LeNet5}
+
+
+def explain_pass(module, loader, composite, record, num_classes, device) -> float:
+    acc = RelevanceAccumulator(composite, record=record, num_classes=num_classes)
+    trainer = L.Trainer(
+        accelerator=device,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+        callbacks=[acc],
+    )
+    start = time.perf_counter()
+    trainer.validate(module, dataloaders=loader, verbose=False)
+    elapsed = time.perf_counter() - start
+    assert acc.stats.num_samples == len(loader.dataset)
+    return elapsed
+
+
+def plain_pass(module, loader, device) -> float:
+    net = module.net.eval()
+    dev = torch.device("cuda" if device == "gpu" else "cpu")
+    start = time.perf_counter()
+    for x, y in loader:
+        x = module.normalize(x.to(dev)).requires_grad_(True)
+        out = net(x)
+        (grad,) = torch.autograd.grad(out.gather(1, y.to(dev)[:, None]).sum(), x)
+        _ = grad * x
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp")
+    parser.add_argument("--composite", default="epsilon")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    args = parser.parse_args()
+    dm = MNISTDataModule(root=args.data_root, download=False, val_size=0, eval_batch_size=args.batch_size)
+    dm.setup()
+    torch.manual_seed(0)
+    net = MODELS[args.model](in_shape=dm.in_shape, num_classes=dm.num_classes)
+    module = ClassifierModule(net, mean=dm.mean.flatten(), std=dm.std.flatten())
+    if args.device == "gpu":
+        module = module.cuda()
+    example = torch.zeros(1, *dm.in_shape, device=module.device)
+    record = [g.name for g in find_groups(module.net, example)]
+    loader = dm.relevance_dataloader()
+    ours, floor = [], []
+    for _ in range(args.repeats):  # interleaved so machine noise hits both
+        floor.append(plain_pass(module, loader, args.device))
+        ours.append(explain_pass(module, loader, args.composite, record, dm.num_classes, args.device))
+    o, f = sorted(ours)[len(ours) // 2], sorted(floor)[len(floor) // 2]
+    n = len(loader.dataset)
+    print(f"data: {dm.source}, {n} images, batch {args.batch_size}, model {args.model}, "
+          f"composite {args.composite}, device {args.device}, threads {torch.get_num_threads()}")
+    print(f"recorded layers: {record}")
+    print(f"explain pass: {o:.2f} s ({n / o:.0f} img/s)   forward+backward: {f:.2f} s "
+          f"({n / f:.0f} img/s)   ratio: {o / f:.2f}x (target <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Registry of attribution methods by name, so configs can select them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prune.attribution.base import AttributionMethod
+from prune.attribution.gradient import Gradient, GradientXInput
+from prune.attribution.integrated_gradients import IntegratedGradients
+from prune.attribution.lrp import LRP, LRP_PRESETS
+from prune.attribution.random_baseline import RandomAttribution
+from prune.attribution.smoothgrad import SmoothGrad
+
+#: name -> factory taking keyword arguments; add a method by adding one entry
+METHODS: dict[str, Callable[..., AttributionMethod]] = {
+    "gradient": Gradient,
+    "gradient_x_input": GradientXInput,
+    "integrated_gradients": IntegratedGradients,
+    "smoothgrad": SmoothGrad,
+    "random": RandomAttribution,
+    "lrp": LRP,
+    **{
+        ("abslrp" if p == "abslrp" else f"lrp_{p}"): functools.partial(LRP, composite=p)
+        for p in LRP_PRESETS
+    },
+}
+
+
+def get_method(name: str, **kwargs: Any) -> AttributionMethod:
+    """Build the attribution method registered as ``name``.
+
+    Args:
+        name: a key of :data:`METHODS`, e.g. ``"gradient_x_input"`` or ``"lrp_epsilon_plus"``.
+        **kwargs: constructor arguments of that method.
+
+    Raises:
+        KeyError: for an unknown name; the message lists the known ones.
+    """
+    if name not in METHODS:
+        raise KeyError(f"unknown attribution method {name!r}; choose from {sorted(METHODS)}")
+    method = METHODS[name](**kwargs)
+    if name != "lrp":  # the generic entry keeps the name derived from its composite
+        method.name = name
+    return method
+
+
+def get_methods(
+    names: Iterable[str] | dict[str, dict[str, Any] | None],
+) -> dict[str, AttributionMethod]:
+    """Build several methods: a list of names, or a mapping name -> kwargs (or None)."""
+    if isinstance(names, dict):
+        return {n: get_method(n, **(kw or {})) for n, kw in names.items()}
+    return {n: get_method(n) for n in names}
