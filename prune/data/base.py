@@ -35,7 +35,7 @@ class TensorBatchDataset(Dataset):
         return self.x[idx], self.y[idx]
 
 
-def _keep_batch(batch: Any) -> Any:
+def keep_batch(batch: Any) -> Any:
     """Collate that keeps an already batched ``(x, y)`` pair (single samples are stacked)."""
     if isinstance(batch, tuple):
         return batch
@@ -163,7 +163,7 @@ class TensorDataModule(L.LightningDataModule):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            collate_fn=_keep_batch,
+            collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
