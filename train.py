@@ -12,7 +12,8 @@ def main(cfg: DictConfig) -> float | None:
     from prune import pipeline
 
     results = run(pipeline.train, cfg)
-    return results.get("final", results["rounds"][-1]).get(cfg.get("optimized_metric", "test/acc"))
+    final = results.get("final") or (results.get("rounds") or [{}])[-1]  # {} for a failed job
+    return final.get(cfg.get("optimized_metric", "test/acc"))
 
 
 if __name__ == "__main__":

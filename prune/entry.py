@@ -6,6 +6,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -24,7 +25,8 @@ USER_ERRORS = (
 
 
 def _root_cause(err: BaseException) -> BaseException:
-    while err.__cause__ is not None:
+    """The error inside Hydra's InstantiationException wrappers (our own messages stay whole)."""
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
         err = err.__cause__
     return err
 
@@ -45,15 +47,45 @@ def _quiet_lightning() -> None:
     )
 
 
+def _message(err: BaseException) -> str:
+    cause = _root_cause(err)
+    message = cause.args[0] if isinstance(cause, KeyError) and cause.args else str(cause)
+    return " ".join(str(message).split())
+
+
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # no Hydra run around us (tests, notebooks)
+        return False
+
+
 def run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Call ``fn(cfg)``; a configuration or input error exits with status 2 and one line."""
+    """Call ``fn(cfg)``; a configuration or input error exits with status 2 and one line.
+
+    In a sweep (``-m``) a failing job must not stop the others nor the sweep summary: any error
+    is logged as one line, written to ``error.txt`` in the job's folder (the summary lists it),
+    and ``{"status": "failed", "error": ...}`` is returned instead.
+    """
     _quiet_lightning()
     try:
         return fn(cfg)
-    except USER_ERRORS as err:
-        cause = _root_cause(err)
-        message = cause.args[0] if isinstance(cause, KeyError) and cause.args else str(cause)
-        message = " ".join(str(message).split())
+    except Exception as err:
+        if _in_multirun():
+            message = _message(err)
+            log.error("error: %s", message, exc_info=not isinstance(err, USER_ERRORS))
+            print(f"error: {message}", file=sys.stderr)
+            from prune.results import write_text
+
+            error = f"{type(err).__name__}: {message}\n"
+            write_text(Path(cfg.paths.output_dir) / "error.txt", error)
+            return {"status": "failed", "error": message}
+        if not isinstance(err, USER_ERRORS):
+            raise
+        message = _message(err)
         log.error("error: %s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

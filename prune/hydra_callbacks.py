@@ -7,13 +7,14 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from prune.results import write_text
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,18 @@ def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     for job in sorted(
         p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
     ):
-        path = job / "results.json"
+        path, error = job / "results.json", job / "error.txt"
+        if error.is_file():
+            rows.append({"job": job.name, "status": f"failed: {error.read_text().strip()}"})
+            continue
         if not path.is_file():
             rows.append({"job": job.name, "status": "failed (no results.json)"})
             continue
-        res = json.loads(path.read_text())
+        try:
+            res = json.loads(path.read_text())
+        except ValueError:
+            rows.append({"job": job.name, "status": "failed (unreadable results.json)"})
+            continue
         config = res.get("config", {})
         final = res.get("final") or (res.get("rounds") or [{}])[-1]
         pruner = config.get("pruner") or {}
@@ -80,10 +88,7 @@ def write_summary(sweep_dir: str | os.PathLike) -> tuple[Path, Path | None]:
     writer.writeheader()
     writer.writerows(rows)
     csv_path = sweep_dir / "summary.csv"
-    fd, tmp = tempfile.mkstemp(dir=sweep_dir, prefix=".summary.")
-    with os.fdopen(fd, "w") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, csv_path)
+    write_text(csv_path, buffer.getvalue())
     return csv_path, plot_summary(rows, sweep_dir / "acc_vs_flops.png")
 
 

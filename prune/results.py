@@ -28,12 +28,17 @@ def _plain(obj: Any) -> Any:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON atomically: readers see the old file or the new one, never half."""
+    return write_text(path, json.dumps(_plain(data), indent=2))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` atomically (temporary file in the same folder, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(_plain(data), f, indent=2)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -12,6 +12,32 @@ from prune import lrp
 from prune.lrp import RelevanceStats
 
 TARGETS = ("label", "prediction")
+
+
+class NonFiniteRelevanceError(ValueError):
+    """Relevance became NaN or infinite; the message names the layers, nearest the output first."""
+
+
+def check_finite(stats: RelevanceStats) -> None:
+    """Raise :class:`NonFiniteRelevanceError` if any sum in ``stats`` is NaN or infinite.
+
+    The stats are sums, and NaN or inf in any sample survives summation (NaN + x = NaN,
+    inf - inf = NaN), so one check of the (reduced) sums after the pass finds a non-finite value
+    in any batch on any rank, without a host synchronisation per batch.
+    """
+    bad = [
+        f"{name!r} ({int((~torch.isfinite(t)).sum())} of {t.numel()} units)"
+        for name, t in reversed(list(stats.channels_signed.items()))
+        if not bool(torch.isfinite(t).all() & torch.isfinite(stats.channels[name]).all())
+    ]
+    if stats.input is not None and not bool(torch.isfinite(stats.input_abs).all()):
+        bad.append(f"the input ({int((~torch.isfinite(stats.input_abs)).sum())} elements)")
+    if bad:
+        raise NonFiniteRelevanceError(
+            "relevance is NaN or infinite at " + ", ".join(bad) + " (nearest the output first; "
+            "the first one is where it started): check the model's weights and inputs for "
+            "NaN/inf, or use a larger lrp.epsilon / lrp.stabilizer; nothing was pruned"
+        )
 OUTPUTS = ("logit", "one")
 
 
@@ -86,3 +112,4 @@ class RelevanceAccumulator(L.Callback):
         strategy = trainer.strategy
         reduced = self._local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
         self.stats = reduced.cpu()
+        check_finite(self.stats)  # never hand NaN/inf to a pruner

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -11,6 +13,27 @@ from torch import Tensor, nn
 from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria.base import Batches, Criterion, normalize_layer, producers
 from prune.pruning.groups import ChannelGroup
+
+log = logging.getLogger(__name__)
+
+
+def _checked(name: str, scores: Tensor) -> Tensor:
+    """Refuse NaN/inf scores (naming the layer); warn about a layer without any relevance."""
+    if not bool(torch.isfinite(scores).all()):
+        bad = int((~torch.isfinite(scores)).sum())
+        raise ValueError(
+            f"relevance of {name!r} is NaN or infinite for {bad} of {scores.numel()} units; "
+            "refusing to prune by it (check weights and inputs, or raise lrp.epsilon)"
+        )
+    if scores.numel() and not bool(scores.any()):
+        message = (
+            f"relevance of {name!r} is zero for every unit: it carries no relevance on the "
+            "reference set, so its units rank below every unit that does (global ranking cuts "
+            "it first, down to pruner.min_width)"
+        )
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        log.warning(message)
+    return scores
 
 
 class LRPCriterion(Criterion):
@@ -22,6 +45,17 @@ class LRPCriterion(Criterion):
     equal FLOPs. Inputs: ``stats.input_abs`` (sum of |R| per element). The first-layer rule
     must depend on the pixel values (epsilon, z-B); a flat or w-square rule there gives every
     pixel the same score (measured: worse than random pixels).
+
+    Degenerate relevance, by rule:
+
+    - NaN or infinite relevance in any unit or input element raises a ``ValueError`` naming
+      the layer; it is never turned into a plan.
+    - A layer whose relevance is zero for *every* unit (dead units, or relevance that never
+      reaches it) gets score 0 for all its units, with a warning naming it. Zero ranks below
+      every unit that carries relevance, so global ranking removes such a layer's units first,
+      but never below ``pruner.min_width`` (every group keeps that many, chosen by the seeded
+      tie-break); per-layer ranking cuts it by the common fraction like any other layer. An
+      all-zero input relevance is warned about the same way (ties then fall to the seed).
 
     Args:
         signed: rank by the signed sum of R instead of |R| (keeps units that speak *for* the
@@ -52,7 +86,7 @@ class LRPCriterion(Criterion):
                     f"relevance stats hold no units for {name!r}; recorded: {sorted(source)} "
                     "(pass Pruner.record_names(model) as the LRP record list)"
                 )
-            s = source[name].detach().to(torch.float64)
+            s = _checked(name, source[name].detach().to(torch.float64))
             out[name] = normalize_layer(s) if self.normalize else s
         return out
 
@@ -73,4 +107,4 @@ class LRPCriterion(Criterion):
                 f"input relevance has shape {tuple(s.shape)}, samples have "
                 f"{tuple(example_input.shape[1:])}"
             )
-        return s.detach().to(torch.float64)
+        return _checked("input", s.detach().to(torch.float64))

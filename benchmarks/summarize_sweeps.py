@@ -1,0 +1,48 @@
+"""Mean ± std over seeds of several sweep folders (each with results.json per job).
+
+    python benchmarks/summarize_sweeps.py logs/input_pruning/sweep_s*
+Groups jobs by everything in their folder name except the job number and seed, and prints a
+markdown table of test accuracy (dense, pruned before retraining, after) and FLOPs.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from prune.hydra_callbacks import summarize
+
+
+def main(folders: list[str]) -> None:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for folder in folders:
+        for row in summarize(folder):
+            if row.get("status") != "complete":
+                print(f"skipped {folder}/{row['job']}: {row.get('status')}", file=sys.stderr)
+                continue
+            key = re.sub(r"^\d+_", "", row["job"])
+            groups[key].append(row)
+
+    def fmt(rows: list[dict], key: str, scale: float = 100.0) -> str:
+        vals = [float(r[key]) * scale for r in rows if r.get(key) is not None]
+        if not vals:
+            return "-"
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return f"{statistics.mean(vals):.2f} ± {sd:.2f}"
+
+    print("| job | n | dense acc % | pruned acc % (no retrain) | acc % after retrain | FLOPs |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for key in sorted(groups):
+        rows = groups[key]
+        flops = statistics.mean(float(r["cost/flops"]) for r in rows)
+        print(
+            f"| {key} | {len(rows)} | {fmt(rows, 'test/acc_dense')} | {fmt(rows, 'test/acc_pruned')} "
+            f"| {fmt(rows, 'test/acc')} | {flops:,.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [str(p) for p in Path("logs").glob("**/multiruns/*")])

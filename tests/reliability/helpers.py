@@ -1,0 +1,91 @@
+"""Shared pieces of the reliability tests: tiny configs, a crash callback, odd models."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from tests.conftest import FAST
+
+#: a run of a few seconds: small synthetic data, a small MLP, one epoch of a few batches
+TINY_BASE = [
+    *FAST,
+    "~logger",
+    "data.batch_size=32",
+    "data.eval_batch_size=32",
+    "model.net.hidden=[24,12]",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "retrain.max_epochs=1",
+    "data.relevance_per_class=8",
+    "measure.latency_batches=[1]",
+    "measure.latency_repeats=1",
+]
+TINY = [*TINY_BASE, "data.num_train=480", "data.num_test=96"]
+
+#: TINY with one LRP pruning round of the hidden units
+TINY_PRUNE = [*TINY, "pruner=lrp", "pruner.ratio=0.5"]
+
+
+def volatile(row: dict) -> dict:
+    """A results row without what legitimately differs between runs (paths, latency)."""
+    return {k: v for k, v in row.items() if k != "checkpoint" and not k.startswith("cost/latency")}
+
+
+class CrashAt(L.Callback):
+    """Raise at the start of epoch ``epoch`` of the ``fit``-th ``Trainer.fit`` of a process.
+
+    Simulates a job killed during retraining (after epoch ``epoch - 1`` was checkpointed).
+    """
+
+    fits: ClassVar[int] = 0
+
+    def __init__(self, fit: int, epoch: int) -> None:
+        self.fit, self.epoch = fit, epoch
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        CrashAt.fits += 1
+        self._mine = CrashAt.fits
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._mine == self.fit and trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated interruption")
+
+
+class GlobalPoolNet(nn.Module):
+    """A classifier whose input first goes through a global pool: input pruning cannot apply."""
+
+    def __init__(self, in_shape, num_classes: int) -> None:
+        super().__init__()
+        self.in_shape, self.num_classes = tuple(in_shape), int(num_classes)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(in_shape[0] * 16, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.flatten(self.pool(x)))
+
+
+def tiny_state(hidden: tuple[int, ...] = (8,)) -> dict:
+    """A checkpoint-like dict of a dense MLP on 1x28x28, 4 classes."""
+    from prune.models import MLP
+    from prune.module import ClassifierModule
+
+    module = ClassifierModule(MLP((1, 28, 28), 4, hidden=hidden))
+    return {
+        "state_dict": module.state_dict(),
+        "pruning_plan": None,
+        "run_config": None,
+        "pytorch-lightning_version": "2.6.0",
+        "optimizer_states": [],
+        "loops": {},
+    }
+
+
+__all__ = ["TINY", "TINY_BASE", "TINY_PRUNE", "CrashAt", "GlobalPoolNet", "tiny_state", "torch"]
+
+#: relevance pass for the DDP test: 8 images per class x 4 classes, batch 16 (2 ranks x 1 batch)
+DDP_OVERRIDES = [*TINY_PRUNE, "data.eval_batch_size=16", "trainer.enable_model_summary=false"]
