@@ -1,19 +1,27 @@
-"""Speed and peak memory of our LRP against gradient x input, Zennit and Captum, in one run.
+"""Speed and peak memory of our LRP against gradient x input and Zennit, measured in one run.
 
-Usage: ``python benchmarks/lrp_speed.py [--threads 2] [--repeats 5] [--batch 128] [--device cpu]``
+Usage::
 
-Times are medians of ``--repeats`` runs after one warm-up, with a fixed number of threads.
-Ratios are to forward+backward (gradient x input: the floor for any LRP). Peak memory is the
-increase of the process's peak resident set size over its size before the call (Linux
+    python benchmarks/lrp_speed.py [--models mlp,lenet5,vgg11] [--presets epsilon,...]
+        [--repeats 2] [--batch 128] [--threads 2] [--device cpu] [--captum]
+
+Each round calls, for every preset in turn, forward+backward (gradient x input, the floor for
+any LRP), our preset and Zennit's equivalent composite, back to back, so that load from other
+processes hits all three alike. A ratio is the median over the rounds of the ratio of adjacent
+calls; the first round is a warm-up. Threads are fixed (``torch.set_num_threads``). Peak memory
+is the increase of the process's peak resident set size over its size before the call (Linux
 ``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``), with glibc told to return
 every block over 64 KiB to the system so that freed tensors leave the resident set; on CUDA it is
-``torch.cuda.max_memory_allocated`` above the memory allocated before the call.
+``torch.cuda.max_memory_allocated`` above the memory allocated before the call. Memory is the
+median over the timed calls; its ratio is left out (nan) where forward+backward peaks below
+``MIN_MIB`` (the MLP), as the resident set size is too coarse there.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import statistics
 import sys
@@ -28,7 +36,7 @@ from zennit import rules as zr
 from zennit.attribution import Gradient
 from zennit.types import Linear as ZLinear
 
-from prune.lrp import COMPOSITES, attribute, get_composite
+from prune.lrp import attribute, get_composite
 from prune.models import MLP, LeNet5
 
 ZENNIT: dict[str, Callable[[], zc.Composite]] = {
@@ -39,17 +47,25 @@ ZENNIT: dict[str, Callable[[], zc.Composite]] = {
     "epsilon_alpha2_beta1": zc.EpsilonAlpha2Beta1,
     "epsilon_alpha2_beta1_flat": zc.EpsilonAlpha2Beta1Flat,
 }
+DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_beta1"
+#: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.
+TIME_TARGET = {"epsilon": 1.15, "epsilon_plus": 1.6, "epsilon_plus_flat": 1.6}
+TIME_TARGET_MODIFIED, MEMORY_TARGET, ZENNIT_TARGET = 1.9, 1.5, 2.0
+#: Below this forward+backward peak the resident set size is too coarse for a memory ratio.
+MIN_MIB = 4.0
 
 
-def _peak(fn: Callable[[], object], device: str) -> float:
-    """Peak memory increase of ``fn()`` in MiB (see the module docstring for the method)."""
+def _measure(fn: Callable[[], object], device: str) -> tuple[float, float]:
+    """Seconds and peak memory increase in MiB of one call of ``fn``."""
     if device == "cuda":
         torch.cuda.synchronize()
         start = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - start) / 2**20
+        seconds = time.perf_counter() - t0
+        return seconds, (torch.cuda.max_memory_allocated() - start) / 2**20
 
     def status(key: str) -> int:
         with open("/proc/self/status") as f:
@@ -58,22 +74,10 @@ def _peak(fn: Callable[[], object], device: str) -> float:
     rss = status("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+    t0 = time.perf_counter()
     fn()
-    return (status("VmHWM:") - rss) / 1024
-
-
-def _time(fn: Callable[[], object], repeats: int, device: str) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    seconds = time.perf_counter() - t0
+    return seconds, (status("VmHWM:") - rss) / 1024
 
 
 def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
@@ -100,83 +104,116 @@ def _zennit(model: nn.Module, name: str, x: torch.Tensor, out_rel: torch.Tensor)
 def _captum(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     from captum.attr import LRP
 
-    return LRP(model).attribute(x, target=target)
+    return LRP(model).attribute(x.detach().requires_grad_(), target=target)
 
 
-def _methods(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, out_rel: torch.Tensor
-) -> dict[str, Callable[[], object]]:
-    """Every timed method on one model and batch, by row name."""
-
-    def forward() -> object:
-        with torch.no_grad():
-            return model(x)
-
-    methods: dict[str, Callable[[], object]] = {
-        "forward": forward,
-        "forward+backward": lambda: _grad_x_input(model, x, target),
-    }
-    for preset in COMPOSITES:
+def _groups(model, x, target, out_rel, presets, captum):
+    """``{preset: {row name: fn}}``: each group runs back to back, f+b first."""
+    fb = lambda: _grad_x_input(model, x, target)  # noqa: E731
+    groups = {}
+    for preset in presets:
         comp = get_composite(preset)
-        methods[f"ours {preset}"] = lambda c=comp: attribute(model, x, target, c)
+        group = {
+            "forward+backward": fb,
+            f"ours {preset}": lambda c=comp: attribute(model, x, target, c),
+        }
         if preset in ZENNIT:
             zmodel = copy.deepcopy(model)
-            methods[f"zennit {preset}"] = lambda p=preset, m=zmodel: _zennit(m, p, x, out_rel)
-    cmodel = copy.deepcopy(model)
-    methods["captum LRP (epsilon)"] = lambda: _captum(cmodel, x, target)
-    return methods
+            group[f"zennit {preset}"] = lambda p=preset, m=zmodel: _zennit(m, p, x, out_rel)
+        groups[preset] = group
+    if captum:
+        cmodel = copy.deepcopy(model)
+        groups["captum"] = {
+            "forward+backward": fb,
+            "captum LRP (epsilon)": lambda: _captum(cmodel, x, target),
+        }
+    return groups
+
+
+def _run_model(model, shape, args) -> list[str]:
+    device = args.device
+    model = model.to(device).eval()
+    x = torch.randn(args.batch, *shape, device=device)
+    with torch.no_grad():
+        logits = model(x)
+    target = logits.argmax(1)
+    out_rel = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0) * logits
+    groups = _groups(model, x, target, out_rel, args.presets.split(","), args.captum)
+    samples: dict[str, list[tuple[float, float, float, float]]] = {}
+    for round_ in range(args.repeats + 1):
+        for group in groups.values():
+            base = None
+            for name, fn in group.items():
+                seconds, mem = _measure(fn, device)
+                base = base or (seconds, mem)
+                if round_:  # round 0 is the warm-up
+                    samples.setdefault(name, []).append(
+                        (
+                            seconds,
+                            mem,
+                            seconds / base[0],
+                            mem / base[1] if base[1] >= MIN_MIB else math.nan,
+                        )
+                    )
+    med = {
+        name: [statistics.median(col) for col in zip(*s, strict=True)]
+        for name, s in samples.items()
+    }
+    lines = [f"{'method':<34}{'ms':>9}{'x f+b':>8}{'MiB':>8}{'x f+b':>8}{'vs zennit':>11}  targets"]
+    for name, (seconds, mem, t_ratio, m_ratio) in med.items():
+        vs, verdict = "", ""
+        if name.startswith("ours "):
+            preset = name[5:]
+            zen = samples.get(f"zennit {preset}")
+            ours = samples[name]
+            if zen:
+                speedup = statistics.median(z[0] / o[0] for z, o in zip(zen, ours, strict=True))
+                vs = f"{speedup:.2f}x"
+            goal = TIME_TARGET.get(preset, TIME_TARGET_MODIFIED)
+            checks = [t_ratio <= goal, math.isnan(m_ratio) or m_ratio <= MEMORY_TARGET] + (
+                [speedup >= ZENNIT_TARGET] if zen else []
+            )
+            verdict = (
+                "pass"
+                if all(checks)
+                else "MISS "
+                + ",".join(
+                    label
+                    for label, ok in zip(("time", "memory", "zennit"), checks, strict=False)
+                    if not ok
+                )
+            )
+        row = f"{name:<34}{seconds * 1e3:>9.1f}{t_ratio:>8.2f}{mem:>8.1f}{m_ratio:>8.2f}"
+        lines.append(f"{row}{vs:>11}  {verdict}")
+    return lines
 
 
 def main() -> None:
     """Run the benchmark and print a table per model."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="mlp,lenet5,vgg11")
+    parser.add_argument("--presets", default=DEFAULT_PRESETS, help="comma-separated, or 'all'")
+    parser.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--captum", action="store_true", help="also time Captum's LRP")
     args = parser.parse_args()
+    if args.presets == "all":
+        args.presets = ",".join([*ZENNIT, "abslrp"])
     torch.set_num_threads(args.threads)
-    device = args.device
     print(
-        f"torch {torch.__version__}, device {device}, threads {args.threads}, batch {args.batch}, "
-        f"median of {args.repeats}; ratios to forward+backward (gradient x input)"
+        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+        f"batch {args.batch}, median of {args.repeats} rounds after a warm-up; ratios to "
+        f"forward+backward (gradient x input) from adjacent calls; targets: time <= "
+        f"{TIME_TARGET} else {TIME_TARGET_MODIFIED}, memory <= {MEMORY_TARGET}, zennit >= "
+        f"{ZENNIT_TARGET}x",
+        flush=True,
     )
-    for model_name, (model, shape) in _models().items():
-        if model_name not in args.models.split(","):
-            continue
-        model = model.to(device).eval()
-        x = torch.randn(args.batch, *shape, device=device)
-        with torch.no_grad():
-            logits = model(x)
-        target = logits.argmax(1)
-        out_rel = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0) * logits
-        methods = _methods(model, x, target, out_rel)
-        rows = {}
-        for name, fn in methods.items():
-            try:
-                seconds = _time(fn, args.repeats, device)
-                mem = _peak(fn, device)
-            except Exception as err:
-                rows[name] = (None, None, f"{type(err).__name__}: {str(err)[:60]}")
-                continue
-            rows[name] = (seconds, mem, "")
-        base_t, base_m = rows["forward+backward"][:2]
-        print(f"\n== {model_name} {tuple(shape)} ==")
-        print(f"{'method':<34}{'ms':>10}{'x f+b':>8}{'peak MiB':>10}{'x f+b':>8}{'vs zennit':>11}")
-        for name, (t, m, note) in rows.items():
-            if t is None:
-                print(f"{name:<34}  {note}")
-                continue
-            vs = ""
-            if (
-                name.startswith("ours ")
-                and f"zennit {name[5:]}" in rows
-                and rows[f"zennit {name[5:]}"][0]
-            ):
-                vs = f"{rows[f'zennit {name[5:]}'][0] / t:.2f}x"
-            ratio_m = m / max(base_m, 1e-9)
-            print(f"{name:<34}{t * 1e3:>10.2f}{t / base_t:>8.2f}{m:>10.1f}{ratio_m:>8.2f}{vs:>11}")
+    for name, (model, shape) in _models().items():
+        if name in args.models.split(","):
+            lines = _run_model(model, shape, args)
+            print(f"\n== {name} {tuple(shape)} ==", *lines, sep="\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,8 @@ class _AbsSumFunction(torch.autograd.Function):
 class AbsSum(Rule):
     """absLRP for residual sums ``a + b`` with separate unit-L1 rescaling of each branch."""
 
-    def add(self, a: Tensor, b: Tensor | float, inplace: bool = False) -> Tensor:
+    def add(
+        self, a: Tensor, b: Tensor | float, inplace: bool = False, run: RunState | None = None
+    ) -> Tensor:
         """``a + b`` (or ``a += b``) with the absolute rule's backward."""
         return _AbsSumFunction.apply(a, b, inplace)

@@ -125,6 +125,8 @@ def _attribute(
     with Engine(model, composite, record) as engine:
         engine.run.root_ids.add(id(x))
         logits = model(x)
+        if isinstance(logits, Tensor):
+            logits = engine.materialize(logits)
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         raise TypeError(f"LRP explains models returning logits (B, K), got {type(logits).__name__}")
     run = engine.run

@@ -3,140 +3,24 @@
 Each module's ``forward`` is replaced by an instance attribute for the duration of the pass (and
 the attribute removed afterwards, so no hooks or wrappers are left behind). Leaves with a rule run
 the rule; max-pool, flatten, dropout and identity run natively (their gradient is already the
-right rule); any other leaf is an error that names it. Container modules run their own
-``forward`` under a ``TorchFunctionMode`` that gives functional ``x + f(x)`` the composite's sum
-rule, lets ReLU and pure data movement through, and stops at any other functional op with a
-message that names it and the module whose forward called it.
+right rule; 2-d max-pools keep only their indices); any other leaf is an error that names it.
+Container modules run their own ``forward`` under the mode of :mod:`prune.lrp.functional`.
+Every consumer of a layer output that still owes its rule's rescale (:mod:`prune.lrp.flow`)
+either fuses it (a ReLU) or has it materialised first (anything else).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import LinearRule, Rule, RunState
-
-#: Functional ops that only move or copy values: their gradient is the right rule.
-DATA_MOVEMENT = frozenset(
-    [
-        "flatten",
-        "view",
-        "view_as",
-        "reshape",
-        "reshape_as",
-        "squeeze",
-        "unsqueeze",
-        "permute",
-        "transpose",
-        "t",
-        "contiguous",
-        "expand",
-        "expand_as",
-        "__getitem__",
-        "narrow",
-        "select",
-        "unflatten",
-        "clone",
-        "cat",
-        "concat",
-        "concatenate",
-        "stack",
-        "chunk",
-        "split",
-        "unbind",
-        "movedim",
-        "dropout",
-        "to",
-        "float",
-        "double",
-        "half",
-        "type_as",
-    ]
-)
-#: Functional ops that read metadata or never carry relevance.
-PASSIVE = frozenset(
-    [
-        "__get__",
-        "size",
-        "dim",
-        "numel",
-        "stride",
-        "is_contiguous",
-        "data_ptr",
-        "__len__",
-        "__format__",
-        "__repr__",
-        "is_floating_point",
-        "__bool__",
-        "detach",
-        "requires_grad_",
-        "__hash__",
-        "__eq__",
-        "register_hook",
-    ]
-)
-ADD = frozenset({"add", "__add__", "__radd__", "add_", "__iadd__"})
-RELU = frozenset({"relu", "relu_"})
-
-
-class UnsupportedLayerError(NotImplementedError):
-    """A layer or functional op for which the composite defines no LRP rule."""
-
-
-def _tensors(args: Iterable[Any]) -> Iterable[Tensor]:
-    for a in args:
-        if isinstance(a, Tensor):
-            yield a
-        elif isinstance(a, list | tuple):
-            yield from _tensors(a)
-
-
-class _Mode(TorchFunctionMode):
-    """Routes functional ops in container forwards to rules, or stops at unsupported ones."""
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__()
-        self.engine = engine
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        run = self.engine.run
-        if run.inside:
-            return func(*args, **kwargs)
-        name = getattr(func, "__name__", repr(func))
-        tensors = list(_tensors(args))
-        if name in PASSIVE or not any(t.requires_grad for t in tensors):
-            return func(*args, **kwargs)
-        root = any(id(t) in run.root_ids for t in tensors)
-        if name in DATA_MOVEMENT:
-            out = func(*args, **kwargs)
-            if root:
-                run.root_ids.update(id(t) for t in _tensors([out]))
-            return out
-        run.root_other_used |= root
-        if self.engine.leaf_depth:  # inside max-pool & co: native gradient is the rule
-            return func(*args, **kwargs)
-        if name in RELU:
-            if name == "relu_":
-                self.engine.before_inplace(args[0])
-            return func(*args, **kwargs)
-        if name in ADD and len(args) == 2 and not kwargs:
-            a, b = args
-            inplace = name in ("add_", "__iadd__")
-            if not (isinstance(a, Tensor) and a.requires_grad) and not inplace:
-                a, b = b, a
-            if inplace:
-                self.engine.before_inplace(a)
-            return self.engine.composite.sum_rule.add(a, b, inplace=inplace)
-        raise UnsupportedLayerError(
-            f"LRP has no rule for the functional op {name!r} called in the forward of "
-            f"{self.engine.where()}; use a module with a rule (or add a rule for it) instead of "
-            f"the functional form"
-        )
+from prune.lrp.core import LinearRule, Rule, RunState, stabilize
+from prune.lrp.flow import materialize, materialize_all, max_pool
+from prune.lrp.functional import UnsupportedLayerError, _Mode
+from prune.lrp.rules import Pass
 
 
 class Engine:
@@ -232,11 +116,17 @@ class Engine:
         return previous if previous is not None else type(module).forward.__get__(module)
 
     def _finish(self, name: str, module: nn.Module, out: Any) -> Any:
+        if name in self.record and isinstance(out, Tensor) and out.requires_grad:
+            if hasattr(out.grad_fn, "fusable"):  # a ReLU must not bypass the recorded node
+                out.grad_fn.fusable = False
+            self._attach_record(name, out)
         if module in self._partners:
             self._last_output[module] = out
-        if name in self.record and isinstance(out, Tensor) and out.requires_grad:
-            self._attach_record(name, out)
         return out
+
+    def materialize(self, out: Tensor) -> Tensor:
+        """``out`` with its owed rescale applied, so that its gradient is the relevance form."""
+        return materialize(out, self.run)
 
     def _container(self, name: str, module: nn.Module) -> Callable[..., Any]:
         original = self._original(module)
@@ -254,10 +144,15 @@ class Engine:
     def _transparent(self, name: str, module: nn.Module) -> Callable[..., Any]:
         original = self._original(module)
 
+        pool = type(module) is nn.MaxPool2d and "forward" not in module.__dict__
+
         def forward(*args: Any, **kwargs: Any) -> Any:
+            args = materialize_all(args, self.run)
             self.leaf_depth += 1
             try:
-                out = original(*args, **kwargs)
+                out = max_pool(module, args[0]) if pool and len(args) == 1 else None
+                if out is None:
+                    out = original(*args, **kwargs)
             finally:
                 self.leaf_depth -= 1
             return self._finish(name, module, out)
@@ -267,7 +162,11 @@ class Engine:
     def _ruled(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
         run = self.run
 
+        fuses = isinstance(rule, Pass) and isinstance(module, nn.ReLU)
+
         def forward(x: Tensor) -> Tensor:
+            if not fuses:
+                x = materialize(x, run)
             if not isinstance(rule, LinearRule):
                 run.root_other_used |= run.is_root(x)
             run.inside += 1
@@ -295,6 +194,9 @@ class Engine:
     def _attach_record(self, name: str, out: Tensor) -> None:
         holder = self._recorded_values.setdefault(id(out), [out])
         run, store = self.run, self.relevance
+        epsilon = run.pending_epsilon(out)
+        if epsilon is not None:  # its consumers scale the gradient by z / stab(z): undo that
+            holder = [stabilize(out.detach(), epsilon)]
 
         def hook(grad: Tensor) -> None:
             gradient_is_relevance = run.root_rule_used and id(out) in run.root_ids

@@ -13,26 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from prune.lrp.core import (
-    HOMOGENEOUS_ACTIVATIONS,
     LinearRule,
     Rule,
-    RunState,
-    divide_by_input,
+    check_nonneg,
     negative,
     nonnegative,
     positive,
     ratio,
 )
-
-
-def _check_nonneg(name: str, value: float) -> float:
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
+from prune.lrp.flow import Substitute
+from prune.lrp.free_rules import Norm, Pass
+from prune.lrp.input_rules import Flat, WSquare, ZBox
+from prune.lrp.specs import AlphaBetaSpec, GammaSpec, PlusSpec
 
 
 class Epsilon(LinearRule):
@@ -48,7 +43,13 @@ class Epsilon(LinearRule):
     """
 
     def __init__(self, epsilon: float = 1e-6) -> None:
-        self.epsilon = _check_nonneg("epsilon", epsilon)
+        self.epsilon = check_nonneg("epsilon", epsilon)
+
+    def fast(self, op, x, weight, bias, run):
+        """Native layer; the rescale ``z / stab(z)`` is owed to the consumer (flow.py)."""
+        out = op.forward(x, weight, bias)
+        run.mark_pending(out, self.epsilon)
+        return out
 
     def forward_impl(self, op, x, weight, bias, root):
         z = op.forward(x, weight, bias)
@@ -66,6 +67,10 @@ class LRP0(LinearRule):
     Upper layers. Without biases it conserves relevance exactly and, on ReLU networks, equals
     gradient times input. Costs exactly one forward and one backward.
     """
+
+    def fast(self, op, x, weight, bias, run):
+        """The plain gradient."""
+        return op.forward(x, weight, bias)
 
     def forward_impl(self, op, x, weight, bias, root):
         return op.forward(x, weight, bias), (weight, x if root else None)
@@ -95,7 +100,14 @@ class ZPlus(LinearRule):
     """
 
     def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = _check_nonneg("stabilizer", stabilizer)
+        self.stabilizer = check_nonneg("stabilizer", stabilizer)
+
+    def fast(self, op, x, weight, bias, run):
+        """On a nonnegative input: native ``W+`` layer under a :class:`Substitute`."""
+        if not nonnegative(x):
+            return None
+        h = op.forward(x, weight.clamp(min=0), positive(bias))
+        return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
 
     def forward_impl(self, op, x, weight, bias, root):
         z = op.forward(x, weight, bias)
@@ -110,10 +122,11 @@ class ZPlus(LinearRule):
     def backward_impl(self, op, saved, grad, root, like):
         scale, wp, wn, x = saved
         c = grad * scale
-        pos = op.transpose(c, wp, like)
         if wn is None:
+            pos = op.transpose(c, wp, like)
             return x * pos if root else pos
-        return _reduce_signed(root, x, pos, op.transpose(c, wn, like))
+        pos, neg = op.transpose_blocks([c], [[wp, wn]], like)
+        return _reduce_signed(root, x, pos, neg)
 
 
 class AlphaBeta(LinearRule):
@@ -135,7 +148,21 @@ class AlphaBeta(LinearRule):
         if abs(alpha - beta - 1.0) > 1e-12:
             raise ValueError(f"alpha - beta must equal 1, got alpha={alpha}, beta={beta}")
         self.alpha, self.beta = float(alpha), float(beta)
-        self.stabilizer = _check_nonneg("stabilizer", stabilizer)
+        self.stabilizer = check_nonneg("stabilizer", stabilizer)
+
+    def fast(self, op, x, weight, bias, run):
+        """On a nonnegative input: one native ``[W+; W-]`` layer under a :class:`Substitute`."""
+        if not nonnegative(x):
+            return None
+        if self.beta == 0:  # alpha = 1: z+
+            h = op.forward(x, weight.clamp(min=0), positive(bias))
+            return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
+        stacked = torch.cat([weight.clamp(min=0), weight.clamp(max=0)])
+        stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
+        h = op.forward(x, stacked, stacked_bias)
+        dim = 1 if op.is_conv else -1
+        spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
+        return Substitute.apply(h, x, spec)
 
     def forward_impl(self, op, x, weight, bias, root):
         z = op.forward(x, weight, bias)
@@ -159,8 +186,9 @@ class AlphaBeta(LinearRule):
             if self.beta:
                 grad_in = grad_in - self.beta * op.transpose(cn, wn, like)
             return x * grad_in if root else grad_in
-        pos = self.alpha * op.transpose(cp, wp, like) - self.beta * op.transpose(cn, wn, like)
-        neg = self.alpha * op.transpose(cp, wn, like) - self.beta * op.transpose(cn, wp, like)
+        cp.mul_(self.alpha)
+        cn.mul_(-self.beta)
+        pos, neg = op.transpose_blocks([cp, cn], [[wp, wn], [wn, wp]], like)
         return _reduce_signed(root, x, pos, neg)
 
 
@@ -178,8 +206,18 @@ class Gamma(LinearRule):
     """
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6) -> None:
-        self.gamma = _check_nonneg("gamma", gamma)
-        self.stabilizer = _check_nonneg("stabilizer", stabilizer)
+        self.gamma = check_nonneg("gamma", gamma)
+        self.stabilizer = check_nonneg("stabilizer", stabilizer)
+
+    def fast(self, op, x, weight, bias, run):
+        """On a nonnegative input: native ``W + g W+`` layer under a :class:`Substitute`."""
+        if not nonnegative(x):
+            return None
+        g = self.gamma
+        h_bias = None if bias is None else bias + g * bias.clamp(min=0)
+        h = op.forward(x, weight + g * weight.clamp(min=0), h_bias)
+        spec = GammaSpec(op, weight, bias, g, self.stabilizer)
+        return Substitute.apply(h, x, spec)
 
     def forward_impl(self, op, x, weight, bias, root):
         g, eps = self.gamma, self.stabilizer
@@ -210,199 +248,8 @@ class Gamma(LinearRule):
             if has_neg:
                 grad_in = grad_in + op.transpose(c_neg, wb, like)
             return x * grad_in if root else grad_in
-        pos = op.transpose(c_pos, wa, like) + op.transpose(c_neg, wb, like)
-        neg = op.transpose(c_pos, wb, like) + op.transpose(c_neg, wa, like)
+        pos, neg = op.transpose_blocks([c_pos, c_neg], [[wa, wb], [wb, wa]], like)
         return _reduce_signed(root, x, pos, neg)
-
-
-def _bound(value: float | Tensor, x: Tensor) -> Tensor:
-    """A box bound as a tensor of shape ``(1, *sample)`` (or ``x.shape`` when given batched)."""
-    t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    if t.dim() == x.dim():
-        return t.expand(t.shape[0], *x.shape[1:])
-    try:
-        return t.expand(x.shape[1:]).unsqueeze(0)
-    except RuntimeError as err:
-        raise ValueError(
-            f"box bound of shape {tuple(t.shape)} does not broadcast to a sample "
-            f"{tuple(x.shape[1:])}"
-        ) from err
-
-
-class ZBox(LinearRule):
-    """LRP-z^B / box rule (Montavon et al. 2017, deep Taylor decomposition) for bounded pixels.
-
-    ``R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / sum_i(...) R_j`` with the lowest and highest
-    possible input values ``l`` and ``h``. Meant for the first layer, on pixel inputs, in the
-    space the model sees (normalised inputs need normalised bounds). As in Zennit the bounds pass
-    through ``W+, b+`` and ``W-, b-``, so the bias cancels from the denominator.
-
-    Args:
-        low: lowest input value; a float or a tensor broadcastable to one sample.
-        high: highest input value; same form as ``low``.
-        stabilizer: added to the denominator with its sign, >= 0.
-    """
-
-    def __init__(
-        self, low: float | Tensor = -0.4242, high: float | Tensor = 2.8215, stabilizer: float = 1e-6
-    ) -> None:
-        if torch.as_tensor(low).gt(torch.as_tensor(high)).any():
-            raise ValueError(f"box bounds need low <= high, got low={low}, high={high}")
-        self.low, self.high = low, high
-        self.stabilizer = _check_nonneg("stabilizer", stabilizer)
-
-    def forward_impl(self, op, x, weight, bias, root):
-        low, high = _bound(self.low, x), _bound(self.high, x)
-        wp, wn = weight.clamp(min=0), weight.clamp(max=0)
-        z = op.forward(x, weight, bias)
-        den = z - op.forward(low, wp, positive(bias)) - op.forward(high, wn, negative(bias))
-        return z, (ratio(z, den, self.stabilizer), weight, wp, wn, x, low, high)
-
-    def backward_impl(self, op, saved, grad, root, like):
-        scale, weight, wp, wn, x, low, high = saved
-        c = grad * scale
-        rel = x * op.transpose(c, weight, like)
-        rel = rel - low * op.transpose(c, wp, like) - high * op.transpose(c, wn, like)
-        return rel if root else divide_by_input(rel, x)
-
-
-class WSquare(LinearRule):
-    """LRP-w^2 (Montavon et al. 2017): ``R_i = sum_j w_ij^2 / sum_i w_ij^2 R_j``, ignores ``x``.
-
-    For a first layer with unbounded inputs. Like Zennit, the bias is squared too and absorbs
-    its share. Relevance does not depend on the input values (see design.md, pitfalls).
-
-    Args:
-        stabilizer: added to the denominator with its sign, >= 0.
-    """
-
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = _check_nonneg("stabilizer", stabilizer)
-
-    def _weights(self, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        return weight.square(), None if bias is None else bias.square()
-
-    def forward_impl(self, op, x, weight, bias, root):
-        z = op.forward(x, weight, bias)
-        w2, b2 = self._weights(weight, bias)
-        den = op.forward(x.new_ones(1, *x.shape[1:]), w2, b2)
-        return z, (ratio(z, den, self.stabilizer), w2, None if root else x)
-
-    def backward_impl(self, op, saved, grad, root, like):
-        scale, w2, x = saved
-        rel = op.transpose(grad * scale, w2, like)
-        return rel if root else divide_by_input(rel, x)
-
-
-class Flat(WSquare):
-    """LRP-flat (Lapuschkin et al. 2019): spread relevance uniformly over the receptive field.
-
-    ``w^2`` with all weights one and no bias. First layer only; makes input relevance useless for
-    input pruning (design.md, pitfalls).
-
-    Args:
-        stabilizer: added to the denominator with its sign, >= 0.
-    """
-
-    def _weights(self, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        return torch.ones_like(weight), None
-
-
-class _PassFunction(torch.autograd.Function):
-    """Relevance passes unchanged: ``g_in = g * f(x) / x`` (0 where ``x == 0``)."""
-
-    @staticmethod
-    def forward(ctx, x, fn):
-        y = fn(x)
-        ctx.scale = divide_by_input(y, x)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
-class Pass(Rule):
-    """Pass-through: the layer hands its output relevance unchanged to its input.
-
-    For elementwise layers (activations) and an unmerged BatchNorm (Zennit's ``Pass``). For ReLU
-    and leaky ReLU this is the ordinary gradient and costs nothing extra; an in-place activation
-    runs out of place. For other activations relevance on exactly-zero inputs is absorbed.
-    """
-
-    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
-        """Forward ``x`` through the elementwise ``module`` with the pass-through backward."""
-        if isinstance(module, nn.ReLU):
-            return F.relu(x)
-        if isinstance(module, nn.LeakyReLU):
-            return F.leaky_relu(x, module.negative_slope)
-        if isinstance(module, HOMOGENEOUS_ACTIVATIONS) or not x.requires_grad:
-            return type(module).forward(module, x)
-        return _PassFunction.apply(x, lambda t: type(module).forward(module, t))
-
-
-class _NormFunction(torch.autograd.Function):
-    """z-rule on a parameter-free linear map ``y = f(x)``: ``g_in = J^T (g * y / stab(y))``."""
-
-    @staticmethod
-    def forward(ctx, x, fn, epsilon):
-        y = fn(x)
-        ctx.fn, ctx.x, ctx.scale = fn, x, ratio(y, y, epsilon)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        with torch.enable_grad():
-            x = ctx.x.detach().requires_grad_()
-            (grad_in,) = torch.autograd.grad(ctx.fn(x), x, grad * ctx.scale)
-        del ctx.x, ctx.scale
-        return grad_in, None, None
-
-
-class _SumFunction(torch.autograd.Function):
-    """z-rule on ``a + b``: each summand gets ``a * R / stab(a + b)``."""
-
-    @staticmethod
-    def forward(ctx, a, b, epsilon, inplace):
-        z = a.add_(b) if inplace else a + b
-        if inplace:
-            ctx.mark_dirty(a)
-        ctx.scale = ratio(z, z, epsilon)
-        ctx.shapes = (a.shape, b.shape if isinstance(b, Tensor) else None)
-        return z
-
-    @staticmethod
-    def backward(ctx, grad):
-        g = grad * ctx.scale
-        del ctx.scale
-        sa, sb = ctx.shapes
-        return g.sum_to_size(sa), None if sb is None else g.sum_to_size(sb), None, None
-
-
-class Norm(Rule):
-    """The z-rule without parameters (Zennit's ``Norm``) for average pooling and elementwise sums.
-
-    Each input gets ``x_i * dy/dx_i * R / stab(y)``: an average pool shares relevance in
-    proportion to the pooled values, and a residual sum ``a + b`` in proportion to ``a`` and
-    ``b``. Conserves relevance up to the stabiliser.
-
-    Args:
-        stabilizer: added to the denominator with its sign, >= 0.
-    """
-
-    def __init__(self, stabilizer: float = 1e-6) -> None:
-        self.stabilizer = _check_nonneg("stabilizer", stabilizer)
-
-    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
-        """Forward ``x`` through the parameter-free linear ``module`` with the z-rule backward."""
-        fn = lambda t: type(module).forward(module, t)  # noqa: E731
-        if not x.requires_grad:
-            return fn(x)
-        return _NormFunction.apply(x, fn, self.stabilizer)
-
-    def add(self, a: Tensor, b: Tensor | float, inplace: bool = False) -> Tensor:
-        """``a + b`` (or ``a += b``) with the z-rule backward."""
-        return _SumFunction.apply(a, b, self.stabilizer, inplace)
 
 
 #: Rules that apply to any linear/conv layer, by name (for name-map composites in configs).

@@ -1,0 +1,97 @@
+"""Per-rule specs of :class:`prune.lrp.flow.Substitute` for z+, gamma and alpha-beta.
+
+Each says how to get the real output ``z`` from the modified one ``h`` and how to scale the
+gradient into ``h``: for any consumer (:meth:`backward`) and for a ReLU (:meth:`relu_scale`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from prune.lrp.core import ratio
+from prune.lrp.flow import Spec, positive_ratio
+
+
+class PlusSpec(Spec):
+    """z+ on a nonnegative input: ``h = W+ x + b+``, gradient ``g * z / stab(h)``."""
+
+    def __init__(self, op, weight: Tensor, bias: Tensor | None, epsilon: float) -> None:
+        self.op, self.weight, self.bias, self.epsilon = op, weight, bias, epsilon
+
+    def value(self, h, x):
+        return self.op.forward(x, self.weight, self.bias)
+
+    def backward(self, z, h, x, grad):
+        return grad * ratio(z, h, self.epsilon), None
+
+    def relu_scale(self, y, h):
+        return positive_ratio(y, h, self.epsilon)
+
+
+class GammaSpec(PlusSpec):
+    """Gamma on a nonnegative input: ``h = (W + g W+) x + (b + g b+)`` for positive outputs.
+
+    Negative outputs (only reached without a following ReLU) use ``W + g W-`` through one
+    explicit transposed product into ``x``.
+    """
+
+    def __init__(self, op, weight, bias, gamma: float, epsilon: float) -> None:
+        super().__init__(op, weight, bias, epsilon)
+        self.gamma = gamma
+
+    def backward(self, z, h, x, grad):
+        eps, g = self.epsilon, self.gamma
+        grad_h = grad * torch.where(z > 0, ratio(z, h, eps), torch.zeros_like(z))
+        neg = z < 0
+        if not bool(neg.any()):
+            return grad_h, None
+        c_neg = grad * ratio(z, (2 + g) * z - h, eps) * neg  # den = (1+g) z - g (W+ x + b+)
+        w_neg = self.weight + g * self.weight.clamp(max=0)
+        return grad_h, self.op.transpose(c_neg, w_neg, x)
+
+
+class AlphaBetaSpec(Spec):
+    """Alpha-beta on a nonnegative input: ``h = [W+; W-] x + [b+; b-]`` stacked on the channels.
+
+    One product with the stacked weights gives both normalisers in the forward, and one
+    transposed product both terms ``alpha W+^T (g z / z+) - beta W-^T (g z / z-)`` in the backward.
+    """
+
+    def __init__(self, dim: int, alpha: float, beta: float, epsilon: float) -> None:
+        self.dim, self.alpha, self.beta, self.epsilon = dim, alpha, beta, epsilon
+
+    def value(self, h, x):
+        zp, zn = h.chunk(2, self.dim)
+        return zp + zn
+
+    def backward(self, z, h, x, grad):
+        zp, zn = h.chunk(2, self.dim)
+        sp = ratio(z, zp, self.epsilon).mul_(self.alpha)
+        sn = ratio(z, zn, self.epsilon).mul_(-self.beta)
+        return torch.cat([grad * sp, grad * sn], self.dim), None
+
+    def _pair(self, t: Tensor) -> Tensor:
+        """``(B, 2C, ...)`` viewed as ``(B, 2, C, ...)`` (dim 1 only; else ``None``)."""
+        if t.dim() < 2 or self.dim % t.dim() != 1:
+            return None
+        return t.view(t.shape[0], 2, t.shape[1] // 2, *t.shape[2:])
+
+    def relu_scale(self, y, h):
+        pair = self._pair(h)
+        if pair is None or not h.is_contiguous():
+            zp, zn = h.chunk(2, self.dim)
+            sp = positive_ratio(y, zp, self.epsilon).mul_(self.alpha)
+            sn = ratio(y, zn, self.epsilon).mul_(-self.beta)
+            return torch.cat([sp, sn], self.dim)
+        scale = torch.empty_like(h)
+        out = self._pair(scale)
+        out[:, 0] = positive_ratio(y, pair[:, 0], self.epsilon).mul_(self.alpha)
+        torch.mul(ratio(y, pair[:, 1], self.epsilon), -self.beta, out=out[:, 1])
+        return scale
+
+    def relu_backward(self, scale, grad):
+        pair = self._pair(scale)
+        if pair is None or not scale.is_contiguous():
+            return scale * torch.cat([grad, grad], self.dim)
+        return (pair * grad.unsqueeze(1)).view(scale.shape)

@@ -1,0 +1,65 @@
+"""The fast relevance flow (native autograd, rescale fused into ReLU) equals the reference rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from prune.lrp import attribute
+from prune.lrp.core import LinearRule
+from prune.lrp.rules import LRP0, AlphaBeta, Epsilon, Gamma, ZPlus
+
+FAST_RULES = (Epsilon, LRP0, ZPlus, AlphaBeta, Gamma)
+PRESETS = ["epsilon", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"]
+
+
+def _reference(monkeypatch, model, x, preset, record):
+    """The same attribution with every fast path switched off (one custom node per layer)."""
+    with monkeypatch.context() as m:
+        for cls in FAST_RULES:
+            m.setattr(cls, "fast", LinearRule.fast)
+        return attribute(model, x, composite=preset, record=record)
+
+
+class _Fork(nn.Module):
+    """A pre-activation read by a ReLU and by a sum, and a ReLU read twice: both must stay right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.conv1(x))
+        z = self.conv2(a)
+        y = torch.relu(z) + z  # z has two consumers: a ReLU and a sum
+        y = y + torch.relu(y)
+        return self.fc(torch.flatten(self.pool(torch.relu(y)), 1))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fast_flow_matches_reference(monkeypatch, build, inputs, kind, preset) -> None:
+    model = build(kind)
+    x = inputs()
+    layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    fast = attribute(model, x, composite=preset, record=layers)
+    ref = _reference(monkeypatch, model, x, preset, layers)
+    torch.testing.assert_close(fast.input, ref.input, rtol=1e-9, atol=1e-12)
+    for name in layers:
+        torch.testing.assert_close(fast.output[name], ref.output[name], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fast_flow_handles_forks(monkeypatch, inputs, preset) -> None:
+    torch.manual_seed(0)
+    model = _Fork().double().eval()
+    x = inputs()
+    fast = attribute(model, x, composite=preset, record=["conv2"])
+    ref = _reference(monkeypatch, model, x, preset, ["conv2"])
+    torch.testing.assert_close(fast.input, ref.input, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(fast.output["conv2"], ref.output["conv2"], rtol=1e-9, atol=1e-12)
+    unrecorded = attribute(model, x, composite=preset)
+    torch.testing.assert_close(unrecorded.input, ref.input, rtol=1e-9, atol=1e-12)
