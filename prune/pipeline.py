@@ -55,8 +55,11 @@ def make_trainer(
     """A fresh Trainer for one round, logging to TensorBoard version ``version``."""
     out = Path(cfg.paths.output_dir)
     cbs = []
+    bar = overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True))
     if callbacks and cfg.get("callbacks"):
         for name, cb_cfg in cfg.callbacks.items():
+            if name == "progress_bar" and not bar:
+                continue  # Lightning refuses a progress-bar callback with the bar switched off
             extra = (
                 {"dirpath": str(out / "checkpoints" / (version or "eval"))}
                 if name == "model_checkpoint"
