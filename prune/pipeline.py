@@ -203,7 +203,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # written before retraining: an interrupted run resumes with this very plan
             results["pending"] = {"round": k, "plan": plan.to_dict(), "test/acc_pruned": pruned_acc}
             write_json(out / "results.json", results)
-        trainer = make_trainer(cfg, version=f"round_{k}")
         acc = pruned_acc
         if retrain_epochs > 0:
             trainer = make_trainer(cfg, version=f"round_{k}", max_epochs=retrain_epochs)
@@ -211,8 +210,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             best = _best_ckpt(trainer)
             acc = _test(trainer, module, dm, best)
         else:  # no fine-tuning: still save the pruned model so evaluate.py can load it
-            best = str(out / "checkpoints" / f"round_{k}" / "last.ckpt")
-            trainer.save_checkpoint(best, weights_only=True)
+            best = str(save_weights(module, out / "checkpoints" / f"round_{k}" / "last.ckpt"))
         cost = _measure(cfg, module)
         row = {
             "round": k,
@@ -244,6 +242,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "results.json", results)
     log.info("results: %s", out / "results.json")
     return results
+
+
+def save_weights(module: ClassifierModule, path: Path) -> Path:
+    """A checkpoint without a Trainer (weights, plan, config) that ``evaluate.py`` can load."""
+    checkpoint: dict[str, Any] = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)  # atomic: a reader sees the old file or the new one
+    return path
 
 
 def _total(pruner: Any, plan: Any) -> int | None:

@@ -16,11 +16,13 @@ TINY = [
     *FAST,
     "trainer.limit_train_batches=3",
     "trainer.limit_val_batches=1",
-    "retrain.max_epochs=1",
     "data.relevance_per_class=4",
     "measure.latency_batches=[1]",
 ]
-EXTRA = {  # what makes each experiment tiny beyond TINY
+EXTRA = {  # what makes each experiment tiny beyond TINY (few-shot keeps retrain.max_epochs=0)
+    "mnist_prune": ["retrain.max_epochs=1"],
+    "mnist_channels": ["retrain.max_epochs=1"],
+    "fashion_mnist_channels": ["retrain.max_epochs=1"],
     "mnist_removal": ["explanations.num_images=24", "explanations.gae_samples=8",
                       "explanations.batch_size=12", "explanations.flip_steps=4"],
 }
