@@ -67,7 +67,7 @@ def test_input_pruning_recovers_the_deciding_block_and_evaluates(tmp_path):
     assert results["final"]["cost/flops"] == results["rounds"][0]["cost/flops"] - saved
 
     # the pruned checkpoint loads into a dense model built from config
-    ckpt = next((tmp_path / "checkpoints" / "round_1").glob("best*.ckpt"))
+    ckpt = results["rounds"][-1]["checkpoint"]  # the last round's best checkpoint
     eval_cfg = with_output(compose_cfg("evaluate", [*FAST, f"ckpt_path={ckpt}"]), tmp_path / "eval")
     res = evaluate(eval_cfg)
     assert res["test/acc"] == pytest.approx(results["final"]["test/acc"], abs=1e-6)
