@@ -67,7 +67,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     args = parser.parse_args()
-    dm = MNISTDataModule(root=args.data_root, download=False, val_size=0, eval_batch_size=args.batch_size)
+    dm = MNISTDataModule(
+        root=args.data_root, download=False, val_size=0, eval_batch_size=args.batch_size
+    )
     dm.setup()
     torch.manual_seed(0)
     net = MODELS[args.model](in_shape=dm.in_shape, num_classes=dm.num_classes)
@@ -80,14 +82,20 @@ def main() -> None:
     ours, floor = [], []
     for _ in range(args.repeats):  # interleaved so machine noise hits both
         floor.append(plain_pass(module, loader, args.device))
-        ours.append(explain_pass(module, loader, args.composite, record, dm.num_classes, args.device))
+        ours.append(
+            explain_pass(module, loader, args.composite, record, dm.num_classes, args.device)
+        )
     o, f = sorted(ours)[len(ours) // 2], sorted(floor)[len(floor) // 2]
     n = len(loader.dataset)
-    print(f"data: {dm.source}, {n} images, batch {args.batch_size}, model {args.model}, "
-          f"composite {args.composite}, device {args.device}, threads {torch.get_num_threads()}")
+    print(
+        f"data: {dm.source}, {n} images, batch {args.batch_size}, model {args.model}, "
+        f"composite {args.composite}, device {args.device}, threads {torch.get_num_threads()}"
+    )
     print(f"recorded layers: {record}")
-    print(f"explain pass: {o:.2f} s ({n / o:.0f} img/s)   forward+backward: {f:.2f} s "
-          f"({n / f:.0f} img/s)   ratio: {o / f:.2f}x (target <= 1.5x)")
+    print(
+        f"explain pass: {o:.2f} s ({n / o:.0f} img/s)   forward+backward: {f:.2f} s "
+        f"({n / f:.0f} img/s)   ratio: {o / f:.2f}x (target <= 1.5x)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def main(folders: list[str]) -> None:
         rows = groups[key]
         flops = statistics.mean(float(r["cost/flops"]) for r in rows)
         print(
-            f"| {key} | {len(rows)} | {fmt(rows, 'test/acc_dense')} | {fmt(rows, 'test/acc_pruned')} "
+            f"| {key} | {len(rows)} | {fmt(rows, 'test/acc_dense')} "
+            f"| {fmt(rows, 'test/acc_pruned')} "
             f"| {fmt(rows, 'test/acc')} | {flops:,.0f} |"
         )
 

@@ -1,4 +1,4 @@
-"""Explanation evaluation inside a run: which attribution to trust (feature removal, AOPC, GAE, ROAR)."""
+"""Explanation evaluation in a run: which attribution to trust (removal, AOPC, GAE, ROAR)."""
 
 from __future__ import annotations
 
@@ -89,12 +89,18 @@ def run_roar(cfg: DictConfig, module: ClassifierModule, dm: Any, methods: dict) 
                 layer.reset_parameters()
         fresh = ClassifierModule(net, optimizer=module.optimizer_factory, mean=[0.0], std=[1.0])
         train_loader = torch.utils.data.DataLoader(
-            TensorBatchDataset(xtr.cpu(), ytr.cpu()), batch_size=dm.batch_size, shuffle=True,
+            TensorBatchDataset(xtr.cpu(), ytr.cpu()),
+            batch_size=dm.batch_size,
+            shuffle=True,
             collate_fn=keep_batch,
         )
         trainer = L.Trainer(
-            max_epochs=int(rcfg.epochs), accelerator=cfg.trainer.accelerator, devices=1,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            max_epochs=int(rcfg.epochs),
+            accelerator=cfg.trainer.accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
             enable_model_summary=False,
         )
         trainer.fit(fresh, train_dataloaders=train_loader)
