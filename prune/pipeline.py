@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.callbacks.relevance import RelevanceAccumulator
 from prune.evaluation import run_explanations
@@ -320,7 +320,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_cfg = cfg
     if cfg.get("use_checkpoint_config", True) and ckpt.get("run_config"):
         stored = OmegaConf.create(ckpt["run_config"])
-        run_cfg = OmegaConf.merge(cfg, {"data": stored.data, "model": stored.model})
+        run_cfg = cfg.copy()
+        with open_dict(run_cfg):  # replace, not merge: the stored model may have other keys
+            run_cfg.data, run_cfg.model = stored.data, stored.model
     dm = build_datamodule(run_cfg)
     module = build_module(run_cfg, dm)
     module.on_load_checkpoint(ckpt)

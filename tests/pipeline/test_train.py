@@ -73,3 +73,15 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": torch.nn.Linear(2, 2)}, path)  # a pickled module
     with pytest.raises(ValueError, match="could not be loaded safely"):
         load_checkpoint(path)
+
+
+def test_evaluate_rebuilds_another_model_from_the_checkpoint_config(tmp_path):
+    # evaluate.yaml defaults to model=mlp; the checkpoint's own config (lenet5) must win
+    cfg = with_output(
+        compose_cfg("train", [*FAST, "model=lenet5", "trainer.limit_train_batches=2"]), tmp_path
+    )
+    results = train(cfg)
+    ckpt = tmp_path / "checkpoints" / "round_0" / "last.ckpt"
+    eval_cfg = with_output(compose_cfg("evaluate", [*FAST, f"ckpt_path={ckpt}"]), tmp_path / "e")
+    res = evaluate(eval_cfg)
+    assert res["cost/flops"] == results["rounds"][0]["cost/flops"]
