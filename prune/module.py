@@ -47,6 +47,7 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.run_config = dict(run_config) if run_config is not None else None
         self.plan: PruningPlan | None = None
+        self.explain_only = False  # set by RelevanceAccumulator during an explain pass
         k = int(net.num_classes)
         self.train_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
@@ -86,6 +87,8 @@ class ClassifierModule(L.LightningModule):
         return self._step(batch, "train", self.train_acc)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        if self.explain_only:  # a RelevanceAccumulator already ran the batch: skip the loss
+            return
         self._step(batch, "val", self.val_acc)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -38,6 +38,8 @@ def check_finite(stats: RelevanceStats) -> None:
             "the first one is where it started): check the model's weights and inputs for "
             "NaN/inf, or use a larger lrp.epsilon / lrp.stabilizer; nothing was pruned"
         )
+
+
 OUTPUTS = ("logit", "one")
 
 
@@ -83,6 +85,8 @@ class RelevanceAccumulator(L.Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._local = RelevanceStats(self.num_classes)
+        if hasattr(pl_module, "explain_only"):  # the LRP pass has the logits: no second forward
+            pl_module.explain_only = True
 
     def on_validation_batch_start(
         self,
@@ -108,7 +112,15 @@ class RelevanceAccumulator(L.Callback):
         inputs, outputs = res.input, res.output
         self._local.update(inputs if self.input_relevance else None, outputs, y)
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException
+    ) -> None:
+        if hasattr(pl_module, "explain_only"):
+            pl_module.explain_only = False
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if hasattr(pl_module, "explain_only"):
+            pl_module.explain_only = False
         strategy = trainer.strategy
         reduced = self._local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
         self.stats = reduced.cpu()

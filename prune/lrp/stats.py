@@ -73,14 +73,19 @@ class RelevanceStats:
             )
         self.class_counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
         if input_relevance is not None:
-            r = input_relevance.detach().to(torch.float64)
+            # batch sums in the relevance's own dtype, then accumulated in float64: casting the
+            # whole (B, *sample) batch to float64 first costs more than the sums themselves
+            r = input_relevance.detach()
             if self.input is None:
-                self.input = r.new_zeros(r.shape[1:])
-                self.input_abs = r.new_zeros(r.shape[1:])
-                self.per_class_input = r.new_zeros((self.num_classes, *r.shape[1:]))
+                shape = r.shape[1:]
+                self.input = r.new_zeros(shape, dtype=torch.float64)
+                self.input_abs = r.new_zeros(shape, dtype=torch.float64)
+                self.per_class_input = r.new_zeros((self.num_classes, *shape), dtype=torch.float64)
             self.input += r.sum(0)
             self.input_abs += r.abs().sum(0)
-            self.per_class_input.index_add_(0, labels, r)
+            self.per_class_input += r.new_zeros((self.num_classes, *r.shape[1:])).index_add_(
+                0, labels, r
+            )
         for name, rel in unit_relevance.items():
             r = rel.detach().to(torch.float64)
             signed = _per_unit(r)  # (B, C)

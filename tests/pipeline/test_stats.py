@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import torch
+
+from prune.lrp import RelevanceStats
+
+
+def test_stats_equal_a_naive_per_sample_reference():
+    gen = torch.Generator().manual_seed(0)
+    k, n = 3, 10
+    x = torch.randn(n, 1, 4, 4, generator=gen)
+    conv = torch.randn(n, 5, 2, 2, generator=gen)
+    lin = torch.randn(n, 6, generator=gen)
+    y = torch.randint(0, k, (n,), generator=gen)
+    stats = RelevanceStats(k)
+    for idx in (slice(0, 4), slice(4, 7), slice(7, 10)):  # three uneven batches
+        stats.update(x[idx], {"conv": conv[idx], "fc": lin[idx]}, y[idx])
+
+    ref_in = torch.zeros(1, 4, 4, dtype=torch.float64)
+    ref_abs = torch.zeros_like(ref_in)
+    ref_cls = torch.zeros(k, 1, 4, 4, dtype=torch.float64)
+    ref_conv = torch.zeros(5, dtype=torch.float64)
+    ref_conv_cls = torch.zeros(k, 5, dtype=torch.float64)
+    for i in range(n):  # one sample at a time, the definition
+        ref_in += x[i].double()
+        ref_abs += x[i].double().abs()
+        ref_cls[y[i]] += x[i].double()
+        per_channel = conv[i].double().abs().sum((1, 2))
+        ref_conv += per_channel
+        ref_conv_cls[y[i]] += per_channel
+    # float32 batch sums accumulated in float64: agreement to float32 rounding
+    torch.testing.assert_close(stats.input, ref_in, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stats.input_abs, ref_abs, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stats.per_class_input, ref_cls, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stats.channels["conv"], ref_conv, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stats.per_class_channels["conv"], ref_conv_cls, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        stats.channels_signed["fc"], lin.double().sum(0), rtol=1e-6, atol=1e-6
+    )
+    assert stats.num_samples == n
+    assert stats.class_counts.tolist() == torch.bincount(y, minlength=k).double().tolist()
