@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from prune.data.base import to_unit_range
 from prune.pruning.plan import PruningPlan
 
 
@@ -64,8 +65,7 @@ class ClassifierModule(L.LightningModule):
 
     def normalize(self, x: Tensor) -> Tensor:
         """Raw images (uint8 in [0, 255] or float in [0, 1]) -> normalised float32."""
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        return (x - self.mean) / self.std
+        return (to_unit_range(x) - self.mean) / self.std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise on the device: batches travel as uint8 (4x less to copy)."""

@@ -35,6 +35,11 @@ class TensorBatchDataset(Dataset):
         return self.x[idx], self.y[idx]
 
 
+def to_unit_range(x: Tensor) -> Tensor:
+    """Raw images as float32 in [0, 1]: uint8 is divided by 255, float is taken as it is."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
 def keep_batch(batch: Any) -> Any:
     """Collate that keeps an already batched ``(x, y)`` pair (single samples are stacked)."""
     if isinstance(batch, tuple):
@@ -137,26 +142,15 @@ class TensorDataModule(L.LightningDataModule):
         self.test_set = TensorBatchDataset(x_test, y_test)
         self.num_classes = int(max(y.max(), y_test.max()).item()) + 1
         self.in_shape = tuple(x.shape[1:])
-        scaled = self._scale(self.train_set.x[:20000])
-        dims = [0, 2, 3] if scaled.dim() == 4 else [0]
+        if self._mean is None or self._std is None:  # estimate on (up to) 20k training images
+            scaled = to_unit_range(self.train_set.x[:20000])
+            dims = [0, 2, 3] if scaled.dim() == 4 else [0]
         mean = scaled.mean(dims) if self._mean is None else torch.tensor(list(self._mean))
         std = scaled.std(dims) if self._std is None else torch.tensor(list(self._std))
         if (std <= 0).any():
             raise ValueError(f"data.std must be > 0 per channel, got {std.tolist()}")
         self.mean = mean.float().view(-1, 1, 1)
         self.std = std.float().view(-1, 1, 1)
-
-    @staticmethod
-    def _scale(x: Tensor) -> Tensor:
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-    def normalize(self, x: Tensor) -> Tensor:
-        """Raw images (uint8 or float in [0, 1]) -> normalised float32 on ``x``'s device."""
-        return (self._scale(x) - self.mean.to(x.device)) / self.std.to(x.device)
-
-    def bounds(self) -> tuple[float, float]:
-        """Lowest and highest normalised pixel value (for the z-B rule)."""
-        return float((-self.mean / self.std).min()), float(((1 - self.mean) / self.std).max())
 
     def _loader(self, dataset: TensorBatchDataset, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(
