@@ -79,10 +79,15 @@ def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def write_summary(sweep_dir: str | os.PathLike) -> tuple[Path, Path | None]:
-    """Write ``summary.csv`` (atomically) and ``acc_vs_flops.png`` into ``sweep_dir``."""
+def write_summary(
+    sweep_dir: str | os.PathLike, rows: list[dict[str, Any]] | None = None
+) -> tuple[Path, Path | None]:
+    """Write ``summary.csv`` (atomically) and ``acc_vs_flops.png`` into ``sweep_dir``.
+
+    ``rows`` are those of :func:`summarize`, read from the sweep folder when not given.
+    """
     sweep_dir = Path(sweep_dir)
-    rows = summarize(sweep_dir)
+    rows = summarize(sweep_dir) if rows is None else rows
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
@@ -127,8 +132,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        csv_path, plot = write_summary(sweep_dir)
-        failed = [r["job"] for r in summarize(sweep_dir) if r["status"] != "complete"]
+        rows = summarize(sweep_dir)  # read every job's results once
+        csv_path, plot = write_summary(sweep_dir, rows)
+        failed = [r["job"] for r in rows if r["status"] != "complete"]
         log.info("sweep summary: %s%s", csv_path, f", plot: {plot}" if plot else "")
         if failed:
             log.warning("jobs without complete results: %s", ", ".join(failed))
