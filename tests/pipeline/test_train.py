@@ -85,3 +85,36 @@ def test_evaluate_rebuilds_another_model_from_the_checkpoint_config(tmp_path):
     eval_cfg = with_output(compose_cfg("evaluate", [*FAST, f"ckpt_path={ckpt}"]), tmp_path / "e")
     res = evaluate(eval_cfg)
     assert res["cost/flops"] == results["rounds"][0]["cost/flops"]
+
+
+def test_epoch_training_loss_and_accuracy_equal_a_recount():
+    """The on-device epoch sums behind train/loss and train/acc equal a plain recount."""
+    import lightning as L
+    import torch.nn.functional as F
+
+    from prune.data import SyntheticDataModule
+    from prune.models import MLP
+
+    dm = SyntheticDataModule(num_train=256, num_test=64, batch_size=64, val_size=0)
+    dm.setup()
+    torch.manual_seed(0)
+    module = ClassifierModule(MLP(in_shape=dm.in_shape, num_classes=dm.num_classes))
+    # lr=0: the weights do not move, so a recount after the epoch sees the same model
+    module.optimizer_factory = lambda params: torch.optim.SGD(params, lr=0.0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+    x, y = module.normalize(dm.train_set.x), dm.train_set.y
+    with torch.no_grad():
+        logits = module.net(x)
+    got = trainer.callback_metrics
+    assert float(got["train/loss"]) == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    acc = (logits.argmax(1) == y).float().mean().item()
+    assert float(got["train/acc"]) == pytest.approx(acc, abs=1e-6)
