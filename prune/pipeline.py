@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.callbacks.relevance import RelevanceAccumulator
@@ -17,12 +18,18 @@ from prune.evaluation import run_explanations
 from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
-from prune.results import write_json
+from prune.results import write_json as _write_json
 from prune.resume import Resume
 from prune.validation import validate_config, validate_run
 from prune.visualize import keep_mask, log_relevance
 
 log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def write_json(path: Path, data: Any) -> None:
+    """Write a results file from rank 0 only: under DDP every rank runs the pipeline."""
+    _write_json(path, data)
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -246,6 +253,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def save_weights(module: ClassifierModule, path: Path) -> Path:
     """A checkpoint without a Trainer (weights, plan, config) that ``evaluate.py`` can load."""
+    if rank_zero_only.rank != 0:  # under DDP every rank holds the same weights
+        return path
     checkpoint: dict[str, Any] = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -118,3 +118,22 @@ def test_epoch_training_loss_and_accuracy_equal_a_recount():
     assert float(got["train/loss"]) == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
     acc = (logits.argmax(1) == y).float().mean().item()
     assert float(got["train/acc"]) == pytest.approx(acc, abs=1e-6)
+
+
+def test_only_rank_zero_writes_results(tmp_path, monkeypatch):
+    """Under DDP every rank runs the pipeline; results and weight files come from rank 0."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from prune.models import MLP
+    from prune.pipeline import save_weights, write_json
+
+    module = ClassifierModule(MLP(in_shape=(1, 4, 4), num_classes=3, hidden=[5]))
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    write_json(tmp_path / "results.json", {"a": 1})
+    save_weights(module, tmp_path / "w.ckpt")
+    assert not any(tmp_path.iterdir())
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    write_json(tmp_path / "results.json", {"a": 1})
+    save_weights(module, tmp_path / "w.ckpt")
+    assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1}
+    assert (tmp_path / "w.ckpt").is_file()
