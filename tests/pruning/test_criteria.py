@@ -164,3 +164,17 @@ def test_unit_only_criterion_refuses_inputs(tiny_mlp: nn.Module) -> None:
 def test_magnitude_rejects_bad_p() -> None:
     with pytest.raises(ValueError, match="p must be 1 or 2, got 3"):
         MagnitudeCriterion(p=3)
+
+
+def test_layer_normalisation_l1_l2_none_and_bad_values():
+    from prune.pruning.criteria.base import layer_norm, normalize_layer
+
+    s = torch.tensor([3.0, 4.0])
+    assert torch.allclose(
+        normalize_layer(s, "l1"), torch.tensor([3 / 7, 4 / 7], dtype=torch.float64)
+    )
+    assert torch.allclose(normalize_layer(s, "l2"), torch.tensor([0.6, 0.8], dtype=torch.float64))
+    assert torch.equal(normalize_layer(s, "none"), s.double())
+    assert [layer_norm(v) for v in (True, False, "L2", "none")] == ["l1", "none", "l2", "none"]
+    with pytest.raises(ValueError, match="normalize='l3'.*'l2'"):
+        MagnitudeCriterion(normalize="l3")

@@ -73,10 +73,29 @@ def producers(groups: Sequence[ChannelGroup]) -> list[str]:
     return [p for g in groups for p in g.producers]
 
 
-def normalize_layer(scores: Tensor) -> Tensor:
-    """Divide by the layer's L1 norm, so layers of different size and scale rank together."""
+NORMS = ("l1", "l2", "none")
+
+
+def layer_norm(value: bool | str | None) -> str:
+    """Check a criterion's ``normalize`` argument: true/"l1", "l2", or false/"none"."""
+    if value is True:
+        return "l1"
+    if value is False or value is None:
+        return "none"
+    if isinstance(value, str) and value.lower() in NORMS:
+        return value.lower()
+    raise ValueError(f"normalize={value!r} is not allowed; choose true (= 'l1'), 'l2' or false")
+
+
+def normalize_layer(scores: Tensor, norm: str = "l1") -> Tensor:
+    """Divide a layer's scores by their L1 (or L2) norm, so that layers of different size and
+    scale rank together globally. L1 gives every layer the same total; L2 (Molchanov et al.
+    2017) lets a layer's total grow with the square root of its width. ``"none"``: as is."""
     scores = scores.to(torch.float64)
-    return scores / scores.abs().sum().clamp_min(torch.finfo(torch.float64).tiny)
+    if norm == "none":
+        return scores
+    total = scores.abs().sum() if norm == "l1" else scores.pow(2).sum().sqrt()
+    return scores / total.clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def unit_weight(module: nn.Module) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from prune.lrp.stats import RelevanceStats
-from prune.pruning.criteria.base import Batches, Criterion, normalize_layer, producers
+from prune.pruning.criteria.base import Batches, Criterion, layer_norm, normalize_layer, producers
 from prune.pruning.groups import ChannelGroup
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ class LRPCriterion(Criterion):
     requires: ClassVar[frozenset[str]] = frozenset({"relevance"})
     targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
 
-    def __init__(self, signed: bool = False, normalize: bool = True) -> None:
-        self.signed, self.normalize = bool(signed), bool(normalize)
+    def __init__(self, signed: bool = False, normalize: bool | str = True) -> None:
+        self.signed, self.normalize = bool(signed), layer_norm(normalize)
 
     def scores(
         self,
@@ -87,7 +87,7 @@ class LRPCriterion(Criterion):
                     "(pass Pruner.record_names(model) as the LRP record list)"
                 )
             s = _checked(name, source[name].detach().to(torch.float64))
-            out[name] = normalize_layer(s) if self.normalize else s
+            out[name] = normalize_layer(s, self.normalize)
         return out
 
     def input_scores(

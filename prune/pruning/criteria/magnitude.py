@@ -11,6 +11,7 @@ from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria.base import (
     Batches,
     Criterion,
+    layer_norm,
     normalize_layer,
     producers,
     unit_weight,
@@ -33,10 +34,10 @@ class MagnitudeCriterion(Criterion):
     requires: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"units"})
 
-    def __init__(self, p: int = 1, normalize: bool = True) -> None:
+    def __init__(self, p: int = 1, normalize: bool | str = True) -> None:
         if p not in (1, 2):
             raise ValueError(f"magnitude criterion p must be 1 or 2, got {p}")
-        self.p, self.normalize = int(p), bool(normalize)
+        self.p, self.normalize = int(p), layer_norm(normalize)
 
     def scores(
         self,
@@ -49,5 +50,5 @@ class MagnitudeCriterion(Criterion):
         out = {}
         for name in producers(groups):
             s = unit_weight(model.get_submodule(name)).double().norm(p=self.p, dim=1)
-            out[name] = normalize_layer(s) if self.normalize else s
+            out[name] = normalize_layer(s, self.normalize)
         return out

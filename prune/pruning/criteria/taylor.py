@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria._backprop import accumulate_units, per_unit
-from prune.pruning.criteria.base import Batches, Criterion, normalize_layer, producers
+from prune.pruning.criteria.base import Batches, Criterion, layer_norm, normalize_layer, producers
 from prune.pruning.groups import ChannelGroup
 
 
@@ -28,8 +28,8 @@ class TaylorCriterion(Criterion):
     requires: ClassVar[frozenset[str]] = frozenset({"batches"})
     targets: ClassVar[frozenset[str]] = frozenset({"units"})
 
-    def __init__(self, normalize: bool = True) -> None:
-        self.normalize = bool(normalize)
+    def __init__(self, normalize: bool | str = True) -> None:
+        self.normalize = layer_norm(normalize)
 
     def scores(
         self,
@@ -42,4 +42,4 @@ class TaylorCriterion(Criterion):
         batches = self._need_batches(batches)
         names = producers(groups)
         raw = accumulate_units(model, names, batches, lambda a, g: per_unit(a * g).abs())
-        return {n: normalize_layer(s) if self.normalize else s for n, s in raw.items()}
+        return {n: normalize_layer(s, self.normalize) for n, s in raw.items()}
