@@ -7,7 +7,7 @@ set -euo pipefail
 out=${1:-logs/lenet_pruning}
 data=${2:-mnist}
 seed=${SEED:-12345}
-criteria=${CRITERIA:-lrp,magnitude,taylor,gradient,random}
+criteria=${CRITERIA:-lrp_signed,lrp,magnitude,taylor,gradient,random}
 if [ ! -f "$out/dense/results.json" ]; then
   python train.py model=lenet5 data=$data trainer.max_epochs=6 seed=$seed \
     trainer.enable_progress_bar=false hydra.run.dir="$out/dense"
