@@ -7,13 +7,23 @@
 set -euo pipefail
 out=${1:-logs/input_pruning}
 seeds=${SEEDS:-"1 2 3"}
-for s in $seeds; do
+run_seed() {
+  s=$1
   if [ ! -f "$out/dense_s$s/results.json" ]; then
+    # the dense model as experiment/mnist_prune trains it (same epochs and lr schedule)
     python train.py model=mlp trainer.max_epochs=8 seed=$s trainer.enable_progress_bar=false \
+      "++model.scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,_partial_:true,gamma:0.6}" \
       hydra.run.dir="$out/dense_s$s"
   fi
   python train.py -m +experiment=mnist_prune pruner=lrp,variance,random pruner.keep=50,100,196 \
     seed=$s ckpt_path="$out/dense_s$s/checkpoints/round_0/last.ckpt" \
     trainer.enable_progress_bar=false hydra.sweep.dir="$out/sweep_s$s"
-done
+}
+# PARALLEL=1 runs the seeds side by side, one thread each (better throughput on a small CPU)
+if [ "${PARALLEL:-0}" = 1 ]; then
+  for s in $seeds; do OMP_NUM_THREADS=1 run_seed "$s" > "$out.s$s.log" 2>&1 & done
+  wait
+else
+  for s in $seeds; do run_seed "$s"; done
+fi
 python benchmarks/summarize_sweeps.py "$out"/sweep_s*
