@@ -118,9 +118,6 @@ def attribute(
 def _attribute(
     model: nn.Module, x: Tensor, target: Tensor | None, composite: Composite, record: Sequence[str]
 ) -> LRPResult:
-    n, maps = x.shape[0], composite.num_maps
-    if maps > 1:  # several maps per sample (absLRP's contrastive pair): one stacked pass
-        x = x.repeat(maps, *([1] * (x.dim() - 1)))
     x = x.requires_grad_()
     with Engine(model, composite, record) as engine:
         engine.run.root_ids.add(id(x))
@@ -135,27 +132,33 @@ def _attribute(
             "the model input is read both by a layer whose rule returns relevance (flat, "
             "w-square, box) and by another op; LRP cannot combine them"
         )
-    relevance = _output_relevance(logits.detach()[:n], target)
-    seeds = composite.seeds(logits.detach()[:n], relevance)
-    out_rel = torch.cat([r for _, r in seeds])
-    seed = divide_by_input(out_rel, logits.detach())  # gradient form: R = logits * g
-    (grad,) = torch.autograd.grad(logits, x, seed)
-    rel_in = grad if run.root_rule_used else x.detach() * grad
-    outputs = {name: r.detach() for name, r in engine.relevance.items()}
-    if maps > 1:
-        weights = [w for w, _ in seeds]
-        rel_in = _combine(rel_in, weights, n)
-        outputs = {k: _combine(v, weights, n) for k, v in outputs.items()}
+    relevance = _output_relevance(logits.detach(), target)
+    # One map per seed (absLRP's contrastive pair has two): one forward pass, then one
+    # backward pass per seed through the retained graph; the maps are summed with the seeds'
+    # weights. (Stacking the seeds as a 2B batch would double the forward and its memory.)
+    seeds = composite.seeds(logits.detach(), relevance)
+    if len(seeds) != run.passes:
+        raise RuntimeError(f"{composite!r} gave {len(seeds)} seeds but num_maps={run.passes}")
+    rel_in: Tensor | None = None
+    outputs: dict[str, Tensor] = {}
+    for i, (weight, out_rel) in enumerate(seeds):
+        engine.relevance.clear()  # the record hooks add into it
+        seed = divide_by_input(out_rel, logits.detach())  # gradient form: R = logits * g
+        (grad,) = torch.autograd.grad(logits, x, seed, retain_graph=i < len(seeds) - 1)
+        rel_in = _weighted_add(rel_in, weight, grad if run.root_rule_used else x.detach() * grad)
+        for name, rec in engine.relevance.items():
+            outputs[name] = _weighted_add(outputs.get(name), weight, rec.detach())
     return LRPResult(
         input=rel_in.detach(),
         output=outputs,
-        logits=logits.detach()[:n],
+        logits=logits.detach(),
         explained=relevance.sum(1),
     )
 
 
-def _combine(t: Tensor, weights: list[float], n: int) -> Tensor:
-    return sum(w * t[i * n : (i + 1) * n] for i, w in enumerate(weights))
+def _weighted_add(total: Tensor | None, weight: float, t: Tensor) -> Tensor:
+    part = t if weight == 1.0 else weight * t
+    return part if total is None else total + part
 
 
 def _split_targets(result: LRPResult, batch: int, per_sample: int) -> LRPResult:

@@ -207,6 +207,8 @@ class RunState:
         root_ids: ids of tensors that alias the model input (the input and its reshapes).
         root_rule_used: a rule that returns relevance (not gradient) consumed the input.
         params: parameter overrides set by canonizers ``{module: (weight, bias)}``.
+        passes: backward passes that will run through the graph; state saved for the backward
+            is freed by the last one.
     """
 
     def __init__(self) -> None:
@@ -216,6 +218,7 @@ class RunState:
         self.params: dict[nn.Module, tuple[Tensor, Tensor | None]] = {}
         self.inside = 0
         self.pending: dict[int, tuple[weakref.ref, float]] = {}
+        self.passes = 1  # backward passes through this graph (absLRP's contrastive pair: 2)
 
     def mark_pending(self, t: Tensor, epsilon: float) -> None:
         """``t`` is a native output that still owes the rescale ``z / stab(z)`` (see flow.py)."""
@@ -246,17 +249,20 @@ class _RuleFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, rule, module, op, weight, bias, root):
+    def forward(ctx, x, rule, module, op, weight, bias, root, passes):
         out, saved = rule.forward_impl(op, x, weight, bias, root)
         ctx.rule, ctx.op, ctx.saved, ctx.root = rule, op, saved, root
         ctx.x = x  # the input (no reference cycle); alive anyway as the previous layer's output
+        ctx.passes_left = passes
         return out
 
     @staticmethod
     def backward(ctx, grad):
         grad_in = ctx.rule.backward_impl(ctx.op, ctx.saved, grad, ctx.root, ctx.x)
-        del ctx.saved, ctx.x
-        return grad_in, None, None, None, None, None, None
+        ctx.passes_left -= 1
+        if ctx.passes_left <= 0:  # free early; a retained graph keeps it for the next pass
+            del ctx.saved, ctx.x
+        return grad_in, None, None, None, None, None, None, None
 
 
 class LinearRule(Rule):
@@ -281,7 +287,7 @@ class LinearRule(Rule):
             run.root_other_used |= root
             return out
         run.root_rule_used |= root
-        return _RuleFunction.apply(x, self, module, op, weight, bias, root)
+        return _RuleFunction.apply(x, self, module, op, weight, bias, root, run.passes)
 
     def fast(self, op, x, weight, bias, run):
         """The rule through native autograd (see :mod:`prune.lrp.flow`), or ``None``."""

@@ -46,6 +46,7 @@ class Engine:
             )
         self.record = set(record)
         self.run = RunState()
+        self.run.passes = int(getattr(composite, "num_maps", 1))
         self.relevance: dict[str, Tensor] = {}
         self.leaf_depth = 0
         self._stack: list[str] = []
