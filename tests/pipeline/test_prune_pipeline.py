@@ -23,8 +23,12 @@ EXTRA = {  # what makes each experiment tiny beyond TINY (few-shot keeps retrain
     "mnist_prune": ["retrain.max_epochs=1"],
     "mnist_channels": ["retrain.max_epochs=1"],
     "fashion_mnist_channels": ["retrain.max_epochs=1"],
-    "mnist_removal": ["explanations.num_images=24", "explanations.gae_samples=8",
-                      "explanations.batch_size=12", "explanations.flip_steps=4"],
+    "mnist_removal": [
+        "explanations.num_images=24",
+        "explanations.gae_samples=8",
+        "explanations.batch_size=12",
+        "explanations.flip_steps=4",
+    ],
 }
 
 
