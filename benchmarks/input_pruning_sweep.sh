@@ -10,9 +10,8 @@ seeds=${SEEDS:-"1 2 3"}
 run_seed() {
   s=$1
   if [ ! -f "$out/dense_s$s/results.json" ]; then
-    # the dense model as experiment/mnist_prune trains it (same epochs and lr schedule)
+    # the dense model as experiment/mnist_prune trains it (8 epochs, constant lr)
     python train.py model=mlp trainer.max_epochs=8 seed=$s trainer.enable_progress_bar=false \
-      "++model.scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,_partial_:true,gamma:0.6}" \
       hydra.run.dir="$out/dense_s$s"
   fi
   python train.py -m +experiment=mnist_prune pruner=lrp,variance,random pruner.keep=50,100,196 \

@@ -178,6 +178,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     rounds = pruner.rounds if pruner is not None else 0
     retrain_epochs = cfg.retrain.max_epochs
     retrain_epochs = int(cfg.trainer.max_epochs if retrain_epochs is None else retrain_epochs)
+    if rounds and cfg.retrain.get("scheduler") is not None:  # fine-tuning's own lr schedule
+        module.scheduler_factory = instantiate(cfg.retrain.scheduler)
     for k in range(1, rounds + 1):
         if resume.done(k):
             continue
