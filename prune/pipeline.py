@@ -139,6 +139,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True)
     pruner = instantiate(cfg.pruner) if cfg.get("pruner") else None
     composite = instantiate(cfg.lrp) if pruner is not None else None
+    # built now so that a bad target fails before the dense fit, not after it
+    retrain_scheduler = instantiate(cfg.retrain.scheduler) if cfg.retrain.get("scheduler") else None
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
     example = torch.zeros(1, *dm.in_shape)
@@ -178,8 +180,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     rounds = pruner.rounds if pruner is not None else 0
     retrain_epochs = cfg.retrain.max_epochs
     retrain_epochs = int(cfg.trainer.max_epochs if retrain_epochs is None else retrain_epochs)
-    if rounds and cfg.retrain.get("scheduler") is not None:  # fine-tuning's own lr schedule
-        module.scheduler_factory = instantiate(cfg.retrain.scheduler)
+    if retrain_scheduler is not None:  # fine-tuning's own lr schedule
+        module.scheduler_factory = retrain_scheduler
     for k in range(1, rounds + 1):
         if resume.done(k):
             continue
