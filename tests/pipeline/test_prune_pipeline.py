@@ -8,7 +8,7 @@ import torch
 
 from prune.data import SyntheticDataModule
 from prune.hydra_callbacks import write_summary
-from prune.pipeline import build_datamodule, build_module, evaluate, explain, train
+from prune.pipeline import build_datamodule, build_module, evaluate, explain, load_checkpoint, train
 from tests.conftest import CONF, FAST, compose_cfg, with_output
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
@@ -76,6 +76,13 @@ def test_input_pruning_recovers_the_deciding_block_and_evaluates(tmp_path):
     res = evaluate(eval_cfg)
     assert res["test/acc"] == pytest.approx(results["final"]["test/acc"], abs=1e-6)
     assert res["plan"]["input_keep"] == kept
+
+    # retrain.scheduler (exponential decay in mnist_prune) drives fine-tuning only
+    dense_ckpt = load_checkpoint(results["rounds"][0]["checkpoint"])
+    tuned_ckpt = load_checkpoint(ckpt)
+    assert not dense_ckpt.get("lr_schedulers")
+    (state,) = tuned_ckpt["lr_schedulers"]
+    assert state["gamma"] == cfg.retrain.scheduler.gamma == 0.6
 
 
 def test_relevance_mass_sits_in_the_deciding_block(tmp_path):
