@@ -22,6 +22,11 @@ from torch import Tensor, nn
 from prune.lrp.core import LinearRule, Rule, RunState, nonnegative
 
 
+def _sign(t: Tensor) -> Tensor:
+    """``sign(t)`` as int8, kept for the backward pass at a quarter of a float32 copy."""
+    return torch.sign(t).to(torch.int8)
+
+
 def _unit_l1(relevance: Tensor, grad_in: Tensor, root: bool) -> Tensor:
     """Rescale per sample so that ``sum |relevance| == 1``; return relevance (root) or gradient."""
     norm = relevance.flatten(1).abs().sum(1).clamp_min(1e-30)
@@ -29,22 +34,43 @@ def _unit_l1(relevance: Tensor, grad_in: Tensor, root: bool) -> Tensor:
     return relevance / norm if root else grad_in / norm
 
 
+#: weight elements per temporary modified copy in a dense layer's backward (16 MiB in float32)
+_CHUNK = 1 << 22
+
+
+def _twin_product(op, c: Tensor, weight: Tensor, like: Tensor, nonneg: bool) -> Tensor:
+    """``W_twin^T c`` with ``W_twin = 2 W+`` (nonnegative inputs) or ``|W|``.
+
+    The modified weight is built in the backward pass, never stored with the graph; a large
+    dense layer's is built a slice of output units at a time, so no full copy of it is held
+    (torchvision's VGG classifier has 100 M weights: a copy is 400 MiB).
+    """
+
+    def twin(w: Tensor) -> Tensor:
+        return 2 * w.clamp(min=0) if nonneg else w.abs()
+
+    if op.is_conv or weight.numel() <= _CHUNK:
+        return op.transpose(c, twin(weight), like)
+    rows = max(1, _CHUNK // weight.shape[1])
+    out = c[..., :rows] @ twin(weight[:rows])
+    for i in range(rows, weight.shape[0], rows):
+        out.add_(c[..., i : i + rows] @ twin(weight[i : i + rows]))
+    return out
+
+
 class AbsLinear(LinearRule):
     """absLRP for linear and conv layers: ``R_i ~ sum_j 2 max(x_i w_ij, 0) R_j / |y_j|``."""
 
     def forward_impl(self, op, x, weight, bias, root):
         z = op.forward(x, weight, bias)
-        nonneg = nonnegative(x)
-        w_twin = 2 * weight.clamp(min=0) if nonneg else weight.abs()
-        return z, (z.sign(), weight, w_twin, x, nonneg)
+        return z, (_sign(z), weight, x, nonnegative(x))
 
     def backward_impl(self, op, saved, grad, root, like):
-        sign_y, weight, w_twin, x, nonneg = saved
+        sign_y, weight, x, nonneg = saved
         c = grad * sign_y  # R / |y|
-        if nonneg:  # W + sign(x)|W| = 2 W+ where x > 0
-            grad_in = op.transpose(c, w_twin, like)
-        else:
-            grad_in = op.transpose(c, weight, like) + x.sign() * op.transpose(c, w_twin, like)
+        twin = _twin_product(op, c, weight, like, nonneg)
+        # W + sign(x)|W|: = 2 W+ where x > 0 (nonnegative inputs), else both products
+        grad_in = twin if nonneg else op.transpose(c, weight, like) + x.sign() * twin
         return _unit_l1(x * grad_in, grad_in, root)
 
 
@@ -54,7 +80,7 @@ class _AbsDiagonal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, shift, root):
         y = x * scale + shift
-        ctx.x, ctx.scale, ctx.sign_y, ctx.root = x, scale, y.sign(), root
+        ctx.x, ctx.scale, ctx.sign_y, ctx.root = x, scale, _sign(y), root
         return y
 
     @staticmethod
@@ -89,7 +115,7 @@ class _AbsPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fn, root):
         y = fn(x)
-        ctx.x, ctx.fn, ctx.sign_y, ctx.root = x, fn, y.sign(), root
+        ctx.x, ctx.fn, ctx.sign_y, ctx.root = x, fn, _sign(y), root
         return y
 
     @staticmethod
@@ -118,7 +144,7 @@ class _AbsSumFunction(torch.autograd.Function):
         z = a.add_(b) if inplace else a + b
         if inplace:
             ctx.mark_dirty(a)
-        ctx.sign_z = z.sign()
+        ctx.sign_z = _sign(z)
         return z
 
     @staticmethod
