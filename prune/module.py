@@ -92,9 +92,11 @@ class ClassifierModule(L.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
-        with torch.no_grad():
-            step = torch.stack([loss * len(y), (logits.argmax(1) == y).sum().to(loss.dtype)])
-            self._train_sums = step if self._train_sums is None else self._train_sums + step
+        if self._train_sums is None:
+            self._train_sums = torch.zeros(2, device=loss.device)
+        sums = self._train_sums  # in-place on detached values: no autograd, no new tensor
+        sums[0].add_(loss.detach(), alpha=len(y))
+        sums[1].add_((logits.detach().argmax(1) == y).sum())
         self._train_count += len(y)
         if batch_idx % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
