@@ -13,6 +13,14 @@ from prune.attribution.lrp import LRP, LRP_PRESETS
 from prune.attribution.random_baseline import RandomAttribution
 from prune.attribution.smoothgrad import SmoothGrad
 
+
+def _abslrp_target(**kwargs: Any) -> AttributionMethod:
+    """absLRP's map of the target class alone (not the contrastive difference)."""
+    from prune.lrp.composites import AbsLRP
+
+    return LRP(composite=AbsLRP(contrastive=False), **kwargs)
+
+
 #: name -> factory taking keyword arguments; add a method by adding one entry
 METHODS: dict[str, Callable[..., AttributionMethod]] = {
     "gradient": Gradient,
@@ -25,6 +33,7 @@ METHODS: dict[str, Callable[..., AttributionMethod]] = {
         ("abslrp" if p == "abslrp" else f"lrp_{p}"): functools.partial(LRP, composite=p)
         for p in LRP_PRESETS
     },
+    "abslrp_target": _abslrp_target,
 }
 
 

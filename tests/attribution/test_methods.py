@@ -177,3 +177,22 @@ def test_lrp_epsilon_on_linear_model_without_bias_equals_gradient_x_input():
     torch.testing.assert_close(
         get_method("lrp_epsilon")(net, x, t), GradientXInput()(net, x, t), atol=1e-4, rtol=1e-4
     )
+
+
+def test_abslrp_target_map_is_the_nonnegative_half_of_the_contrastive_map():
+    """On nonnegative inputs absLRP's target map is >= 0 with unit L1 norm per sample, and the
+    contrastive map is that map minus the (also unit-norm) map of all other classes."""
+    from prune.attribution import get_method
+    from prune.models import LeNet5
+
+    torch.manual_seed(0)
+    net = LeNet5(in_shape=(1, 28, 28), num_classes=10).eval().double()
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    y = torch.tensor([0, 4, 7])
+    target = get_method("abslrp_target").attribute(net, x, y)
+    contrastive = get_method("abslrp").attribute(net, x, y)
+    assert target.min() >= 0
+    assert torch.allclose(target.flatten(1).sum(1), torch.ones(3, dtype=torch.float64))
+    rest = target - contrastive  # the map of all other classes
+    assert torch.allclose(rest.flatten(1).sum(1), torch.ones(3, dtype=torch.float64))
+    assert rest.min() >= -1e-12
