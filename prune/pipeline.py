@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.callbacks.relevance import RelevanceAccumulator
+from prune.checkpoint import load_checkpoint, save_weights
 from prune.evaluation import run_explanations
 from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
@@ -255,19 +256,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def save_weights(module: ClassifierModule, path: Path) -> Path:
-    """A checkpoint without a Trainer (weights, plan, config) that ``evaluate.py`` can load."""
-    if rank_zero_only.rank != 0:  # under DDP every rank holds the same weights
-        return path
-    checkpoint: dict[str, Any] = {"state_dict": module.state_dict()}
-    module.on_save_checkpoint(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)  # atomic: a reader sees the old file or the new one
-    return path
-
-
 def _total(pruner: Any, plan: Any) -> int | None:
     """Number of prunable elements of the dense model (needed when pruning by count)."""
     if pruner.keep is None:
@@ -309,20 +297,6 @@ def _log_summary(logger: Any, step: int, metrics: dict[str, float]) -> None:
 
 
 # -- evaluate ----------------------------------------------------------------------------------
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint safely (``weights_only=True``) with clear errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"ckpt_path={str(path)!r} could not be loaded safely (weights_only=True): "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        ) from err
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
     validate_config(cfg)  # a missing ckpt_path or a bad value stops here, before any work

@@ -27,6 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from prune.checkpoint import load_checkpoint
 from prune.pruning.plan import PruningPlan
 
 #: top-level keys that may differ between the interrupted run and its resumption
@@ -111,8 +112,6 @@ class Resume:
                 f"resume=true: round {k - 1} finished but its checkpoint {ckpt_path!r} is gone; "
                 f"cannot continue round {k} (callbacks.model_checkpoint must be on)"
             )
-        from prune.pipeline import load_checkpoint
-
         stored = load_checkpoint(ckpt_path).get("pruning_plan")
         if stored is not None and module.plan is None:
             module.apply_plan(PruningPlan.from_dict(stored))

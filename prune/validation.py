@@ -19,6 +19,8 @@ from typing import Any, get_args
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from prune.checkpoint import load_checkpoint
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -391,8 +393,6 @@ def check_checkpoint_fits(
     With ``training=True`` it must also hold what ``Trainer.fit`` resumes from (optimizer
     and loop state), not weights only.
     """
-    from prune.pipeline import load_checkpoint
-
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
         raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
