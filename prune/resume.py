@@ -27,7 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from prune.checkpoint import load_checkpoint
+from prune.checkpoint import check_checkpoint_fits, load_checkpoint
 from prune.pruning.plan import PruningPlan
 
 #: top-level keys that may differ between the interrupted run and its resumption
@@ -104,8 +104,6 @@ class Resume:
         """Before unfinished round ``k``: load round ``k - 1``'s weights (and plan) once."""
         if not self.active or self.done(k) or not self.done(k - 1) or self._restored:
             return
-        from prune.validation import check_checkpoint_fits
-
         ckpt_path = self.rows[k - 1].get("checkpoint")
         if not ckpt_path or not Path(ckpt_path).is_file():
             raise FileNotFoundError(

@@ -12,14 +12,15 @@ units, input pruning of a model it cannot apply to, a relevance set larger than 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from prune.checkpoint import load_checkpoint
+from prune.checkpoint import check_checkpoint_fits
+from prune.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -30,10 +31,6 @@ PRUNE_TARGETS = ("units", "inputs")
 RELEVANCE_SETS = ("train", "val")
 #: composites whose first-layer rule ignores the pixel values (every pixel scores the same)
 FLAT_FIRST_LAYER = ("EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names key, value and allowed set."""
 
 
 # -- small helpers -----------------------------------------------------------------------------
@@ -379,48 +376,3 @@ def validate_run(cfg: DictConfig, dm: Any, module: Any, pruner: Any = None) -> N
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         check_checkpoint_fits(ckpt_path, module, training=True)
-
-
-#: what Trainer.fit(ckpt_path=...) needs besides the weights
-TRAINING_KEYS = ("pytorch-lightning_version", "optimizer_states", "loops")
-
-
-def check_checkpoint_fits(
-    path: str | Path, module: Any, key: str = "ckpt_path", training: bool = False
-) -> dict[str, Any]:
-    """Load ``path`` safely and check it holds ``module``'s (dense or equally pruned) model.
-
-    With ``training=True`` it must also hold what ``Trainer.fit`` resumes from (optimizer
-    and loop state), not weights only.
-    """
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
-        raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
-    missing = [k for k in TRAINING_KEYS if k not in ckpt] if training else []
-    if missing:
-        raise ConfigError(
-            f"{key}={str(path)!r} cannot resume training: it lacks {missing} (a weights-only "
-            "checkpoint; evaluate it with evaluate.py, or resume from a last.ckpt)"
-        )
-    stored = ckpt.get("pruning_plan")
-    current = None if module.plan is None else module.plan.to_dict()
-    if stored != current:
-        what = "a pruned model" if stored is not None else "a dense model"
-        raise ConfigError(
-            f"{key}={str(path)!r} holds {what} with another pruning plan than this run's "
-            f"{'dense model' if current is None else 'pruned model'}"
-        )
-    mine = module.state_dict()
-    theirs = ckpt["state_dict"]
-    for name, tensor in mine.items():
-        if name not in theirs:
-            raise ConfigError(f"{key}={str(path)!r} lacks parameter {name!r} of this model")
-        if tuple(theirs[name].shape) != tuple(tensor.shape):
-            raise ConfigError(
-                f"{key}={str(path)!r} holds another model: {name!r} has shape "
-                f"{tuple(theirs[name].shape)}, this model needs {tuple(tensor.shape)}"
-            )
-    extra = sorted(set(theirs) - set(mine))
-    if extra:
-        raise ConfigError(f"{key}={str(path)!r} holds another model: unexpected {extra[0]!r}")
-    return dict(ckpt)
