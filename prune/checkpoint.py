@@ -48,14 +48,19 @@ TRAINING_KEYS = ("pytorch-lightning_version", "optimizer_states", "loops")
 
 
 def check_checkpoint_fits(
-    path: str | Path, module: Any, key: str = "ckpt_path", training: bool = False
+    path: str | Path,
+    module: Any,
+    key: str = "ckpt_path",
+    training: bool = False,
+    checkpoint: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load ``path`` safely and check it holds ``module``'s (dense or equally pruned) model.
 
     With ``training=True`` it must also hold what ``Trainer.fit`` resumes from (optimizer
-    and loop state), not weights only.
+    and loop state), not weights only. ``checkpoint``: the file's contents when the caller
+    has loaded them already (``path`` then only names it in errors).
     """
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
         raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
     missing = [k for k in TRAINING_KEYS if k not in ckpt] if training else []

@@ -110,10 +110,11 @@ class Resume:
                 f"resume=true: round {k - 1} finished but its checkpoint {ckpt_path!r} is gone; "
                 f"cannot continue round {k} (callbacks.model_checkpoint must be on)"
             )
-        stored = load_checkpoint(ckpt_path).get("pruning_plan")
+        ckpt = load_checkpoint(ckpt_path)
+        stored = ckpt.get("pruning_plan") if isinstance(ckpt, dict) else None
         if stored is not None and module.plan is None:
             module.apply_plan(PruningPlan.from_dict(stored))
-        ckpt = check_checkpoint_fits(ckpt_path, module, key=f"round {k - 1} checkpoint")
+        check_checkpoint_fits(ckpt_path, module, key=f"round {k - 1} checkpoint", checkpoint=ckpt)
         module.load_state_dict(ckpt["state_dict"])
         self._restored = True
 

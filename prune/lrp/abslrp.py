@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from prune.lrp.canonizers import batchnorm_affine
 from prune.lrp.core import LinearRule, Rule, RunState, nonnegative
 
 
@@ -99,12 +100,7 @@ class AbsBatchNorm(Rule):
         """Forward through the BatchNorm with the absolute rule's backward."""
         if module.running_var is None:
             raise NotImplementedError(f"absLRP needs running statistics in BatchNorm {module}")
-        scale = torch.rsqrt(module.running_var.to(x) + module.eps)
-        if module.weight is not None:
-            scale = scale * module.weight.detach()
-        shift = -module.running_mean.to(x) * scale
-        if module.bias is not None:
-            shift = shift + module.bias.detach()
+        scale, shift = batchnorm_affine(module, x)
         shape = (1, -1, *([1] * (x.dim() - 2)))
         return _AbsDiagonal.apply(x, scale.reshape(shape), shift.reshape(shape), run.is_root(x))
 

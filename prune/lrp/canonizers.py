@@ -56,16 +56,23 @@ class MergeBatchNorm(Canonizer):
         return pairs
 
 
+def batchnorm_affine(bn: nn.Module, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel ``(scale, shift)`` of an eval-mode BatchNorm, ``y = x * scale + shift``,
+    detached, in ``like``'s dtype and device."""
+    scale = torch.rsqrt(bn.running_var.to(like) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean.to(like) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    return scale, shift
+
+
 def merged_weight_bias(linear: nn.Module, bn: nn.Module) -> tuple[Tensor, Tensor]:
     """Weight and bias of ``bn(linear(x))`` as one layer (eval mode statistics), detached."""
     with torch.no_grad():
         weight = linear.weight.detach()
-        scale = torch.rsqrt(bn.running_var.to(weight) + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.detach()
-        shift = -bn.running_mean.to(weight) * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.detach()
+        scale, shift = batchnorm_affine(bn, weight)
         if linear.bias is not None:
             shift = shift + linear.bias.detach() * scale
         merged = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
