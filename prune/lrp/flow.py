@@ -35,18 +35,15 @@ class _EpsScale(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-class _EpsScaleInplace(torch.autograd.Function):
-    """As :class:`_EpsScale`, but rebinds the tensor itself (before an in-place op on it)."""
+class _EpsScaleInplace(_EpsScale):
+    """As :class:`_EpsScale` (same backward), but rebinds the tensor itself (before an in-place
+    op on it)."""
 
     @staticmethod
     def forward(ctx, z, epsilon):
         ctx.scale = ratio(z, z, epsilon)
         ctx.mark_dirty(z)
         return z
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
 
 
 class _EpsReLU(torch.autograd.Function):
