@@ -137,3 +137,42 @@ def test_only_rank_zero_writes_results(tmp_path, monkeypatch):
     save_weights(module, tmp_path / "w.ckpt")
     assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1}
     assert (tmp_path / "w.ckpt").is_file()
+
+
+def test_written_out_step_equals_lightnings_automatic_loop():
+    """The manual step (the default) gives the same weights and scheduler state as Lightning's
+    automatic loop, which the module falls back to when the Trainer asks for clipping."""
+    import lightning as L
+
+    from prune.data import SyntheticDataModule
+    from prune.models import MLP
+
+    dm = SyntheticDataModule(num_train=256, num_test=64, batch_size=32, val_size=0)
+    dm.setup()
+
+    def fit(**trainer_kwargs):
+        torch.manual_seed(0)
+        module = ClassifierModule(MLP(in_shape=dm.in_shape, num_classes=dm.num_classes))
+        module.scheduler_factory = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1)
+        trainer = L.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            **trainer_kwargs,
+        )
+        torch.manual_seed(1)  # same shuffling
+        trainer.fit(module, train_dataloaders=dm.train_dataloader())
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        return module, trainer, lr
+
+    manual, t_manual, lr_manual = fit()
+    auto, t_auto, lr_auto = fit(gradient_clip_val=1e9)  # clipping that never bites
+    assert not manual.automatic_optimization and auto.automatic_optimization
+    assert t_manual.global_step == t_auto.global_step == 2 * 256 // 32
+    assert lr_manual == lr_auto == pytest.approx(1e-3 * 0.1**2)
+    for a, b in zip(manual.state_dict().values(), auto.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
