@@ -26,7 +26,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 RELEVANCE_TARGETS = ("label", "prediction")
-RELEVANCE_OUTPUTS = ("logit", "one")
+RELEVANCE_OUTPUTS = ("logit", "one", "softmax")
 PRUNE_TARGETS = ("units", "inputs")
 RELEVANCE_SETS = ("train", "val")
 #: composites whose first-layer rule ignores the pixel values (every pixel scores the same)

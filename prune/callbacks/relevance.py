@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -40,7 +41,7 @@ def check_finite(stats: RelevanceStats) -> None:
         )
 
 
-OUTPUTS = ("logit", "one")
+OUTPUTS = ("logit", "one", "softmax")
 
 
 class RelevanceAccumulator(L.Callback):
@@ -59,8 +60,10 @@ class RelevanceAccumulator(L.Callback):
         num_classes: number of classes (for the per-class sums).
         target: which class each sample is explained for: its ``label`` or the model's
             ``prediction``.
-        output: initial relevance at the explained logit: the ``logit`` value itself (relevance
-            then sums to the logit) or ``one``.
+        output: initial relevance at the output: the explained ``logit`` value itself (relevance
+            then sums to the logit), ``one`` at the explained class, or ``softmax``: the gradient
+            of the class's softmax probability over all logits (SGLRP, Iwana et al. 2019), which
+            also sends negative relevance from the classes that compete with it.
         input_relevance: also accumulate input relevance.
     """
 
@@ -103,11 +106,12 @@ class RelevanceAccumulator(L.Callback):
                 y = net(x).argmax(1)
         # Class indices explain the logit itself (relevance sums to f_c(x)); a one-hot float
         # target starts from relevance 1 at the class instead.
-        target = (
-            y
-            if self.output == "logit"
-            else torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
-        )
+        if self.output == "logit":
+            target = y
+        elif self.output == "softmax":
+            target = partial(lrp.softmax_gradient, labels=y)
+        else:
+            target = torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
         res = lrp.attribute(net, x, target, composite=self.composite, record=self.record)
         inputs, outputs = res.input, res.output
         self._local.update(inputs if self.input_relevance else None, outputs, y)

@@ -1,6 +1,6 @@
 """LRP engine in plain PyTorch: rules, composites, canonizers, attribution, statistics."""
 
-from prune.lrp.attribution import LRPResult, attribute, relevance_report
+from prune.lrp.attribution import LRPResult, attribute, relevance_report, softmax_gradient
 from prune.lrp.composites import COMPOSITES, Composite, get_composite
 from prune.lrp.engine import UnsupportedLayerError
 from prune.lrp.stats import RelevanceStats
@@ -14,4 +14,5 @@ __all__ = [
     "attribute",
     "get_composite",
     "relevance_report",
+    "softmax_gradient",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,8 +47,30 @@ class LRPResult:
         return out
 
 
-def _output_relevance(logits: Tensor, target: Tensor | None) -> Tensor:
-    """Output relevance ``(N, K)``: the target logit for class indices, else ``target`` itself."""
+def softmax_gradient(logits: Tensor, labels: Tensor) -> Tensor:
+    """Output relevance of softmax-gradient LRP (SGLRP; Iwana et al., ICCVW 2019).
+
+    ``R_k = p_t (delta_kt - p_k)``, the gradient of the target's softmax probability ``p_t`` with
+    respect to the logits: the target class gets ``p_t (1 - p_t)``, every other class the negative
+    share ``-p_t p_k`` it takes from it. The map therefore contrasts the target with the classes
+    the model confuses it with; the output relevance sums to zero per sample.
+
+    Args:
+        logits: ``(B, K)``.
+        labels: ``(B,)`` target class indices.
+    """
+    z = logits.detach()
+    p = (z.float() if z.dtype in (torch.float16, torch.bfloat16) else z).softmax(1)
+    p_t = p.gather(1, labels.reshape(-1, 1).long())
+    one_hot = torch.zeros_like(p).scatter_(1, labels.reshape(-1, 1).long(), 1.0)
+    return (p_t * (one_hot - p)).to(logits.dtype)
+
+
+def _output_relevance(logits: Tensor, target: Tensor | Callable[[Tensor], Tensor] | None) -> Tensor:
+    """Output relevance ``(N, K)``: the target logit for class indices, ``target(logits)`` for a
+    callable, else ``target`` itself."""
+    if callable(target) and not isinstance(target, Tensor):
+        target = target(logits)
     if target is None:
         target = logits.argmax(1)
     if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
@@ -64,7 +87,7 @@ def _output_relevance(logits: Tensor, target: Tensor | None) -> Tensor:
 def attribute(
     model: nn.Module,
     x: Tensor,
-    target: Tensor | None = None,
+    target: Tensor | Callable[[Tensor], Tensor] | None = None,
     composite: Composite | str = "epsilon_plus",
     record: Sequence[str] = (),
 ) -> LRPResult:
@@ -81,7 +104,9 @@ def attribute(
         target: what to explain. ``(B,)`` class indices (relevance at the output = the target
             logit, so the input relevance sums to it); ``(B, T)`` class indices for ``T`` maps
             per sample, computed in one batched pass; a float ``(B, K)`` output relevance
-            (one-hot or any); ``None`` for the predicted class.
+            (one-hot or any); a callable mapping the logits ``(B, K)`` to that output relevance
+            (e.g. ``functools.partial(softmax_gradient, labels=y)``); ``None`` for the predicted
+            class.
         composite: a :class:`~prune.lrp.composites.Composite` or a registered name.
         record: qualified names of modules whose output relevance to return.
 
@@ -96,7 +121,7 @@ def attribute(
         raise RuntimeError(INFERENCE_MODE_MESSAGE)
     composite = get_composite(composite)
     batch, per_sample = x.shape[0], None
-    if target is not None and not target.is_floating_point() and target.dim() == 2:
+    if isinstance(target, Tensor) and not target.is_floating_point() and target.dim() == 2:
         per_sample = target.shape[1]  # (B, T): one map per (sample, target)
         x = x.repeat_interleave(per_sample, dim=0)
         target = target.reshape(-1)
@@ -116,7 +141,7 @@ def attribute(
 
 
 def _attribute(
-    model: nn.Module, x: Tensor, target: Tensor | None, composite: Composite, record: Sequence[str]
+    model: nn.Module, x: Tensor, target: Any, composite: Composite, record: Sequence[str]
 ) -> LRPResult:
     x = x.requires_grad_()
     with Engine(model, composite, record) as engine:

@@ -83,6 +83,26 @@ def test_one_hot_target_scales_index_target(build, inputs) -> None:
     torch.testing.assert_close(by_one_hot.input * scale, by_index.input, rtol=1e-9, atol=1e-12)
 
 
+def test_softmax_gradient_target_is_the_probability_gradient(build, inputs) -> None:
+    """SGLRP's output relevance is dp_t/dz and sums to zero; LRP-0 on a ReLU net then spreads
+    each logit's share R_k over its contributions: x times the gradient of sum_k R_k / z_k z_k."""
+    from functools import partial
+
+    from prune.lrp import softmax_gradient
+
+    model, x = build("lenet"), inputs()
+    labels = torch.tensor([2, 0, 1])
+    seed = softmax_gradient(model(x), labels)
+    torch.testing.assert_close(seed.sum(1), torch.zeros(3, dtype=seed.dtype), atol=1e-15, rtol=0)
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    res = attribute(model, x, partial(softmax_gradient, labels=labels), composite)
+    torch.testing.assert_close(res.explained, torch.zeros(3, dtype=x.dtype), atol=1e-15, rtol=0)
+    xx = x.clone().requires_grad_()
+    logits = model(xx)
+    (grad,) = torch.autograd.grad((logits * (seed / logits).detach()).sum(), xx)
+    torch.testing.assert_close(res.input, xx.detach() * grad, rtol=1e-10, atol=1e-14)
+
+
 def test_inference_mode_raises_clear_error(build, inputs) -> None:
     model, x = build("mlp"), inputs()
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):

@@ -20,7 +20,7 @@ TINY = [
     "measure.latency_batches=[1]",
 ]
 EXTRA = {  # what makes each experiment tiny beyond TINY (few-shot keeps retrain.max_epochs=0)
-    "mnist_prune": ["retrain.max_epochs=1"],
+    "mnist_prune": ["retrain.max_epochs=1", "pruner.rounds=3"],
     "mnist_channels": ["retrain.max_epochs=1"],
     "fashion_mnist_channels": ["retrain.max_epochs=1"],
     "mnist_removal": [
@@ -55,6 +55,7 @@ def test_input_pruning_recovers_the_deciding_block_and_evaluates(tmp_path):
         *FAST,
         "trainer.max_epochs=3",
         "retrain.max_epochs=2",
+        "pruner.rounds=3",
         "pruner.keep=16",  # the deciding block has 4 x 4 pixels
         "data.relevance_per_class=50",
     ]
