@@ -114,7 +114,7 @@ class RelevanceAccumulator(L.Callback):
             target = torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
         res = lrp.attribute(net, x, target, composite=self.composite, record=self.record)
         inputs, outputs = res.input, res.output
-        self._local.update(inputs if self.input_relevance else None, outputs, y)
+        self._local.update(inputs if self.input_relevance else None, outputs, y, consume=True)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException

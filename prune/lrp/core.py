@@ -18,6 +18,7 @@ the model input and reads the result accordingly.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -220,11 +221,39 @@ class RunState:
         self.params: dict[nn.Module, tuple[Tensor, Tensor | None]] = {}
         self.inside = 0
         self.pending: dict[int, tuple[weakref.ref, float]] = {}
+        self.deferred: dict[int, tuple[weakref.ref, list[Callable[..., None]]]] = {}
         self.passes = 1  # backward passes through this graph (absLRP's contrastive pair: 2)
 
     def mark_pending(self, t: Tensor, epsilon: float) -> None:
         """``t`` is a native output that still owes the rescale ``z / stab(z)`` (see flow.py)."""
         self.pending[id(t)] = (weakref.ref(t), epsilon)
+
+    def defer_record(self, t: Tensor, attach: Callable[..., None]) -> None:
+        """Record the relevance of the pending ``t`` at its consumers: each one that applies the
+        owed rescale (a fused ReLU, a materialisation) calls ``attach(share)`` with its own
+        relevance-form output, whose relevance is the share of ``t``'s relevance it carries."""
+        entry = self.deferred.get(id(t))
+        if entry is None or entry[0]() is not t:
+            entry = self.deferred[id(t)] = (weakref.ref(t), [])
+        entry[1].append(attach)
+
+    def consumed(
+        self, t: Tensor, share: Tensor, value: Tensor | None = None, alias: Tensor | None = None
+    ) -> None:
+        """A consumer of the pending ``t`` produced ``share`` (see :meth:`defer_record`).
+
+        ``value``: a copy of ``share``'s values, when ``share`` is about to change in place;
+        ``alias``: the tensor ``share`` is a view of (an in-place change of it changes ``share``).
+        """
+        entry = self.deferred.get(id(t))
+        if entry is not None and entry[0]() is t:
+            for attach in entry[1]:
+                attach(share, value, alias)
+
+    def is_deferred(self, t: Tensor) -> bool:
+        """Whether a recorded output waits for its consumers (see :meth:`defer_record`)."""
+        entry = self.deferred.get(id(t))
+        return entry is not None and entry[0]() is t
 
     def pending_epsilon(self, t: Tensor) -> float | None:
         """The epsilon of the rescale ``t`` owes, or ``None``."""

@@ -17,7 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import LinearRule, Rule, RunState, stabilize
+from prune.lrp.core import LinearRule, Rule, RunState
 from prune.lrp.flow import materialize, materialize_all, max_pool
 from prune.lrp.functional import UnsupportedLayerError, _Mode
 from prune.lrp.rules import Pass
@@ -193,18 +193,28 @@ class Engine:
 
     # -- recording ----------------------------------------------------------------------------
     def _attach_record(self, name: str, out: Tensor) -> None:
-        holder = self._recorded_values.setdefault(id(out), [out])
         run, store = self.run, self.relevance
-        epsilon = run.pending_epsilon(out)
-        if epsilon is not None:  # its consumers scale the gradient by z / stab(z): undo that
-            holder = [stabilize(out.detach(), epsilon)]
 
-        def hook(grad: Tensor) -> None:
-            gradient_is_relevance = run.root_rule_used and id(out) in run.root_ids
-            rel = grad if gradient_is_relevance else holder[0] * grad
-            store[name] = store[name] + rel if name in store else rel
+        def attach(t: Tensor, value: Tensor | None = None, alias: Tensor | None = None) -> None:
+            # Relevance at t is t * grad(t) (t's gradient is in relevance form), with t's values
+            # at this point: before_inplace copies them if t (or what it is a view of) changes.
+            key = id(t if alias is None else alias)
+            holder = [value] if value is not None else self._recorded_values.setdefault(key, [t])
 
-        out.register_hook(hook)
+            def hook(grad: Tensor) -> None:
+                gradient_is_relevance = run.root_rule_used and id(t) in run.root_ids
+                rel = grad if gradient_is_relevance else holder[0] * grad
+                store[name] = store[name] + rel if name in store else rel
+
+            t.register_hook(hook)
+
+        if run.pending_epsilon(out) is not None:
+            # Its gradient is not in relevance form until a consumer applies the owed rescale,
+            # so each consumer records the share it carries (a ReLU: y * grad(y)); this needs
+            # no stabilised copy of the output (flow.py).
+            run.defer_record(out, attach)
+        else:
+            attach(out)
 
     def before_inplace(self, t: Tensor) -> None:
         """Keep the pre-modification value of a recorded output that is about to change in place."""

@@ -145,7 +145,9 @@ def fused_relu(x: Tensor, run: RunState) -> Tensor | None:
 def _fused_relu(x: Tensor, run: RunState) -> Tensor | None:
     epsilon = run.pending_epsilon(x)
     if epsilon is not None:
-        return torch.relu(x) if epsilon == 0 else _EpsReLU.apply(x, epsilon)
+        y = torch.relu(x) if epsilon == 0 else _EpsReLU.apply(x, epsilon)
+        run.consumed(x, y)  # a recorded x: its relevance through this ReLU is y * grad(y)
+        return y
     node = x.grad_fn
     if isinstance(node, SUBSTITUTE) and node.fusable:
         return _SubstituteReLU.apply(node.h, x.detach(), node.spec)
@@ -168,9 +170,14 @@ def _materialize(x: Tensor, run: RunState, inplace: bool) -> Tensor:
     epsilon = run.pending_epsilon(x)
     if epsilon is not None:
         if not inplace:
-            return _EpsScale.apply(x, epsilon)
+            z = _EpsScale.apply(x, epsilon)
+            run.consumed(x, z, alias=x)  # a recorded x: its relevance through z is z * grad(z)
+            return z
         run.pending.pop(id(x), None)
-        return _EpsScaleInplace.apply(x, epsilon)
+        value = x.detach().clone() if run.is_deferred(x) else None  # x is about to change
+        z = _EpsScaleInplace.apply(x, epsilon)
+        run.consumed(z, z, value)
+        return z
     node = x.grad_fn
     if inplace and isinstance(node, SUBSTITUTE) and node.z_copy is None:
         node.z_copy = x.detach().clone()  # rare: keep z for the backward before it changes

@@ -116,6 +116,8 @@ class _Mode(TorchFunctionMode):
             fused = fused_relu(args[0], run)
             if fused is not None:
                 return fused
+        if inplace:  # recorded values that are about to change (also through a view): copy them
+            self.engine.before_inplace(args[0])
         if inplace or any(is_owing(t, run) for t in tensors):  # a consumer other than a ReLU
             args = materialize_all(args, run, inplace_first=inplace)
         if name in DATA_MOVEMENT:
@@ -127,16 +129,12 @@ class _Mode(TorchFunctionMode):
         if self.engine.leaf_depth:  # inside max-pool & co: native gradient is the rule
             return func(*args, **kwargs)
         if name in RELU:
-            if name == "relu_":
-                self.engine.before_inplace(args[0])
             return func(*args, **kwargs)
         if name in ADD and len(args) == 2 and not kwargs:
             a, b = args
             inplace = name in ("add_", "__iadd__")
             if not (isinstance(a, Tensor) and a.requires_grad) and not inplace:
                 a, b = b, a
-            if inplace:
-                self.engine.before_inplace(a)
             return self.engine.composite.sum_rule.add(a, b, inplace=inplace, run=run)
         raise UnsupportedLayerError(
             f"LRP has no rule for the functional op {name!r} called in the forward of "

@@ -14,6 +14,16 @@ def _per_unit(relevance: Tensor) -> Tensor:
     return relevance.flatten(2).sum(2) if relevance.dim() > 2 else relevance
 
 
+def _unshared(tensors: list[Tensor | None]) -> set[int]:
+    """Storage addresses that exactly one tensor of the list uses (safe to overwrite)."""
+    counts: dict[int, int] = {}
+    for t in tensors:
+        if t is not None:
+            p = t.untyped_storage().data_ptr()
+            counts[p] = counts.get(p, 0) + 1
+    return {p for p, n in counts.items() if n == 1}
+
+
 @dataclass
 class RelevanceStats:
     """Sums of relevance over a set of samples.
@@ -54,7 +64,11 @@ class RelevanceStats:
         return 0 if self.class_counts is None else int(self.class_counts.sum().item())
 
     def update(
-        self, input_relevance: Tensor | None, unit_relevance: Mapping[str, Tensor], labels: Tensor
+        self,
+        input_relevance: Tensor | None,
+        unit_relevance: Mapping[str, Tensor],
+        labels: Tensor,
+        consume: bool = False,
     ) -> None:
         """Add one batch; stays on the tensors' device, no host transfer.
 
@@ -62,6 +76,9 @@ class RelevanceStats:
             input_relevance: ``(B, *sample)`` relevance at the input, or None to skip it.
             unit_relevance: ``{name: (B, C, ...)}`` relevance at the output of each module.
             labels: ``(B,)`` class index each sample is counted under (true or predicted).
+            consume: the relevance tensors are not needed afterwards and may be overwritten
+                (``|R|`` is then taken in place: on CPU a fresh batch-sized tensor costs more
+                than the pass over it).
         """
         labels = labels.long()
         ref = input_relevance
@@ -78,6 +95,11 @@ class RelevanceStats:
         onehot = torch.nn.functional.one_hot(labels, self.num_classes).T  # (K, B)
         self.class_counts += onehot.sum(1)
         onehot = onehot.to(ref.dtype)
+        owned = _unshared([input_relevance, *unit_relevance.values()]) if consume else set()
+
+        def absolute(r: Tensor) -> Tensor:
+            return r.abs_() if r.untyped_storage().data_ptr() in owned else r.abs()
+
         if input_relevance is not None:
             r = input_relevance.detach()
             if self.input is None:
@@ -88,13 +110,16 @@ class RelevanceStats:
             per_class = (onehot @ r.flatten(1)).view(self.per_class_input.shape)
             self.per_class_input += per_class
             self.input += per_class.sum(0)
-            self.input_abs += r.abs().sum(0)
+            self.input_abs += absolute(r).sum(0)
         for name, rel in unit_relevance.items():
             r = rel.detach()
-            signed = _per_unit(r)  # (B, C), positions summed in the relevance's dtype
-            per_class_abs = onehot @ _per_unit(r.abs())  # (K, C)
+            signed = _per_unit(r).sum(0)  # (C,), positions summed in the relevance's dtype
+            if r.dim() == 2:
+                per_class_abs = onehot @ absolute(r)  # (K, C)
+            else:  # |R| summed over positions without an |R| copy of the whole map
+                per_class_abs = onehot @ torch.linalg.vector_norm(r.flatten(2), ord=1, dim=2)
             if name not in self.channels:
-                c = signed.shape[1]
+                c = signed.shape[0]
                 self.channels[name] = signed.new_zeros(c, dtype=torch.float64)
                 self.channels_signed[name] = signed.new_zeros(c, dtype=torch.float64)
                 self.per_class_channels[name] = signed.new_zeros(
@@ -102,7 +127,7 @@ class RelevanceStats:
                 )
             self.per_class_channels[name] += per_class_abs
             self.channels[name] += per_class_abs.sum(0)
-            self.channels_signed[name] += signed.sum(0)
+            self.channels_signed[name] += signed
 
     def apply(self, fn: Callable[[Tensor], Tensor]) -> RelevanceStats:
         """Return new stats with ``fn`` applied to every tensor (reduce, move, cast)."""

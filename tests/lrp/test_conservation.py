@@ -98,3 +98,43 @@ def test_alpha_beta_conserves_where_both_signs_contribute(seed) -> None:
     res = attribute(model, x, None, composite, record=["0", "1"])
     for name, total in res.sums().items():
         torch.testing.assert_close(total, res.explained, rtol=1e-9, atol=1e-12, msg=name)
+
+
+class _Branchy(nn.Module):
+    """fc1's output feeds a ReLU branch and a linear branch, and is changed in place last."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = (nn.Linear(6, 8), nn.Linear(8, 3), nn.Linear(8, 3))
+        self.relu, self.inplace = nn.ReLU(), inplace
+
+    def forward(self, x):
+        z = self.fc1(x)
+        out = self.fc2(self.relu(z)) + self.fc3(z)
+        if self.inplace:  # a third consumer that modifies z: its own share, taken before
+            z += 1.0
+            out = out + self.fc3(z)
+        return out
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("epsilon", [0.0, TINY])
+def test_recorded_output_with_several_consumers(inplace, epsilon) -> None:
+    """A recorded output read by a ReLU, a linear layer and an in-place op gets the relevance of
+    all three: with zero biases and epsilon -> 0 it is z * d f_c / d z (LRP-0 = gradient x input).
+    Each consumer records its own share (engine.py), so none may be missed or counted twice."""
+    torch.manual_seed(0)
+    model = _Branchy(inplace).double()
+    for m in (model.fc1, model.fc2, model.fc3):
+        nn.init.zeros_(m.bias)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    rules = [*base_layer_map(epsilon), (LINEAR_TYPES, Epsilon(epsilon))]
+    composite = LayerMap(rules, sum_rule=Norm(epsilon or TINY))
+    res = attribute(model, x, torch.tensor([0, 1, 2, 0, 1]), composite, record=["fc1"])
+    z = model.fc1(x).detach().requires_grad_()
+    h = model.fc2(torch.relu(z)) + model.fc3(z)
+    if inplace:
+        h = h + model.fc3(z + 1.0)
+    # z's share of the in-place z + 1 is z / (z + 1) of its relevance: z times the gradient too
+    (grad,) = torch.autograd.grad(h[torch.arange(5), [0, 1, 2, 0, 1]].sum(), z)
+    torch.testing.assert_close(res.output["fc1"], z.detach() * grad, rtol=1e-9, atol=1e-12)

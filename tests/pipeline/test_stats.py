@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from prune.lrp import RelevanceStats
 
 
-def test_stats_equal_a_naive_per_sample_reference():
+@pytest.mark.parametrize("consume", [False, True])
+def test_stats_equal_a_naive_per_sample_reference(consume):
     gen = torch.Generator().manual_seed(0)
     k, n = 3, 10
     x = torch.randn(n, 1, 4, 4, generator=gen)
@@ -14,7 +16,10 @@ def test_stats_equal_a_naive_per_sample_reference():
     y = torch.randint(0, k, (n,), generator=gen)
     stats = RelevanceStats(k)
     for idx in (slice(0, 4), slice(4, 7), slice(7, 10)):  # three uneven batches
-        stats.update(x[idx], {"conv": conv[idx], "fc": lin[idx]}, y[idx])
+        batch = [t[idx].clone() for t in (x, conv, lin)]  # consume=True may overwrite them
+        # "fc2" shares fc's memory: neither may then be overwritten
+        units = {"conv": batch[1], "fc": batch[2], "fc2": batch[2].view(-1, 6)}
+        stats.update(batch[0], units, y[idx], consume=consume)
 
     ref_in = torch.zeros(1, 4, 4, dtype=torch.float64)
     ref_abs = torch.zeros_like(ref_in)
@@ -34,8 +39,12 @@ def test_stats_equal_a_naive_per_sample_reference():
     torch.testing.assert_close(stats.per_class_input, ref_cls, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stats.channels["conv"], ref_conv, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stats.per_class_channels["conv"], ref_conv_cls, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(
-        stats.channels_signed["fc"], lin.double().sum(0), rtol=1e-6, atol=1e-6
-    )
+    for name in ("fc", "fc2"):
+        torch.testing.assert_close(
+            stats.channels_signed[name], lin.double().sum(0), rtol=1e-6, atol=1e-6
+        )
+        torch.testing.assert_close(
+            stats.channels[name], lin.double().abs().sum(0), rtol=1e-6, atol=1e-6
+        )
     assert stats.num_samples == n
     assert stats.class_counts.tolist() == torch.bincount(y, minlength=k).double().tolist()
