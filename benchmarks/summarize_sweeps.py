@@ -31,17 +31,24 @@ def main(folders: list[str]) -> None:
         if not vals:
             return "-"
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        return f"{statistics.mean(vals):.2f} ± {sd:.2f}"
+        digits = 2 if scale != 1.0 else 4
+        return f"{statistics.mean(vals):.{digits}f} ± {sd:.{digits}f}"
 
-    print("| job | n | dense acc % | pruned acc % (no retrain) | acc % after retrain | FLOPs |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    auc = any(r.get("prune/auc_pruned") is not None for rows in groups.values() for r in rows)
+    extra = " AUC, no retrain (ratio 0 to final) |" if auc else ""
+    print(
+        "| job | n | dense acc % | pruned acc % (no retrain) | acc % after retrain | FLOPs |"
+        + extra
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if auc else ""))
     for key in sorted(groups):
         rows = groups[key]
         flops = statistics.mean(float(r["cost/flops"]) for r in rows)
+        cells = f" {fmt(rows, 'prune/auc_pruned', scale=1.0)} |" if auc else ""
         print(
             f"| {key} | {len(rows)} | {fmt(rows, 'test/acc_dense')} "
             f"| {fmt(rows, 'test/acc_pruned')} "
-            f"| {fmt(rows, 'test/acc')} | {flops:,.0f} |"
+            f"| {fmt(rows, 'test/acc')} | {flops:,.0f} |" + cells
         )
 
 

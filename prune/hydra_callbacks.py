@@ -34,6 +34,8 @@ COLUMNS = [
     "cost/params",
     "prune/flops_ratio",
     "prune/params_ratio",
+    "prune/auc_pruned",  # area under accuracy vs pruning ratio (runs of several rounds)
+    "prune/auc",
 ]
 
 
@@ -75,6 +77,7 @@ def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
             "data_source": res.get("data", {}).get("source"),
         }
         row.update({k: final.get(k) for k in COLUMNS if k in final})
+        row.update({k: res[k] for k in ("prune/auc_pruned", "prune/auc") if k in res})
         rows.append(row)
     return rows
 

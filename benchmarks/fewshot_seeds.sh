@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Few-shot pruning without fine-tuning ("pruning by explaining"), LeNet-5, on MNIST and
+# Fashion-MNIST, over seeds 1 2 3: one dense model per dataset and seed, then every criterion
+# from that same checkpoint (experiment/mnist_fewshot), plus absLRP as the LRP composite.
+#   LRP_PRUNE_DATA=../shared/data bash benchmarks/fewshot_seeds.sh [OUT]
+# Then: python benchmarks/summarize_sweeps.py OUT/mnist/*_s* (and OUT/fashion_mnist/*_s*).
+set -euo pipefail
+out=${1:-logs/fewshot}
+seeds=${SEEDS:-"1 2 3"}
+criteria=${CRITERIA:-lrp_signed,lrp,magnitude,taylor,gradient,random}
+common="trainer.enable_progress_bar=false"
+for data in ${DATASETS:-mnist fashion_mnist}; do
+  for s in $seeds; do
+    dense="$out/$data/dense_s$s"
+    if [ ! -f "$dense/results.json" ]; then
+      python train.py model=lenet5 data=$data trainer.max_epochs=6 seed=$s $common \
+        hydra.run.dir="$dense"
+    fi
+    ckpt="$dense/checkpoints/round_0/last.ckpt"
+    python train.py -m +experiment=mnist_fewshot data=$data pruner=$criteria seed=$s \
+      ckpt_path="$ckpt" $common hydra.sweep.dir="$out/$data/sweep_s$s"
+    python train.py -m +experiment=mnist_fewshot data=$data lrp=abslrp pruner=lrp \
+      pruner.criterion.normalize=l2 seed=$s ckpt_path="$ckpt" $common \
+      hydra.sweep.dir="$out/$data/abslrp_s$s"
+  done
+done
