@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 
 class TensorBatchDataset(Dataset):
@@ -33,6 +33,36 @@ class TensorBatchDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.x[idx], self.y[idx]
+
+
+class IndexBatchSampler(Sampler[Tensor]):
+    """Batches of indices as slices of one index tensor per epoch.
+
+    ``BatchSampler`` collects each batch from its sampler one Python int at a time, and the
+    dataset then turns the list back into a tensor: for a small model that is a noticeable
+    share of the step. This draws the sampler's whole order once per epoch and slices it. The
+    signature is ``BatchSampler``'s, so Lightning can rebuild it around a ``DistributedSampler``.
+
+    Args:
+        sampler: the order of the indices (random, sequential, distributed, ...).
+        batch_size: indices per batch.
+        drop_last: drop a last, smaller batch.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.sampler, self.batch_size, self.drop_last = sampler, int(batch_size), bool(drop_last)
+
+    def __iter__(self):
+        order = torch.as_tensor(list(self.sampler), dtype=torch.long)
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 def to_unit_range(x: Tensor) -> Tensor:
@@ -153,10 +183,10 @@ class TensorDataModule(L.LightningDataModule):
         self.std = std.float().view(-1, 1, 1)
 
     def _loader(self, dataset: TensorBatchDataset, shuffle: bool, batch_size: int) -> DataLoader:
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
+            batch_sampler=IndexBatchSampler(sampler, batch_size),
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -153,3 +153,26 @@ def test_read_idx_rejects_truncated_file(tmp_path):
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(ValueError, match="truncated"):
         read_idx(path)
+
+
+def test_index_batch_sampler_covers_every_index_once_per_epoch():
+    """Tensor batches of indices: every index once per epoch, shuffled, and Lightning can rebuild
+    the sampler around a DistributedSampler (BatchSampler's signature)."""
+    from torch.utils.data import DistributedSampler, RandomSampler
+
+    from prune.data.base import IndexBatchSampler
+
+    data = list(range(103))
+    sampler = IndexBatchSampler(RandomSampler(data), batch_size=10)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 11 and all(b.dtype == torch.long for b in batches)
+    order = torch.cat(batches)
+    assert sorted(order.tolist()) == data and order.tolist() != data
+    assert len(list(IndexBatchSampler(RandomSampler(data), 10, drop_last=True))) == 10
+    shards = [
+        torch.cat(list(IndexBatchSampler(DistributedSampler(data, 2, r, shuffle=False), 10)))
+        for r in range(2)
+    ]
+    assert set(torch.cat(shards).tolist()) == set(data) and len(shards[0]) == len(shards[1])
+    with pytest.raises(ValueError, match="batch_size"):
+        IndexBatchSampler(RandomSampler(data), 0)
