@@ -116,8 +116,8 @@ class _Mode(TorchFunctionMode):
             fused = fused_relu(args[0], run)
             if fused is not None:
                 return fused
-        if inplace:  # recorded values that are about to change (also through a view): copy them
-            self.engine.before_inplace(args[0])
+        if inplace and args and isinstance(args[0], Tensor):  # about to change: copy recorded
+            self.engine.before_inplace(args[0])  # values that are it or a view of it
         if inplace or any(is_owing(t, run) for t in tensors):  # a consumer other than a ReLU
             args = materialize_all(args, run, inplace_first=inplace)
         if name in DATA_MOVEMENT:
