@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Few-shot pruning without fine-tuning ("pruning by explaining"), LeNet-5, on MNIST and
-# Fashion-MNIST, over seeds 1 2 3: one dense model per dataset and seed, then every criterion
+# Fashion-MNIST, over seeds 12345 1 2: one dense model per dataset and seed, then every criterion
 # from that same checkpoint (experiment/mnist_fewshot), plus absLRP as the LRP composite.
 #   LRP_PRUNE_DATA=../shared/data bash benchmarks/fewshot_seeds.sh [OUT]
 # Then: python benchmarks/summarize_sweeps.py OUT/mnist/*_s* (and OUT/fashion_mnist/*_s*).
 set -euo pipefail
 out=${1:-logs/fewshot}
-seeds=${SEEDS:-"1 2 3"}
+seeds=${SEEDS:-"12345 1 2"}
 criteria=${CRITERIA:-lrp_signed,lrp,magnitude,taylor,gradient,random}
 common="trainer.enable_progress_bar=false"
 for data in ${DATASETS:-mnist fashion_mnist}; do
