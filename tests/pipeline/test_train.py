@@ -87,9 +87,23 @@ def test_evaluate_rebuilds_another_model_from_the_checkpoint_config(tmp_path):
     assert res["cost/flops"] == results["rounds"][0]["cost/flops"]
 
 
+def _bare_trainer(**kwargs):
+    """A CPU Trainer for a training loop alone: no logger, checkpoints, bar or validation."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **kwargs,
+    )
+
+
 def test_epoch_training_loss_and_accuracy_equal_a_recount():
     """The on-device epoch sums behind train/loss and train/acc equal a plain recount."""
-    import lightning as L
     import torch.nn.functional as F
 
     from prune.data import SyntheticDataModule
@@ -101,15 +115,7 @@ def test_epoch_training_loss_and_accuracy_equal_a_recount():
     module = ClassifierModule(MLP(in_shape=dm.in_shape, num_classes=dm.num_classes))
     # lr=0: the weights do not move, so a recount after the epoch sees the same model
     module.optimizer_factory = lambda params: torch.optim.SGD(params, lr=0.0)
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = _bare_trainer(max_epochs=1)
     trainer.fit(module, train_dataloaders=dm.train_dataloader())
     x, y = module.normalize(dm.train_set.x), dm.train_set.y
     with torch.no_grad():
@@ -142,7 +148,6 @@ def test_only_rank_zero_writes_results(tmp_path, monkeypatch):
 def test_written_out_step_equals_lightnings_automatic_loop():
     """The manual step (the default) gives the same weights and scheduler state as Lightning's
     automatic loop, which the module falls back to when the Trainer asks for clipping."""
-    import lightning as L
 
     from prune.data import SyntheticDataModule
     from prune.models import MLP
@@ -154,16 +159,7 @@ def test_written_out_step_equals_lightnings_automatic_loop():
         torch.manual_seed(0)
         module = ClassifierModule(MLP(in_shape=dm.in_shape, num_classes=dm.num_classes))
         module.scheduler_factory = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1)
-        trainer = L.Trainer(
-            max_epochs=2,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            **trainer_kwargs,
-        )
+        trainer = _bare_trainer(max_epochs=2, **trainer_kwargs)
         torch.manual_seed(1)  # same shuffling
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
         lr = trainer.optimizers[0].param_groups[0]["lr"]
