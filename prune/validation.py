@@ -12,109 +12,33 @@ units, input pruning of a model it cannot apply to, a relevance set larger than 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from hydra.utils import get_class
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from prune.callbacks.relevance import OUTPUTS as RELEVANCE_OUTPUTS
+from prune.callbacks.relevance import TARGETS as RELEVANCE_TARGETS
 from prune.checkpoint import check_checkpoint_fits
+from prune.config_keys import (
+    check_choice,
+    check_class,
+    check_int_at_least,
+    check_nonneg_number,
+    get_value,
+    group_options,
+    has_key,
+    is_int,
+    is_number,
+    is_present,
+)
 from prune.errors import ConfigError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-RELEVANCE_TARGETS = ("label", "prediction")
-RELEVANCE_OUTPUTS = ("logit", "one", "softmax")
 PRUNE_TARGETS = ("units", "inputs")
 RELEVANCE_SETS = ("train", "val")
 #: composites whose first-layer rule ignores the pixel values (every pixel scores the same)
 FLAT_FIRST_LAYER = ("EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat")
-
-
-# -- small helpers -----------------------------------------------------------------------------
-def _options(group: str) -> list[str]:
-    """Names selectable for a config group (``conf/<group>/*.yaml``)."""
-    folder = CONF / group
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
-
-
-def _has(node: Any, key: str) -> bool:
-    return isinstance(node, DictConfig) and key in node.keys()  # noqa: SIM118 (``in`` is False for "???")
-
-
-def _value(cfg: DictConfig, key: str) -> Any:
-    """The resolved value at dotted ``key`` (None when absent); '???' raises a ConfigError."""
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig) or leaf not in parent.keys():  # noqa: SIM118
-        return None
-    if OmegaConf.is_missing(parent, leaf):
-        raise ConfigError(f"{key} is required but not set (add {key}=... to the command line)")
-    value = parent[leaf]
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_at_least(cfg: DictConfig, key: str, low: int, nullable: bool = False) -> None:
-    value = _value(cfg, key)
-    if value is None and (nullable or not _present(cfg, key)):
-        return
-    if not _is_int(value) or value < low:
-        allowed = f"an integer >= {low}" + (" or null" if nullable else "")
-        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
-
-
-def _present(cfg: DictConfig, key: str) -> bool:
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    return isinstance(parent, DictConfig) and leaf in parent.keys()  # noqa: SIM118
-
-
-def _choice(cfg: DictConfig, key: str, allowed: Sequence[Any]) -> None:
-    value = _value(cfg, key)
-    if _present(cfg, key) and value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def _nonneg_number(cfg: DictConfig, key: str) -> None:
-    value = _value(cfg, key)
-    if value is None:
-        return
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{key} must be a finite number >= 0, got {value!r}")
-
-
-def _class(cfg: DictConfig, key: str, base: type, group: str | None, what: str) -> type | None:
-    """Import the class named by ``<key>`` (a ``_target_``) and check it is a ``base``."""
-    target = _value(cfg, key)
-    if target is None:
-        return None
-    choose = "use an importable class path"
-    if group:
-        choose = f"choose {group}=<one of {_options(group)}>"
-    try:
-        cls = get_class(str(target))
-    except Exception:
-        raise ConfigError(f"{key}={target!r} is not a known {what} class; {choose}") from None
-    if not issubclass(cls, base):
-        raise ConfigError(
-            f"{key}={target!r} is not a {what} (a subclass of {base.__module__}.{base.__name__}); "
-            f"{choose}"
-        )
-    return cls
 
 
 # -- the config alone --------------------------------------------------------------------------
@@ -127,41 +51,41 @@ def validate_config(cfg: DictConfig) -> None:
     """
     _check_top(cfg)
     _check_trainer(cfg)
-    if _has(cfg, "data"):
+    if has_key(cfg, "data"):
         _check_data(cfg)
-    if _has(cfg, "model"):
+    if has_key(cfg, "model"):
         _check_model(cfg)
-    composite = _check_lrp(cfg) if _has(cfg, "lrp") else None
-    if _has(cfg, "relevance"):
-        _choice(cfg, "relevance.target", RELEVANCE_TARGETS)
-        _choice(cfg, "relevance.output", RELEVANCE_OUTPUTS)
-    if _has(cfg, "measure"):
-        batches = _value(cfg, "measure.latency_batches")
+    composite = _check_lrp(cfg) if has_key(cfg, "lrp") else None
+    if has_key(cfg, "relevance"):
+        check_choice(cfg, "relevance.target", RELEVANCE_TARGETS)
+        check_choice(cfg, "relevance.output", RELEVANCE_OUTPUTS)
+    if has_key(cfg, "measure"):
+        batches = get_value(cfg, "measure.latency_batches")
         if batches is not None and (
-            not isinstance(batches, list) or not all(_is_int(b) and b >= 1 for b in batches)
+            not isinstance(batches, list) or not all(is_int(b) and b >= 1 for b in batches)
         ):
             raise ConfigError(
                 f"measure.latency_batches must be a list of integers >= 1, got {batches!r}"
             )
-        _int_at_least(cfg, "measure.latency_repeats", 1)
+        check_int_at_least(cfg, "measure.latency_repeats", 1)
     if cfg.get("pruner") is not None:
         _check_pruner(cfg, composite)
 
 
 def _check_top(cfg: DictConfig) -> None:
-    seed = _value(cfg, "seed")
-    if _present(cfg, "seed") and not _is_int(seed):
+    seed = get_value(cfg, "seed")
+    if is_present(cfg, "seed") and not is_int(seed):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
-    _int_at_least(cfg, "retrain.max_epochs", 0, nullable=True)
-    resume = _value(cfg, "resume")
+    check_int_at_least(cfg, "retrain.max_epochs", 0, nullable=True)
+    resume = get_value(cfg, "resume")
     if resume is not None and not isinstance(resume, bool):
         raise ConfigError(f"resume must be true or false, got {resume!r}")
-    if _present(cfg, "ckpt_path"):
-        ckpt = _value(cfg, "ckpt_path")  # '???' (evaluate) raises "required" here
+    if is_present(cfg, "ckpt_path"):
+        ckpt = get_value(cfg, "ckpt_path")  # '???' (evaluate) raises "required" here
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
             raise FileNotFoundError(f"ckpt_path={str(ckpt)!r} does not exist (need a .ckpt file)")
     if resume:
-        results = Path(str(_value(cfg, "paths.output_dir"))) / "results.json"
+        results = Path(str(get_value(cfg, "paths.output_dir"))) / "results.json"
         if not results.is_file():
             raise FileNotFoundError(
                 f"resume=true but {str(results)!r} does not exist; point hydra.run.dir at the "
@@ -170,36 +94,36 @@ def _check_top(cfg: DictConfig) -> None:
 
 
 def _check_trainer(cfg: DictConfig) -> None:
-    if not _has(cfg, "trainer"):
+    if not has_key(cfg, "trainer"):
         return
-    _int_at_least(cfg, "trainer.max_epochs", 0)
-    _int_at_least(cfg, "trainer.min_epochs", 0, nullable=True)
-    _int_at_least(cfg, "trainer.num_nodes", 1)
-    _int_at_least(cfg, "trainer.check_val_every_n_epoch", 1, nullable=True)
-    _int_at_least(cfg, "trainer.log_every_n_steps", 1)
-    _choice(cfg, "trainer.accelerator", ACCELERATORS)
-    devices = _value(cfg, "trainer.devices")
-    ok = devices == "auto" or (_is_int(devices) and (devices >= 1 or devices == -1))
-    ok = ok or (isinstance(devices, list) and all(_is_int(d) and d >= 0 for d in devices))
+    check_int_at_least(cfg, "trainer.max_epochs", 0)
+    check_int_at_least(cfg, "trainer.min_epochs", 0, nullable=True)
+    check_int_at_least(cfg, "trainer.num_nodes", 1)
+    check_int_at_least(cfg, "trainer.check_val_every_n_epoch", 1, nullable=True)
+    check_int_at_least(cfg, "trainer.log_every_n_steps", 1)
+    check_choice(cfg, "trainer.accelerator", ACCELERATORS)
+    devices = get_value(cfg, "trainer.devices")
+    ok = devices == "auto" or (is_int(devices) and (devices >= 1 or devices == -1))
+    ok = ok or (isinstance(devices, list) and all(is_int(d) and d >= 0 for d in devices))
     ok = ok or (isinstance(devices, str) and devices.strip("-").isdigit())
-    if _present(cfg, "trainer.devices") and not ok:
+    if is_present(cfg, "trainer.devices") and not ok:
         raise ConfigError(
             f"trainer.devices must be an integer >= 1, -1 (all), 'auto' or a list of device "
             f"indices, got {devices!r}"
         )
-    if _present(cfg, "trainer.precision"):
+    if is_present(cfg, "trainer.precision"):
         from lightning.fabric.connector import _PRECISION_INPUT
 
         allowed = [a for part in get_args(_PRECISION_INPUT) for a in get_args(part)]
-        precision = _value(cfg, "trainer.precision")
+        precision = get_value(cfg, "trainer.precision")
         if precision not in allowed:
             raise ConfigError(f"trainer.precision must be one of {allowed}, got {precision!r}")
     for stage in ("train", "val", "test"):
         key = f"trainer.limit_{stage}_batches"
-        value = _value(cfg, key)
+        value = get_value(cfg, key)
         if value is None:
             continue
-        bad = not _is_number(value) or value < 0 or (isinstance(value, float) and value > 1)
+        bad = not is_number(value) or value < 0 or (isinstance(value, float) and value > 1)
         if bad:
             raise ConfigError(
                 f"{key} must be a fraction in [0.0, 1.0] or a number of batches >= 0, got {value!r}"
@@ -209,55 +133,55 @@ def _check_trainer(cfg: DictConfig) -> None:
 def _check_data(cfg: DictConfig) -> None:
     from prune.data.base import TensorDataModule
 
-    cls = _class(cfg, "data._target_", TensorDataModule, "data", "dataset")
-    _int_at_least(cfg, "data.batch_size", 1)
-    _int_at_least(cfg, "data.eval_batch_size", 1)
-    _int_at_least(cfg, "data.num_workers", 0)
-    _int_at_least(cfg, "data.seed", 0)
-    _int_at_least(cfg, "data.relevance_per_class", 1, nullable=True)
-    _choice(cfg, "data.relevance_set", RELEVANCE_SETS)
-    val_size = _value(cfg, "data.val_size")
+    cls = check_class(cfg, "data._target_", TensorDataModule, "data", "dataset")
+    check_int_at_least(cfg, "data.batch_size", 1)
+    check_int_at_least(cfg, "data.eval_batch_size", 1)
+    check_int_at_least(cfg, "data.num_workers", 0)
+    check_int_at_least(cfg, "data.seed", 0)
+    check_int_at_least(cfg, "data.relevance_per_class", 1, nullable=True)
+    check_choice(cfg, "data.relevance_set", RELEVANCE_SETS)
+    val_size = get_value(cfg, "data.val_size")
     if val_size is not None and (
-        not _is_number(val_size)
+        not is_number(val_size)
         or val_size < 0
         or (isinstance(val_size, float) and val_size >= 1 and val_size != int(val_size))
     ):
         raise ConfigError(
             f"data.val_size must be a fraction in [0, 1) or a count >= 0, got {val_size!r}"
         )
-    fraction = _value(cfg, "data.relevance_fraction")
-    if fraction is not None and (not _is_number(fraction) or not 0 < fraction <= 1):
+    fraction = get_value(cfg, "data.relevance_fraction")
+    if fraction is not None and (not is_number(fraction) or not 0 < fraction <= 1):
         raise ConfigError(f"data.relevance_fraction must be in (0, 1], got {fraction!r}")
     for key in ("data.num_train", "data.num_test"):
-        _int_at_least(cfg, key, 1)
-    _int_at_least(cfg, "data.num_classes", 2)
+        check_int_at_least(cfg, key, 1)
+    check_int_at_least(cfg, "data.num_classes", 2)
     for key in ("data.mean", "data.std"):
-        value = _value(cfg, key)
+        value = get_value(cfg, key)
         if value is not None and (
-            not isinstance(value, list) or not value or not all(_is_number(v) for v in value)
+            not isinstance(value, list) or not value or not all(is_number(v) for v in value)
         ):
             raise ConfigError(
                 f"{key} must be a list of numbers (one per channel) or null, got {value!r}"
             )
-    std = _value(cfg, "data.std")
+    std = get_value(cfg, "data.std")
     if isinstance(std, list) and any(s <= 0 for s in std):
         raise ConfigError(f"data.std must be > 0 per channel, got {std!r}")
-    if _present(cfg, "data.path"):
-        path = _value(cfg, "data.path")  # '???' raises "required"
+    if is_present(cfg, "data.path"):
+        path = get_value(cfg, "data.path")  # '???' raises "required"
         if path is None or str(path) == "":
             raise ConfigError("data.path must name an .npz file with arrays 'x' and 'y'")
         if not Path(str(path)).expanduser().is_file():
             raise FileNotFoundError(f"data.path={str(path)!r} does not exist (need an .npz file)")
-    if cls is not None and _present(cfg, "data.allow_fallback"):
+    if cls is not None and is_present(cfg, "data.allow_fallback"):
         _check_data_root(cfg, cls)
 
 
 def _check_data_root(cfg: DictConfig, cls: type) -> None:
     from prune.data.mnist import resolve_root
 
-    fallback = bool(_value(cfg, "data.allow_fallback")) and bool(getattr(cls, "fallback", False))
-    download = bool(_value(cfg, "data.download"))
-    root = resolve_root(_value(cfg, "data.root"))
+    fallback = bool(get_value(cfg, "data.allow_fallback")) and bool(getattr(cls, "fallback", False))
+    download = bool(get_value(cfg, "data.download"))
+    root = resolve_root(get_value(cfg, "data.root"))
     if not fallback and not download and not root.is_dir():
         raise FileNotFoundError(
             f"data.root={str(root)!r} does not exist and data.allow_fallback=false, "
@@ -268,22 +192,22 @@ def _check_data_root(cfg: DictConfig, cls: type) -> None:
 def _check_model(cfg: DictConfig) -> None:
     from torch import nn
 
-    _class(cfg, "model.net._target_", nn.Module, "model", "model")
-    if _has(cfg.model, "optimizer") and cfg.model.optimizer is not None:
+    check_class(cfg, "model.net._target_", nn.Module, "model", "model")
+    if has_key(cfg.model, "optimizer") and cfg.model.optimizer is not None:
         import torch
 
-        _class(cfg, "model.optimizer._target_", torch.optim.Optimizer, None, "optimizer")
-        lr = _value(cfg, "model.optimizer.lr")
-        if lr is not None and (not _is_number(lr) or not lr > 0 or not math.isfinite(lr)):
+        check_class(cfg, "model.optimizer._target_", torch.optim.Optimizer, None, "optimizer")
+        lr = get_value(cfg, "model.optimizer.lr")
+        if lr is not None and (not is_number(lr) or not lr > 0 or not math.isfinite(lr)):
             raise ConfigError(f"model.optimizer.lr must be a finite number > 0, got {lr!r}")
-    hidden = _value(cfg, "model.net.hidden")
+    hidden = get_value(cfg, "model.net.hidden")
     widths = hidden if isinstance(hidden, list) else [hidden]
-    if hidden is not None and (not widths or not all(_is_int(h) and h >= 1 for h in widths)):
+    if hidden is not None and (not widths or not all(is_int(h) and h >= 1 for h in widths)):
         raise ConfigError(
             f"model.net.hidden must be an integer >= 1 or a non-empty list of them, got {hidden!r}"
         )
-    dropout = _value(cfg, "model.net.dropout")
-    if dropout is not None and (not _is_number(dropout) or not 0 <= dropout < 1):
+    dropout = get_value(cfg, "model.net.dropout")
+    if dropout is not None and (not is_number(dropout) or not 0 <= dropout < 1):
         raise ConfigError(f"model.net.dropout must be in [0, 1), got {dropout!r}")
 
 
@@ -292,11 +216,11 @@ def _check_lrp(cfg: DictConfig) -> type | None:
         return None
     from prune.lrp.composites import Composite
 
-    cls = _class(cfg, "lrp._target_", Composite, "lrp", "LRP composite")
+    cls = check_class(cfg, "lrp._target_", Composite, "lrp", "LRP composite")
     for key in ("epsilon", "stabilizer", "gamma"):
-        _nonneg_number(cfg, f"lrp.{key}")
-    low, high = _value(cfg, "lrp.low"), _value(cfg, "lrp.high")
-    ordered = _is_number(low) and _is_number(high) and low < high
+        check_nonneg_number(cfg, f"lrp.{key}")
+    low, high = get_value(cfg, "lrp.low"), get_value(cfg, "lrp.high")
+    ordered = is_number(low) and is_number(high) and low < high
     if low is not None and high is not None and not ordered:
         raise ConfigError(f"lrp.low must be below lrp.high, got low={low!r}, high={high!r}")
     return cls
@@ -307,39 +231,41 @@ def _check_pruner(cfg: DictConfig, composite: type | None) -> None:
     from prune.pruning.pruner import Pruner
     from prune.pruning.schedule import SCHEDULES
 
-    _class(cfg, "pruner._target_", Pruner, None, "pruner")
-    if not _has(cfg.pruner, "criterion") or cfg.pruner.criterion is None:
+    check_class(cfg, "pruner._target_", Pruner, None, "pruner")
+    if not has_key(cfg.pruner, "criterion") or cfg.pruner.criterion is None:
         raise ConfigError(
-            f"pruner.criterion is not set; choose pruner=<one of {_options('pruner')}>"
+            f"pruner.criterion is not set; choose pruner=<one of {group_options('pruner')}>"
         )
-    criterion = _class(cfg, "pruner.criterion._target_", Criterion, "pruner", "pruning criterion")
-    _choice(cfg, "pruner.target", PRUNE_TARGETS)
-    target = _value(cfg, "pruner.target") or "units"
+    criterion = check_class(
+        cfg, "pruner.criterion._target_", Criterion, "pruner", "pruning criterion"
+    )
+    check_choice(cfg, "pruner.target", PRUNE_TARGETS)
+    target = get_value(cfg, "pruner.target") or "units"
     if criterion is not None and target not in criterion.targets:
         raise ConfigError(
             f"pruner.target={target!r} cannot be scored by {criterion.__name__}; it scores "
             f"{sorted(criterion.targets)}"
         )
-    ratio, keep = _value(cfg, "pruner.ratio"), _value(cfg, "pruner.keep")
-    if ratio is not None and (not _is_number(ratio) or not 0 <= ratio < 1):
+    ratio, keep = get_value(cfg, "pruner.ratio"), get_value(cfg, "pruner.keep")
+    if ratio is not None and (not is_number(ratio) or not 0 <= ratio < 1):
         raise ConfigError(f"pruner.ratio must be in [0, 1) (fraction removed), got {ratio!r}")
-    if keep is not None and (not _is_int(keep) or keep < 1):
+    if keep is not None and (not is_int(keep) or keep < 1):
         raise ConfigError(
             f"pruner.keep must be an integer >= 1 (number kept) or null, got {keep!r}"
         )
     if ratio is None and keep is None:
         raise ConfigError("pruner.ratio and pruner.keep are both null; set one of them")
-    _int_at_least(cfg, "pruner.rounds", 1)
-    _int_at_least(cfg, "pruner.min_width", 1)
-    _choice(cfg, "pruner.schedule", sorted(SCHEDULES))
-    ranking = _value(cfg, "pruner.global_ranking")
+    check_int_at_least(cfg, "pruner.rounds", 1)
+    check_int_at_least(cfg, "pruner.min_width", 1)
+    check_choice(cfg, "pruner.schedule", sorted(SCHEDULES))
+    ranking = get_value(cfg, "pruner.global_ranking")
     if ranking is not None and not isinstance(ranking, bool):
         raise ConfigError(f"pruner.global_ranking must be true or false, got {ranking!r}")
     if criterion is not None and "relevance" in criterion.requires:
         if cfg.get("lrp") is None:
             raise ConfigError(
                 f"pruner.criterion {criterion.__name__} needs relevance statistics, but lrp=null "
-                f"(the run computes none); choose lrp=<one of {_options('lrp')}>"
+                f"(the run computes none); choose lrp=<one of {group_options('lrp')}>"
             )
         if target == "inputs" and composite is not None and composite.__name__ in FLAT_FIRST_LAYER:
             raise ConfigError(
