@@ -95,7 +95,8 @@ class Engine:
                 unsupported.append(f"{name or '<root>'} ({type(module).__name__})")
                 continue
             self._saved.append((module, module.__dict__.get("forward")))
-            module.forward = forward
+            module.__dict__["forward"] = forward  # an instance attribute, as `module.forward =`
+            # would set it, without nn.Module.__setattr__'s type checks (per module, per call)
         if unsupported:
             raise UnsupportedLayerError(
                 f"composite {type(self.composite).__name__} has no LRP rule for layer(s) "
@@ -107,7 +108,7 @@ class Engine:
             if previous is None:
                 module.__dict__.pop("forward", None)
             else:
-                module.forward = previous
+                module.__dict__["forward"] = previous
         self._saved.clear()
         self._last_output.clear()
 
