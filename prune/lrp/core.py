@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -203,6 +204,13 @@ class Rule:
         return f"{type(self).__name__}({args})"
 
 
+def _live(table: dict[int, tuple[weakref.ref, Any]], t: Tensor) -> Any:
+    """The value stored for ``t`` in an id-keyed table, or None when there is none or the id now
+    belongs to another tensor (ids of freed tensors are reused)."""
+    entry = table.get(id(t))
+    return entry[1] if entry is not None and entry[0]() is t else None
+
+
 class RunState:
     """What a rule may ask the engine during one forward pass.
 
@@ -232,10 +240,11 @@ class RunState:
         """Record the relevance of the pending ``t`` at its consumers: each one that applies the
         owed rescale (a fused ReLU, a materialisation) calls ``attach(share)`` with its own
         relevance-form output, whose relevance is the share of ``t``'s relevance it carries."""
-        entry = self.deferred.get(id(t))
-        if entry is None or entry[0]() is not t:
-            entry = self.deferred[id(t)] = (weakref.ref(t), [])
-        entry[1].append(attach)
+        attaches = _live(self.deferred, t)
+        if attaches is None:
+            attaches = []
+            self.deferred[id(t)] = (weakref.ref(t), attaches)
+        attaches.append(attach)
 
     def consumed(
         self, t: Tensor, share: Tensor, value: Tensor | None = None, alias: Tensor | None = None
@@ -245,20 +254,16 @@ class RunState:
         ``value``: a copy of ``share``'s values, when ``share`` is about to change in place;
         ``alias``: the tensor ``share`` is a view of (an in-place change of it changes ``share``).
         """
-        entry = self.deferred.get(id(t))
-        if entry is not None and entry[0]() is t:
-            for attach in entry[1]:
-                attach(share, value, alias)
+        for attach in _live(self.deferred, t) or ():
+            attach(share, value, alias)
 
     def is_deferred(self, t: Tensor) -> bool:
         """Whether a recorded output waits for its consumers (see :meth:`defer_record`)."""
-        entry = self.deferred.get(id(t))
-        return entry is not None and entry[0]() is t
+        return _live(self.deferred, t) is not None
 
     def pending_epsilon(self, t: Tensor) -> float | None:
         """The epsilon of the rescale ``t`` owes, or ``None``."""
-        entry = self.pending.get(id(t))
-        return entry[1] if entry is not None and entry[0]() is t else None
+        return _live(self.pending, t)
 
     def is_root(self, x: Tensor) -> bool:
         """Whether ``x`` is (an alias of) the model input."""
