@@ -5,25 +5,34 @@ Usage::
     python benchmarks/lrp_speed.py [--models mlp,lenet5,vgg11] [--presets epsilon,...]
         [--repeats 2] [--batch 128] [--threads 2] [--device cpu] [--captum]
 
-Each round calls, for every preset in turn, forward+backward (gradient x input, the floor for
-any LRP), our preset and Zennit's equivalent composite, back to back, so that load from other
-processes hits all three alike. A ratio is the median over the rounds of the ratio of adjacent
-calls; the first round is a warm-up. Threads are fixed (``torch.set_num_threads``). Peak memory
-is the increase of the process's peak resident set size over its size before the call (Linux
-``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``), with glibc told to return
-every block over 64 KiB to the system so that freed tensors leave the resident set; on CUDA it is
+Times come first, under the default allocator: each round runs, for every preset in turn,
+forward+backward (gradient x input, the floor for any LRP), our preset and Zennit's equivalent
+composite back to back, each as a block of calls long enough (about 50 ms) that one block is not
+at the mercy of the scheduler, so that load from other processes hits all three alike. A ratio is
+the median over the rounds of the ratio of adjacent blocks; one round is a warm-up. Ours is an
+``Explainer`` built once per model (as the relevance accumulator uses it), Zennit's an attributor
+whose hooks are registered once; both then explain batch after batch. Threads are fixed
+(``torch.set_num_threads``).
+
+Peak memory comes after, one call at a time: the increase of the process's peak resident set
+size over its size before the call (Linux ``/proc/self/status`` VmHWM, reset through
+``/proc/self/clear_refs``), with glibc told (``mallopt``) to return every block over 64 KiB to the
+system so that freed tensors leave the resident set; on CUDA it is
 ``torch.cuda.max_memory_allocated`` above the memory allocated before the call. Memory is the
-median over the timed calls; its ratio is left out (nan) where forward+backward peaks below
+median over the calls; its ratio is left out (nan) where forward+backward peaks below
 ``MIN_MIB`` (the MLP), as the resident set size is too coarse there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +45,7 @@ from zennit import rules as zr
 from zennit.attribution import Gradient
 from zennit.types import Linear as ZLinear
 
-from prune.lrp import attribute, get_composite
+from prune.lrp import Explainer, get_composite
 from prune.models import MLP, LeNet5
 
 ZENNIT: dict[str, Callable[[], zc.Composite]] = {
@@ -51,21 +60,36 @@ DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_be
 #: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.
 TIME_TARGET = {"epsilon": 1.15, "epsilon_plus": 1.6, "epsilon_plus_flat": 1.6}
 TIME_TARGET_MODIFIED, MEMORY_TARGET, ZENNIT_TARGET = 1.9, 1.5, 2.0
+#: Length of one timed block of calls, and calls per memory sample.
+BLOCK_SECONDS, MEMORY_CALLS = 0.05, 3
 #: Below this forward+backward peak the resident set size is too coarse for a memory ratio.
 MIN_MIB = 4.0
 
 
-def _measure(fn: Callable[[], object], device: str) -> tuple[float, float]:
-    """Seconds and peak memory increase in MiB of one call of ``fn``."""
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _block(fn: Callable[[], object], calls: int, device: str) -> float:
+    """Seconds per call of ``fn`` over a block of ``calls`` calls."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / calls
+
+
+def _peak_mib(fn: Callable[[], object], device: str) -> float:
+    """Peak memory increase in MiB during one call of ``fn``."""
     if device == "cuda":
         torch.cuda.synchronize()
         start = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        return seconds, (torch.cuda.max_memory_allocated() - start) / 2**20
+        return (torch.cuda.max_memory_allocated() - start) / 2**20
 
     def status(key: str) -> int:
         with open("/proc/self/status") as f:
@@ -74,10 +98,18 @@ def _measure(fn: Callable[[], object], device: str) -> tuple[float, float]:
     rss = status("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    t0 = time.perf_counter()
     fn()
-    seconds = time.perf_counter() - t0
-    return seconds, (status("VmHWM:") - rss) / 1024
+    return (status("VmHWM:") - rss) / 1024
+
+
+def _memory_in_child(args) -> dict[str, dict[str, list[list[float]]]]:
+    """The memory samples of every model, measured in a fresh process in which glibc serves
+    every block over 64 KiB by mmap, so that a freed tensor leaves the resident set at once. (Set
+    later in this process, freed heap blocks of the timing phase would be reused unseen.)"""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    cmd = [sys.executable, __file__, *sys.argv[1:], "--phase", "memory"]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
@@ -96,30 +128,30 @@ def _grad_x_input(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> to
     return xx.detach() * grad
 
 
-def _zennit(model: nn.Module, name: str, x: torch.Tensor, out_rel: torch.Tensor) -> torch.Tensor:
-    with Gradient(model, ZENNIT[name]()) as attributor:
-        return attributor(x, out_rel)[1]
-
-
 def _captum(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     from captum.attr import LRP
 
     return LRP(model).attribute(x.detach().requires_grad_(), target=target)
 
 
-def _groups(model, x, target, out_rel, presets, captum):
-    """``{preset: {row name: fn}}``: each group runs back to back, f+b first."""
+def _groups(model, x, target, out_rel, presets, captum, stack):
+    """``{preset: {row name: fn}}``: each group runs back to back, f+b first.
+
+    Zennit's hooks are registered (``stack.enter_context``) on a copy of the model per preset,
+    for the whole run; our explainer is built once per preset.
+    """
     fb = lambda: _grad_x_input(model, x, target)  # noqa: E731
     groups = {}
     for preset in presets:
-        comp = get_composite(preset)
+        explainer = Explainer(model, get_composite(preset))
         group = {
             "forward+backward": fb,
-            f"ours {preset}": lambda c=comp: attribute(model, x, target, c),
+            f"ours {preset}": lambda e=explainer: e(x, target),
         }
         if preset in ZENNIT:
             zmodel = copy.deepcopy(model)
-            group[f"zennit {preset}"] = lambda p=preset, m=zmodel: _zennit(m, p, x, out_rel)
+            attributor = stack.enter_context(Gradient(zmodel, ZENNIT[preset]()))
+            group[f"zennit {preset}"] = lambda a=attributor: a(x, out_rel)[1]
         groups[preset] = group
     if captum:
         cmodel = copy.deepcopy(model)
@@ -130,42 +162,64 @@ def _groups(model, x, target, out_rel, presets, captum):
     return groups
 
 
-def _run_model(model, shape, args) -> list[str]:
-    device = args.device
-    model = model.to(device).eval()
-    x = torch.randn(args.batch, *shape, device=device)
+def _setup(model, shape, args, stack):
+    model = model.to(args.device).eval()
+    x = torch.randn(args.batch, *shape, device=args.device)
     with torch.no_grad():
         logits = model(x)
     target = logits.argmax(1)
     out_rel = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0) * logits
-    groups = _groups(model, x, target, out_rel, args.presets.split(","), args.captum)
-    samples: dict[str, list[tuple[float, float, float, float]]] = {}
+    return _groups(model, x, target, out_rel, args.presets.split(","), args.captum, stack)
+
+
+def _time(groups, args) -> dict[str, list[tuple[float, float]]]:
+    """``{row: [(seconds per call, ratio to the adjacent f+b block), ...]}`` over the rounds."""
+    samples: dict[str, list[tuple[float, float]]] = {}
+    for group in groups.values():
+        for fn in group.values():  # warm-up (and the first call's one-off costs)
+            fn()
+    fb = next(iter(groups.values()))["forward+backward"]
+    calls = max(1, math.ceil(BLOCK_SECONDS / _block(fb, 1, args.device)))
     for round_ in range(args.repeats + 1):
         for group in groups.values():
             base = None
             for name, fn in group.items():
-                seconds, mem = _measure(fn, device)
-                base = base or (seconds, mem)
+                seconds = _block(fn, calls, args.device)
+                base = seconds if base is None else base
                 if round_:  # round 0 is the warm-up
-                    samples.setdefault(name, []).append(
-                        (
-                            seconds,
-                            mem,
-                            seconds / base[0],
-                            mem / base[1] if base[1] >= MIN_MIB else math.nan,
-                        )
-                    )
+                    samples.setdefault(name, []).append((seconds, seconds / base))
+    return samples
+
+
+def _memory(groups, args) -> dict[str, list[tuple[float, float]]]:
+    """``{row: [(peak MiB, ratio to f+b), ...]}``, one call per sample."""
+    samples: dict[str, list[tuple[float, float]]] = {}
+    for group in groups.values():
+        for fn in group.values():  # warm-up
+            fn()
+    for _ in range(MEMORY_CALLS):
+        for group in groups.values():
+            base = None
+            for name, fn in group.items():
+                mem = _peak_mib(fn, args.device)
+                base = mem if base is None else base
+                ratio = mem / base if base >= MIN_MIB else math.nan
+                samples.setdefault(name, []).append((mem, ratio))
+    return samples
+
+
+def _table(times, memory) -> list[str]:
     med = {
-        name: [statistics.median(col) for col in zip(*s, strict=True)]
-        for name, s in samples.items()
+        name: [statistics.median(col) for col in zip(*s, strict=True)] for name, s in times.items()
     }
     lines = [f"{'method':<34}{'ms':>9}{'x f+b':>8}{'MiB':>8}{'x f+b':>8}{'vs zennit':>11}  targets"]
-    for name, (seconds, mem, t_ratio, m_ratio) in med.items():
+    for name, (seconds, t_ratio) in med.items():
+        mem, m_ratio = (statistics.median(col) for col in zip(*memory[name], strict=True))
         vs, verdict = "", ""
         if name.startswith("ours "):
             preset = name[5:]
-            zen = samples.get(f"zennit {preset}")
-            ours = samples[name]
+            zen = times.get(f"zennit {preset}")
+            ours = times[name]
             if zen:
                 speedup = statistics.median(z[0] / o[0] for z, o in zip(zen, ours, strict=True))
                 vs = f"{speedup:.2f}x"
@@ -193,35 +247,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mlp,lenet5,vgg11")
     parser.add_argument("--presets", default=DEFAULT_PRESETS, help="comma-separated, or 'all'")
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--captum", action="store_true", help="also time Captum's LRP")
+    parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.presets == "all":
         args.presets = ",".join([*ZENNIT, "abslrp"])
     torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
-        f"batch {args.batch}, median of {args.repeats} rounds after a warm-up; ratios to "
-        f"forward+backward (gradient x input) from adjacent calls; targets: time <= "
-        f"{TIME_TARGET} else {TIME_TARGET_MODIFIED}, memory <= {MEMORY_TARGET}, zennit >= "
-        f"{ZENNIT_TARGET}x",
-        flush=True,
-    )
-    for name, (model, shape) in _models().items():
-        if name in args.models.split(","):
-            lines = _run_model(model, shape, args)
-            print(f"\n== {name} {tuple(shape)} ==", *lines, sep="\n", flush=True)
+    if args.phase == "all":
+        print(
+            f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
+            f"batch {args.batch}, median of {args.repeats} rounds after a warm-up; ratios to "
+            f"forward+backward (gradient x input) from adjacent calls; targets: time <= "
+            f"{TIME_TARGET} else {TIME_TARGET_MODIFIED}, memory <= {MEMORY_TARGET}, zennit >= "
+            f"{ZENNIT_TARGET}x",
+            flush=True,
+        )
+    models = {k: v for k, v in _models().items() if k in args.models.split(",")}
+    with contextlib.ExitStack() as stack:
+        runs = {name: _setup(model, shape, args, stack) for name, (model, shape) in models.items()}
+        if args.phase == "memory":
+            print(json.dumps({name: _memory(groups, args) for name, groups in runs.items()}))
+            return
+        times = {name: _time(groups, args) for name, groups in runs.items()}
+    memory = _memory_in_child(args)
+    for name, (_, shape) in models.items():
+        lines = _table(times[name], memory[name])
+        print(f"\n== {name} {tuple(shape)} ==", *lines, sep="\n", flush=True)
 
 
 if __name__ == "__main__":
-    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        # freed tensors must leave the resident set for the peak-memory measurement
-        os.execve(
-            sys.executable,
-            [sys.executable, *sys.argv],
-            {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
-        )
     main()

@@ -54,7 +54,7 @@ class RelevanceAccumulator(L.Callback):
     (``strategy.reduce(..., "sum")``) and moved to the CPU as float64.
 
     Args:
-        composite: LRP composite (instance or registered name) passed to ``prune.lrp.attribute``.
+        composite: LRP composite (instance or registered name) of the ``prune.lrp.Explainer``.
         record: qualified names (relative to ``module.net``) of the modules whose output
             relevance is kept per unit.
         num_classes: number of classes (for the per-class sums).
@@ -85,9 +85,12 @@ class RelevanceAccumulator(L.Callback):
         self.input_relevance = input_relevance
         self.stats = RelevanceStats(self.num_classes)
         self._local = RelevanceStats(self.num_classes)
+        self._explainer: lrp.Explainer | None = None
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._local = RelevanceStats(self.num_classes)
+        # layers mapped to rules once per pass over the data, not per batch
+        self._explainer = lrp.Explainer(pl_module.net, self.composite, self.record)
         if hasattr(pl_module, "explain_only"):  # the LRP pass has the logits: no second forward
             pl_module.explain_only = True
 
@@ -112,17 +115,21 @@ class RelevanceAccumulator(L.Callback):
             target = partial(lrp.softmax_gradient, labels=y)
         else:
             target = torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
-        res = lrp.attribute(net, x, target, composite=self.composite, record=self.record)
+        if self._explainer is None or self._explainer.model is not net:
+            self._explainer = lrp.Explainer(net, self.composite, self.record)
+        res = self._explainer(x, target)
         inputs, outputs = res.input, res.output
         self._local.update(inputs if self.input_relevance else None, outputs, y, consume=True)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException
     ) -> None:
+        self._explainer = None
         if hasattr(pl_module, "explain_only"):
             pl_module.explain_only = False
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._explainer = None  # the model may be pruned before the next pass
         if hasattr(pl_module, "explain_only"):
             pl_module.explain_only = False
         strategy = trainer.strategy

@@ -1,6 +1,12 @@
 """LRP engine in plain PyTorch: rules, composites, canonizers, attribution, statistics."""
 
-from prune.lrp.attribution import LRPResult, attribute, relevance_report, softmax_gradient
+from prune.lrp.attribution import (
+    Explainer,
+    LRPResult,
+    attribute,
+    relevance_report,
+    softmax_gradient,
+)
 from prune.lrp.composites import COMPOSITES, Composite, get_composite
 from prune.lrp.engine import UnsupportedLayerError
 from prune.lrp.stats import RelevanceStats
@@ -8,6 +14,7 @@ from prune.lrp.stats import RelevanceStats
 __all__ = [
     "COMPOSITES",
     "Composite",
+    "Explainer",
     "LRPResult",
     "RelevanceStats",
     "UnsupportedLayerError",

@@ -67,8 +67,8 @@ class AbsLinear(LinearRule):
         return z, (_sign(z), weight, x, nonnegative(x))
 
     def backward_impl(self, op, saved, grad, root, like):
-        sign_y, weight, x, nonneg = saved
-        c = grad * sign_y  # R / |y|
+        _, weight, x, nonneg = saved
+        c = grad  # R / |y|: arrives scaled by sign(y) (see LinearRule.output_scale)
         twin = _twin_product(op, c, weight, like, nonneg)
         # W + sign(x)|W|: = 2 W+ where x > 0 (nonnegative inputs), else both products
         grad_in = twin if nonneg else op.transpose(c, weight, like) + x.sign() * twin

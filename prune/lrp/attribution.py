@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from prune.lrp.composites import Composite, get_composite
-from prune.lrp.core import divide_by_input
+from prune.lrp.core import divide_by_input, ratio
 from prune.lrp.engine import Engine
 
 INFERENCE_MODE_MESSAGE = (
@@ -84,6 +85,120 @@ def _output_relevance(logits: Tensor, target: Tensor | Callable[[Tensor], Tensor
     return target.to(logits)
 
 
+class Explainer:
+    """LRP for many batches of one model: the layers are mapped to rules once, not per call.
+
+    ``Explainer(model, composite, record)(x, target)`` equals
+    ``attribute(model, x, target, composite, record)``; reusing the explainer saves the per-call
+    set-up (a walk over the modules and a rule lookup per layer), which matters for small models
+    and large datasets. Build a new one after changing the model's structure (pruning); weights,
+    BatchNorm statistics and train/eval flags may change between calls.
+
+    Args:
+        model: a classifier returning logits ``(B, K)``.
+        composite: a :class:`~prune.lrp.composites.Composite` or a registered name.
+        record: qualified names of modules whose output relevance to return.
+
+    Raises:
+        KeyError: for an unknown composite name or record name.
+        UnsupportedLayerError: for a layer the composite has no rule for.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        composite: Composite | str = "epsilon_plus",
+        record: Sequence[str] = (),
+    ) -> None:
+        self.model, self.composite = model, get_composite(composite)
+        self.engine = Engine(model, self.composite, record)
+
+    def __call__(
+        self, x: Tensor, target: Tensor | Callable[[Tensor], Tensor] | None = None
+    ) -> LRPResult:
+        """Explain ``model(x)``; ``target`` as in :func:`attribute`."""
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(INFERENCE_MODE_MESSAGE)
+        batch, per_sample = x.shape[0], None
+        if isinstance(target, Tensor) and not target.is_floating_point() and target.dim() == 2:
+            per_sample = target.shape[1]  # (B, T): one map per (sample, target)
+            x = x.repeat_interleave(per_sample, dim=0)
+            target = target.reshape(-1)
+        modules = [m for _, m, _ in self.engine.modules]
+        param = next(
+            (
+                p
+                for m in modules
+                for p in m._parameters.values()
+                if p is not None and p.is_floating_point()
+            ),
+            None,
+        )
+        dtype = param.dtype if param is not None else x.dtype
+        # modules in training mode, switched to eval for the pass and back after it (an explain
+        # pass inside Lightning's validate finds none: then nothing is set)
+        training = [m for m in modules if m.training]
+        for module in training:
+            module.training = False
+        try:
+            with contextlib.ExitStack() as stack:  # each context only where it changes something
+                if not torch.is_grad_enabled():
+                    stack.enter_context(torch.enable_grad())
+                if torch.is_autocast_enabled(x.device.type):
+                    stack.enter_context(torch.autocast(x.device.type, enabled=False))
+                result = self._explain(x.detach().to(dtype), target)
+        finally:
+            for module in training:
+                module.training = True
+        if per_sample is not None:
+            result = _split_targets(result, batch, per_sample)
+        return result
+
+    def _explain(self, x: Tensor, target: Any) -> LRPResult:
+        x = x.requires_grad_()
+        composite, engine = self.composite, self.engine
+        with engine:
+            engine.run.root_ids.add(id(x))
+            logits = self.model(x)
+            # Logits that still owe an epsilon rescale keep it: it is folded into the seed
+            # below (R / stab(z) instead of a rescale node and R / z), unless they are recorded.
+            owed = engine.run.pending_epsilon(logits) if isinstance(logits, Tensor) else None
+            if isinstance(logits, Tensor) and (owed is None or engine.run.is_deferred(logits)):
+                logits, owed = engine.materialize(logits), None
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            raise TypeError(
+                f"LRP explains models returning logits (B, K), got {type(logits).__name__}"
+            )
+        run = engine.run
+        if run.root_rule_used and run.root_other_used:
+            raise NotImplementedError(
+                "the model input is read both by a layer whose rule returns relevance (flat, "
+                "w-square, box) and by another op; LRP cannot combine them"
+            )
+        z = logits.detach()
+        relevance = _output_relevance(z, target)
+        # One map per seed (absLRP's contrastive pair has two): one forward pass, then one
+        # backward pass per seed through the retained graph; the maps are summed with the seeds'
+        # weights. (Stacking the seeds as a 2B batch would double the forward and its memory.)
+        seeds = composite.seeds(z, relevance)
+        if len(seeds) != run.passes:
+            raise RuntimeError(f"{composite!r} gave {len(seeds)} seeds but num_maps={run.passes}")
+        rel_in: Tensor | None = None
+        outputs: dict[str, Tensor] = {}
+        for i, (weight, out_rel) in enumerate(seeds):
+            engine.relevance.clear()  # the record hooks add into it
+            # gradient form R = logits * g, times the owed z / stab(z): R / stab(z)
+            seed = divide_by_input(out_rel, z) if owed is None else ratio(out_rel, z, owed)
+            (grad,) = torch.autograd.grad(logits, x, seed, retain_graph=i < len(seeds) - 1)
+            rel = grad if run.root_rule_used else x.detach() * grad
+            rel_in = _weighted_add(rel_in, weight, rel)
+            for name, rec in engine.relevance.items():
+                outputs[name] = _weighted_add(outputs.get(name), weight, rec.detach())
+        return LRPResult(
+            input=rel_in.detach(), output=outputs, logits=z, explained=relevance.sum(1)
+        )
+
+
 def attribute(
     model: nn.Module,
     x: Tensor,
@@ -96,7 +211,8 @@ def attribute(
     Runs in eval mode with gradients enabled whatever the caller's state, and afterwards
     restores every module's train/eval flag; parameters and buffers are never modified and no
     hook or wrapper is left on the model. Autocast is switched off inside: relevance is computed
-    in the parameters' dtype (float32, or float64 for a float64 model).
+    in the parameters' dtype (float32, or float64 for a float64 model). For many batches of one
+    model, an :class:`Explainer` does the same without the per-call set-up.
 
     Args:
         model: a classifier returning logits ``(B, K)``.
@@ -119,69 +235,7 @@ def attribute(
     """
     if torch.is_inference_mode_enabled():
         raise RuntimeError(INFERENCE_MODE_MESSAGE)
-    composite = get_composite(composite)
-    batch, per_sample = x.shape[0], None
-    if isinstance(target, Tensor) and not target.is_floating_point() and target.dim() == 2:
-        per_sample = target.shape[1]  # (B, T): one map per (sample, target)
-        x = x.repeat_interleave(per_sample, dim=0)
-        target = target.reshape(-1)
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    dtype = param.dtype if param is not None else x.dtype
-    # modules in training mode, switched to eval for the pass and back after it (an explain pass
-    # inside Lightning's validate finds none: then nothing is set, a cost per batch saved)
-    training = [m for m in model.modules() if m.training]
-    for module in training:
-        module.training = False
-    try:
-        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
-            result = _attribute(model, x.detach().to(dtype), target, composite, record)
-    finally:
-        for module in training:
-            module.training = True
-    if per_sample is not None:
-        result = _split_targets(result, batch, per_sample)
-    return result
-
-
-def _attribute(
-    model: nn.Module, x: Tensor, target: Any, composite: Composite, record: Sequence[str]
-) -> LRPResult:
-    x = x.requires_grad_()
-    with Engine(model, composite, record) as engine:
-        engine.run.root_ids.add(id(x))
-        logits = model(x)
-        if isinstance(logits, Tensor):
-            logits = engine.materialize(logits)
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        raise TypeError(f"LRP explains models returning logits (B, K), got {type(logits).__name__}")
-    run = engine.run
-    if run.root_rule_used and run.root_other_used:
-        raise NotImplementedError(
-            "the model input is read both by a layer whose rule returns relevance (flat, "
-            "w-square, box) and by another op; LRP cannot combine them"
-        )
-    relevance = _output_relevance(logits.detach(), target)
-    # One map per seed (absLRP's contrastive pair has two): one forward pass, then one
-    # backward pass per seed through the retained graph; the maps are summed with the seeds'
-    # weights. (Stacking the seeds as a 2B batch would double the forward and its memory.)
-    seeds = composite.seeds(logits.detach(), relevance)
-    if len(seeds) != run.passes:
-        raise RuntimeError(f"{composite!r} gave {len(seeds)} seeds but num_maps={run.passes}")
-    rel_in: Tensor | None = None
-    outputs: dict[str, Tensor] = {}
-    for i, (weight, out_rel) in enumerate(seeds):
-        engine.relevance.clear()  # the record hooks add into it
-        seed = divide_by_input(out_rel, logits.detach())  # gradient form: R = logits * g
-        (grad,) = torch.autograd.grad(logits, x, seed, retain_graph=i < len(seeds) - 1)
-        rel_in = _weighted_add(rel_in, weight, grad if run.root_rule_used else x.detach() * grad)
-        for name, rec in engine.relevance.items():
-            outputs[name] = _weighted_add(outputs.get(name), weight, rec.detach())
-    return LRPResult(
-        input=rel_in.detach(),
-        output=outputs,
-        logits=logits.detach(),
-        explained=relevance.sum(1),
-    )
+    return Explainer(model, composite, record)(x, target)
 
 
 def _weighted_add(total: Tensor | None, weight: float, t: Tensor) -> Tensor:

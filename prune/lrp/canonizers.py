@@ -9,7 +9,7 @@ BatchNorm as the identity. Restoring is therefore exact by construction (bit-ide
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,15 +20,10 @@ from prune.lrp.core import BATCHNORM_TYPES, LINEAR_TYPES
 class Canonizer:
     """Base class: find module patterns and describe how the engine should treat them."""
 
-    def merges(self, model: nn.Module) -> dict[nn.Module, nn.Module]:  # pragma: no cover
-        """Return ``{batchnorm: linear}`` pairs to merge (the BatchNorm runs as identity)."""
+    def merges(self, leaves: Sequence[nn.Module]) -> dict[nn.Module, nn.Module]:  # pragma: no cover
+        """``{batchnorm: linear}`` pairs to merge (the BatchNorm runs as identity), given the
+        model's leaf modules in registration order."""
         raise NotImplementedError
-
-
-def _leaves(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None:
-            yield name, module
 
 
 class MergeBatchNorm(Canonizer):
@@ -40,11 +35,11 @@ class MergeBatchNorm(Canonizer):
     BatchNorms with batch statistics in eval mode (``track_running_stats=False``) stay unmerged.
     """
 
-    def merges(self, model: nn.Module) -> dict[nn.Module, nn.Module]:
+    def merges(self, leaves: Sequence[nn.Module]) -> dict[nn.Module, nn.Module]:
         """``{batchnorm: linear}`` for each ``linear -> BatchNorm`` pair of consecutive leaves."""
         pairs: dict[nn.Module, nn.Module] = {}
         previous: nn.Module | None = None
-        for _, leaf in _leaves(model):
+        for leaf in leaves:
             if (
                 isinstance(leaf, BATCHNORM_TYPES)
                 and isinstance(previous, LINEAR_TYPES)

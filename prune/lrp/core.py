@@ -287,6 +287,8 @@ class _RuleFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, rule, module, op, weight, bias, root, passes):
         out, saved = rule.forward_impl(op, x, weight, bias, root)
+        if rule.output_scale:  # handed to an OutputScale node (LinearRule.apply)
+            ctx.output_scale, saved = saved[0], (None, *saved[1:])
         ctx.rule, ctx.op, ctx.saved, ctx.root = rule, op, saved, root
         ctx.x = x  # the input (no reference cycle); alive anyway as the previous layer's output
         ctx.passes_left = passes
@@ -301,13 +303,41 @@ class _RuleFunction(torch.autograd.Function):
         return grad_in, None, None, None, None, None, None, None
 
 
+class OutputScale(torch.autograd.Function):
+    """Identity forward; backward ``grad * scale``: the output scale of a rule node, split off.
+
+    A rule's backward starts by scaling the incoming gradient (``z / stab(den)``) and then
+    applies transposed weights. With the scale in a node of its own, a following ReLU bypasses
+    this node and keeps the scale only where its output is positive (:mod:`prune.lrp.flow`),
+    instead of the scale and its own output both.
+    """
+
+    @staticmethod
+    def forward(ctx, h, scale):
+        ctx.scale, ctx.h, ctx.fusable = scale, h, True
+        return h.detach()  # shares h's storage; not a view, so in-place consumers are fine
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+OUTPUT_SCALE = OutputScale._backward_cls
+
+
 class LinearRule(Rule):
     """Base for rules of linear and convolutional layers.
 
     ``forward_impl(op, x, w, b, root) -> (z, saved)`` computes the real output ``z`` and whatever
     the backward needs; ``backward_impl(op, saved, g, root, shape)`` returns the gradient-form
     input relevance, or the relevance itself when ``root`` (the layer reads the model input).
+
+    With ``output_scale`` (the default), ``saved[0]`` is the scale of the incoming gradient
+    (``z / stab(den)``): it goes into an :class:`OutputScale` node, and ``backward_impl`` gets
+    the gradient already scaled (and ``saved[0] = None``).
     """
+
+    output_scale = True
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Run the layer with this rule's backward."""
@@ -323,7 +353,11 @@ class LinearRule(Rule):
             run.root_other_used |= root
             return out
         run.root_rule_used |= root
-        return _RuleFunction.apply(x, self, module, op, weight, bias, root, run.passes)
+        h = _RuleFunction.apply(x, self, module, op, weight, bias, root, run.passes)
+        if not self.output_scale:
+            return h
+        scale, h.grad_fn.output_scale = h.grad_fn.output_scale, None
+        return OutputScale.apply(h, scale)
 
     def fast(self, op, x, weight, bias, run):
         """The rule through native autograd (see :mod:`prune.lrp.flow`), or ``None``."""

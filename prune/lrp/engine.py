@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
+from torch._C import DisableTorchFunction
 
 from prune.lrp.canonizers import merged_weight_bias
 from prune.lrp.core import LinearRule, Rule, RunState
@@ -23,8 +24,34 @@ from prune.lrp.functional import UnsupportedLayerError, _Mode
 from prune.lrp.rules import Pass
 
 
+def walk(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
+    """``(name, module, is_leaf)`` in ``named_modules()`` order, each module once.
+
+    One iterative walk over the child dictionaries: ``named_modules`` plus a ``children()`` test
+    per module cost 3x as much, and this runs on every explained batch.
+    """
+    out: list[tuple[str, nn.Module, bool]] = []
+    seen: set[int] = set()
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    while stack:
+        name, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        children = [(n, c) for n, c in module._modules.items() if c is not None]
+        out.append((name, module, not children))
+        prefix = f"{name}." if name else ""
+        stack.extend((prefix + n, c) for n, c in reversed(children))
+    return out
+
+
 class Engine:
-    """Context manager that applies ``composite`` to ``model`` for one explained forward pass.
+    """Context manager that applies ``composite`` to ``model`` for an explained forward pass.
+
+    The layers are mapped to rules once, when the engine is built (an unsupported layer is an
+    error then, before any forward); each ``with engine:`` installs the wrappers, and leaving it
+    removes them. One engine serves any number of passes, one at a time, as long as the model's
+    structure stays the same (:class:`prune.lrp.Explainer` keeps one for many batches).
 
     Args:
         model: the network (its parameters and buffers are never modified).
@@ -32,34 +59,76 @@ class Engine:
         record: names of modules whose output relevance to keep.
 
     Attributes:
-        run: per-pass state shared with the rules.
+        run: state of the current pass, shared with the rules.
         relevance: ``{name: Tensor}`` relevance at each recorded output, filled by the backward.
+        modules: ``(name, module, is_leaf)`` of the model, in ``named_modules()`` order.
     """
 
     def __init__(self, model: nn.Module, composite: Any, record: Sequence[str] = ()) -> None:
         self.model, self.composite = model, composite
-        modules = dict(model.named_modules())
-        missing = [n for n in record if n not in modules]
+        self.modules = walk(model)
+        names = [name for name, _, _ in self.modules]
+        missing = [n for n in record if n not in set(names)]
         if missing:
-            raise KeyError(
-                f"cannot record unknown modules {missing}; known: {list(modules)[:20]}..."
-            )
+            raise KeyError(f"cannot record unknown modules {missing}; known: {names[:20]}...")
         self.record = set(record)
         self.run = RunState()
-        self.run.passes = int(getattr(composite, "num_maps", 1))
         self.relevance: dict[str, Tensor] = {}
         self.leaf_depth = 0
         self._stack: list[str] = []
         self._saved: list[tuple[nn.Module, Any]] = []
         self._recorded_values: dict[int, list[Tensor]] = {}
         self._last_output: dict[nn.Module, Tensor] = {}
-        self._partners: set[nn.Module] = set()
+        self._merges: dict[nn.Module, nn.Module] = {}
+        if composite.canonizers:
+            leaves = [module for _, module, leaf in self.modules if leaf]
+            for canonizer in composite.canonizers:
+                self._merges.update(canonizer.merges(leaves))
+        self._partners = set(self._merges.values())
+        self._plan = self._build_plan()
         self._mode = _Mode(self)
+
+    def _build_plan(self) -> list[tuple[nn.Module, Callable[..., Any]]]:
+        """``(module, forward)`` for every module: the rule of each layer, chosen once."""
+        state: dict[str, Any] = {}
+        plan, unsupported = [], []
+        for name, module, leaf in self.modules:
+            if module in self._merges:
+                forward = self._merged(name, module, self._merges[module])
+            elif not leaf:
+                forward = self._container(name, module)
+            elif (rule := self.composite.rule_for(state, name, module)) is not None:
+                forward = self._ruled(name, module, rule)
+            elif self.composite.is_transparent(module):
+                forward = self._transparent(name, module)
+            else:
+                unsupported.append(f"{name or '<root>'} ({type(module).__name__})")
+                continue
+            plan.append((module, forward))
+        if unsupported:
+            raise UnsupportedLayerError(
+                f"composite {type(self.composite).__name__} has no LRP rule for layer(s) "
+                f"{', '.join(unsupported)}; add them to its layer map or name map"
+            )
+        return plan
 
     # -- setup / teardown ---------------------------------------------------------------------
     def __enter__(self) -> Engine:
+        if self._saved:
+            raise RuntimeError("this LRP engine is already running a pass (it is not re-entrant)")
+        self.run = RunState()
+        self.run.passes = int(getattr(self.composite, "num_maps", 1))
+        self.relevance = {}
+        self.leaf_depth = 0
+        self._recorded_values = {}
         try:
-            self._install()
+            for bn, linear in self._merges.items():  # from the current weights and statistics
+                self.run.params[linear] = merged_weight_bias(linear, bn)
+            for module, forward in self._plan:
+                self._saved.append((module, module.__dict__.get("forward")))
+                # an instance attribute, as `module.forward =` would set it, without
+                # nn.Module.__setattr__'s type checks (per module, per pass)
+                module.__dict__["forward"] = forward
             self._mode.__enter__()
         except BaseException:
             self._uninstall()
@@ -72,37 +141,6 @@ class Engine:
         finally:
             self._uninstall()
 
-    def _install(self) -> None:
-        merges: dict[nn.Module, nn.Module] = {}
-        for canonizer in self.composite.canonizers:
-            merges.update(canonizer.merges(self.model))
-        for bn, linear in merges.items():
-            self.run.params[linear] = merged_weight_bias(linear, bn)
-        self._partners = set(merges.values())
-        state: dict[str, Any] = {}
-        unsupported = []
-        for name, module in self.model.named_modules():
-            leaf = next(module.children(), None) is None
-            if module in merges:
-                forward = self._merged(name, module, merges[module])
-            elif not leaf:
-                forward = self._container(name, module)
-            elif (rule := self.composite.rule_for(state, name, module)) is not None:
-                forward = self._ruled(name, module, rule)
-            elif self.composite.is_transparent(module):
-                forward = self._transparent(name, module)
-            else:
-                unsupported.append(f"{name or '<root>'} ({type(module).__name__})")
-                continue
-            self._saved.append((module, module.__dict__.get("forward")))
-            module.__dict__["forward"] = forward  # an instance attribute, as `module.forward =`
-            # would set it, without nn.Module.__setattr__'s type checks (per module, per call)
-        if unsupported:
-            raise UnsupportedLayerError(
-                f"composite {type(self.composite).__name__} has no LRP rule for layer(s) "
-                f"{', '.join(unsupported)}; add them to its layer map or name map"
-            )
-
     def _uninstall(self) -> None:
         for module, previous in reversed(self._saved):
             if previous is None:
@@ -111,6 +149,7 @@ class Engine:
                 module.__dict__["forward"] = previous
         self._saved.clear()
         self._last_output.clear()
+        self._stack.clear()
 
     # -- module wrappers ----------------------------------------------------------------------
     def _original(self, module: nn.Module) -> Callable[..., Any]:
@@ -162,18 +201,18 @@ class Engine:
         return forward
 
     def _ruled(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
-        run = self.run
-
         fuses = isinstance(rule, Pass) and isinstance(module, nn.ReLU)
 
         def forward(x: Tensor) -> Tensor:
+            run = self.run
             if not fuses:
                 x = materialize(x, run)
             if not isinstance(rule, LinearRule):
                 run.root_other_used |= run.is_root(x)
             run.inside += 1
             try:
-                out = rule.apply(module, x, run)
+                with DisableTorchFunction():  # the mode has nothing to do inside a rule
+                    out = rule.apply(module, x, run)
             finally:
                 run.inside -= 1
             return self._finish(name, module, out)

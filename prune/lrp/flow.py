@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from prune.lrp.core import RunState, ratio
+from prune.lrp.core import OUTPUT_SCALE, RunState, ratio
 
 
 class _EpsScale(torch.autograd.Function):
@@ -61,6 +61,33 @@ class _EpsReLU(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         den = y + ctx.epsilon
         return torch.div(y, den, out=den).mul_(grad), None
+
+
+class _ConvInputGrad(torch.autograd.Function):
+    """A convolution whose backward gives only the input gradient and keeps no copy of the input.
+
+    Autograd's own convolution node saves its input for a weight gradient that LRP never asks
+    for; the transposed product needs only the input's shape. Where the input is a ReLU output
+    that nothing else keeps (a ReLU fused with z+, gamma or alpha-beta saves its scale instead),
+    this frees one activation per layer.
+    """
+
+    @staticmethod
+    def forward(ctx, x, op, weight, bias):
+        ctx.op, ctx.weight, ctx.shape, ctx.stride = op, weight, x.shape, x.stride()
+        return op.forward(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        like = grad.new_empty_strided(ctx.shape, ctx.stride)  # its values are never read
+        return ctx.op.transpose(grad, ctx.weight, like), None, None, None
+
+
+def modified_layer(op, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``h = op(x, weight, bias)`` with a gradient into ``x`` only, keeping no copy of ``x``."""
+    if op.is_conv and x.requires_grad:
+        return _ConvInputGrad.apply(x, op, weight, bias)
+    return op.forward(x, weight, bias)  # a linear layer keeps only its (detached) weight
 
 
 class Spec:
@@ -133,6 +160,21 @@ class _SubstituteReLU(torch.autograd.Function):
         return ctx.spec.relu_backward(scale, grad), None, None
 
 
+class _ScaledReLU(torch.autograd.Function):
+    """``relu(z)`` of an :class:`~prune.lrp.core.OutputScale` output ``z``: the gradient goes
+    straight into the rule node, scaled where ``y > 0`` (the ReLU zeroes the rest)."""
+
+    @staticmethod
+    def forward(ctx, h, z, scale):
+        y = z.clamp_min(0)
+        ctx.scale = y.sign().mul_(scale)  # 1 where y > 0, else 0 (y >= 0)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None, None
+
+
 def fused_relu(x: Tensor, run: RunState) -> Tensor | None:
     """``relu(x)`` with the rescale owed by ``x`` folded in, or ``None`` when nothing is owed."""
     run.inside += 1
@@ -151,6 +193,8 @@ def _fused_relu(x: Tensor, run: RunState) -> Tensor | None:
     node = x.grad_fn
     if isinstance(node, SUBSTITUTE) and node.fusable:
         return _SubstituteReLU.apply(node.h, x.detach(), node.spec)
+    if isinstance(node, OUTPUT_SCALE) and node.fusable:
+        return _ScaledReLU.apply(node.h, x.detach(), node.scale)
     return None
 
 

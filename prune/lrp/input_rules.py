@@ -56,8 +56,8 @@ class ZBox(LinearRule):
         return z, (ratio(z, den, self.stabilizer), weight, wp, wn, x, low, high)
 
     def backward_impl(self, op, saved, grad, root, like):
-        scale, weight, wp, wn, x, low, high = saved
-        c = grad * scale
+        _, weight, wp, wn, x, low, high = saved
+        c = grad  # arrives scaled (see LinearRule.output_scale)
         t_w, t_p, t_n = op.transpose_blocks([c], [[weight, wp, wn]], like)
         rel = x * t_w - low * t_p - high * t_n
         return rel if root else divide_by_input(rel, x)
@@ -86,8 +86,8 @@ class WSquare(LinearRule):
         return z, (ratio(z, den, self.stabilizer), w2, None if root else x)
 
     def backward_impl(self, op, saved, grad, root, like):
-        scale, w2, x = saved
-        rel = op.transpose(grad * scale, w2, like)
+        _, w2, x = saved  # grad arrives scaled (see LinearRule.output_scale)
+        rel = op.transpose(grad, w2, like)
         return rel if root else divide_by_input(rel, x)
 
 

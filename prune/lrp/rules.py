@@ -24,7 +24,7 @@ from prune.lrp.core import (
     positive,
     ratio,
 )
-from prune.lrp.flow import Substitute
+from prune.lrp.flow import Substitute, modified_layer
 from prune.lrp.free_rules import Norm, Pass
 from prune.lrp.input_rules import Flat, WSquare, ZBox
 from prune.lrp.specs import AlphaBetaSpec, GammaSpec, PlusSpec
@@ -56,8 +56,8 @@ class Epsilon(LinearRule):
         return z, (ratio(z, z, self.epsilon), weight, x if root else None)
 
     def backward_impl(self, op, saved, grad, root, like):
-        scale, weight, x = saved
-        grad_in = op.transpose(grad * scale, weight, like)
+        _, weight, x = saved  # grad arrives scaled (see LinearRule.output_scale)
+        grad_in = op.transpose(grad, weight, like)
         return x * grad_in if root else grad_in
 
 
@@ -67,6 +67,8 @@ class LRP0(LinearRule):
     Upper layers. Without biases it conserves relevance exactly and, on ReLU networks, equals
     gradient times input. Costs exactly one forward and one backward.
     """
+
+    output_scale = False
 
     def fast(self, op, x, weight, bias, run):
         """The plain gradient."""
@@ -106,7 +108,7 @@ class ZPlus(LinearRule):
         """On a nonnegative input: native ``W+`` layer under a :class:`Substitute`."""
         if not nonnegative(x):
             return None
-        h = op.forward(x, weight.clamp(min=0), positive(bias))
+        h = modified_layer(op, x, weight.clamp(min=0), positive(bias))
         return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
 
     def forward_impl(self, op, x, weight, bias, root):
@@ -120,8 +122,8 @@ class ZPlus(LinearRule):
         return z, (ratio(z, den, self.stabilizer), wp, wn, x)
 
     def backward_impl(self, op, saved, grad, root, like):
-        scale, wp, wn, x = saved
-        c = grad * scale
+        _, wp, wn, x = saved
+        c = grad  # arrives scaled (see LinearRule.output_scale)
         if wn is None:
             pos = op.transpose(c, wp, like)
             return x * pos if root else pos
@@ -142,6 +144,8 @@ class AlphaBeta(LinearRule):
         stabilizer: added to each denominator with its sign, >= 0.
     """
 
+    output_scale = False  # two scales, one per sign
+
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
@@ -155,11 +159,11 @@ class AlphaBeta(LinearRule):
         if not nonnegative(x):
             return None
         if self.beta == 0:  # alpha = 1: z+
-            h = op.forward(x, weight.clamp(min=0), positive(bias))
+            h = modified_layer(op, x, weight.clamp(min=0), positive(bias))
             return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
         stacked = torch.cat([weight.clamp(min=0), weight.clamp(max=0)])
         stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
-        h = op.forward(x, stacked, stacked_bias)
+        h = modified_layer(op, x, stacked, stacked_bias)
         dim = 1 if op.is_conv else -1
         spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
         return Substitute.apply(h, x, spec)
@@ -215,7 +219,7 @@ class Gamma(LinearRule):
             return None
         g = self.gamma
         h_bias = None if bias is None else bias + g * bias.clamp(min=0)
-        h = op.forward(x, weight + g * weight.clamp(min=0), h_bias)
+        h = modified_layer(op, x, weight + g * weight.clamp(min=0), h_bias)
         spec = GammaSpec(op, weight, bias, g, self.stabilizer)
         return Substitute.apply(h, x, spec)
 
@@ -238,8 +242,8 @@ class Gamma(LinearRule):
         return z, (scale, up, wa, wb, x, False)
 
     def backward_impl(self, op, saved, grad, root, like):
-        scale, up, wa, wb, x, nonneg = saved
-        c = grad * scale
+        _, up, wa, wb, x, nonneg = saved
+        c = grad  # arrives scaled (see LinearRule.output_scale)
         c_pos = torch.where(up, c, torch.zeros_like(c))
         c_neg = c - c_pos
         has_neg = bool(c_neg.any())  # after a ReLU the negative branch carries nothing
