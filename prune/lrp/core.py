@@ -143,6 +143,30 @@ class LinearOp:
             return F.linear(x, weight, bias)
         return self._conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
+    def forward_blocks(
+        self, inputs: list[Tensor], blocks: list[list[Tensor]], biases: list[Tensor | None]
+    ) -> list[Tensor]:
+        """``[sum_j op(inputs[j], blocks[i][j]) + biases[i] for i]`` in one product.
+
+        The inputs are stacked on the channels and the weights into one ``(out blocks x in
+        blocks)`` layer: for the first layer (few input channels, inputs of both signs) one call
+        instead of one per block.
+        """
+        if self.is_conv and self.groups != 1:
+            return [
+                sum(self.forward(x, w, None) for x, w in zip(inputs, row, strict=True))
+                + (0 if b is None else b.reshape(-1, *[1] * self.dims))
+                for row, b in zip(blocks, biases, strict=True)
+            ]
+        weight = torch.cat([torch.cat(row, 1) for row in blocks])
+        dim = 1 if self.is_conv else -1
+        n_out = weight.shape[0] // len(blocks)
+        bias = None
+        if any(b is not None for b in biases):
+            bias = torch.cat([weight.new_zeros(n_out) if b is None else b for b in biases])
+        out = self.forward(torch.cat(inputs, dim), weight, bias)
+        return list(out.chunk(len(blocks), dim))
+
     def transpose(self, grad: Tensor, weight: Tensor, like: Tensor) -> Tensor:
         """Apply the transposed layer ``W^T`` to ``grad`` (shaped like the output).
 

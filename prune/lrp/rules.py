@@ -118,7 +118,8 @@ class ZPlus(LinearRule):
             den = op.forward(x, wp, positive(bias))
             return z, (ratio(z, den, self.stabilizer), wp, None, x if root else None)
         wn = weight.clamp(max=0)
-        den = op.forward(x.clamp(min=0), wp, positive(bias)) + op.forward(x.clamp(max=0), wn, None)
+        xs = [x.clamp(min=0), x.clamp(max=0)]
+        (den,) = op.forward_blocks(xs, [[wp, wn]], [positive(bias)])
         return z, (ratio(z, den, self.stabilizer), wp, wn, x)
 
     def backward_impl(self, op, saved, grad, root, like):
@@ -155,16 +156,23 @@ class AlphaBeta(LinearRule):
         self.stabilizer = check_nonneg("stabilizer", stabilizer)
 
     def fast(self, op, x, weight, bias, run):
-        """On a nonnegative input: one native ``[W+; W-]`` layer under a :class:`Substitute`."""
-        if not nonnegative(x):
-            return None
-        if self.beta == 0:  # alpha = 1: z+
-            h = modified_layer(op, x, weight.clamp(min=0), positive(bias))
-            return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
-        stacked = torch.cat([weight.clamp(min=0), weight.clamp(max=0)])
-        stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
-        h = modified_layer(op, x, stacked, stacked_bias)
+        """One native layer under a :class:`Substitute`: ``[W+; W-]`` on a nonnegative input;
+        on an input of both signs ``[[W+, W-], [W-, W+]]`` on ``[x+, x-]``, whose gradient
+        reaches ``x`` through the two clamps (``R = x g = x+ g+ + x- g-``)."""
+        wp, wn = weight.clamp(min=0), weight.clamp(max=0)
         dim = 1 if op.is_conv else -1
+        if nonnegative(x):
+            if self.beta == 0:  # alpha = 1: z+
+                h = modified_layer(op, x, wp, positive(bias))
+                return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
+            inputs, stacked = x, torch.cat([wp, wn])
+        elif op.is_conv and op.groups != 1:
+            return None
+        else:
+            inputs = torch.cat([x.clamp(min=0), x.clamp(max=0)], dim)
+            stacked = torch.cat([torch.cat([wp, wn], 1), torch.cat([wn, wp], 1)])
+        stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
+        h = modified_layer(op, inputs, stacked, stacked_bias)
         spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
         return Substitute.apply(h, x, spec)
 
@@ -177,9 +185,8 @@ class AlphaBeta(LinearRule):
             zn = z - zp  # = op(x, W-, b-) by linearity
             saved = (ratio(z, zp, eps), ratio(z, zn, eps), wp, wn, None if not root else x, True)
             return z, saved
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        zp = op.forward(xp, wp, positive(bias)) + op.forward(xn, wn, None)
-        zn = op.forward(xp, wn, negative(bias)) + op.forward(xn, wp, None)
+        xs = [x.clamp(min=0), x.clamp(max=0)]
+        zp, zn = op.forward_blocks(xs, [[wp, wn], [wn, wp]], [positive(bias), negative(bias)])
         return z, (ratio(z, zp, eps), ratio(z, zn, eps), wp, wn, x, False)
 
     def backward_impl(self, op, saved, grad, root, like):
@@ -235,9 +242,8 @@ class Gamma(LinearRule):
             den_pos, den_neg = z + g * p, (1 + g) * z - g * p  # op(x, Wa, ba), op(x, Wb, bb)
             scale = torch.where(up, ratio(z, den_pos, eps), ratio(z, den_neg, eps) * (z < 0))
             return z, (scale, up, wa, wb, x if root else None, True)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        den_pos = op.forward(xp, wa, ba) + op.forward(xn, wb, None)
-        den_neg = op.forward(xp, wb, bb) + op.forward(xn, wa, None)
+        xs = [x.clamp(min=0), x.clamp(max=0)]
+        den_pos, den_neg = op.forward_blocks(xs, [[wa, wb], [wb, wa]], [ba, bb])
         scale = torch.where(up, ratio(z, den_pos, eps), ratio(z, den_neg, eps) * (z < 0))
         return z, (scale, up, wa, wb, x, False)
 

@@ -84,10 +84,20 @@ class AlphaBetaSpec(Spec):
             sp = positive_ratio(y, zp, self.epsilon).mul_(self.alpha)
             sn = ratio(y, zn, self.epsilon).mul_(-self.beta)
             return torch.cat([sp, sn], self.dim)
+        if self.epsilon == 0:
+            scale = torch.empty_like(h)
+            out = self._pair(scale)
+            out[:, 0] = positive_ratio(y, pair[:, 0], 0.0).mul_(self.alpha)
+            torch.mul(ratio(y, pair[:, 1], 0.0), -self.beta, out=out[:, 1])
+            return scale
+        # written straight into the halves of one buffer: no temporaries of the output's size
+        # (this is the forward's memory peak of a first layer)
         scale = torch.empty_like(h)
-        out = self._pair(scale)
-        out[:, 0] = positive_ratio(y, pair[:, 0], self.epsilon).mul_(self.alpha)
-        torch.mul(ratio(y, pair[:, 1], self.epsilon), -self.beta, out=out[:, 1])
+        sp, sn = self._pair(scale).unbind(1)
+        torch.clamp_min(pair[:, 0], 0, out=sp).add_(self.epsilon)  # stab(z+), z+ >= 0 where y > 0
+        torch.div(y, sp, out=sp).mul_(self.alpha)
+        torch.sign(pair[:, 1], out=sn).add_(0.5).sign_().mul_(self.epsilon).add_(pair[:, 1])
+        torch.div(y, sn, out=sn).mul_(-self.beta)  # y / stab(z-)
         return scale
 
     def relu_backward(self, scale, grad):
