@@ -63,31 +63,39 @@ class _EpsReLU(torch.autograd.Function):
         return torch.div(y, den, out=den).mul_(grad), None
 
 
-class _ConvInputGrad(torch.autograd.Function):
-    """A convolution whose backward gives only the input gradient and keeps no copy of the input.
+class _ModifiedLayer(torch.autograd.Function):
+    """A layer with modified weights whose backward gives only the input gradient, keeping
+    neither the input nor the modified weights.
 
     Autograd's own convolution node saves its input for a weight gradient that LRP never asks
     for; the transposed product needs only the input's shape. Where the input is a ReLU output
     that nothing else keeps (a ReLU fused with z+, gamma or alpha-beta saves its scale instead),
-    this frees one activation per layer.
+    this frees one activation per layer. The modified weights (``W+``, ``[W+; W-]``) are
+    rebuilt from the layer's own in the backward: a copy of every layer's weights kept from the
+    forward to the backward would weigh as much as the activations of a VGG.
     """
 
     @staticmethod
-    def forward(ctx, x, op, weight, bias):
-        ctx.op, ctx.weight, ctx.shape, ctx.stride = op, weight, x.shape, x.stride()
-        return op.forward(x, weight, bias)
+    def forward(ctx, x, op, weight_fn, bias):
+        ctx.op, ctx.weight_fn, ctx.shape, ctx.stride = op, weight_fn, x.shape, x.stride()
+        return op.forward(x, weight_fn(), bias)
 
     @staticmethod
     def backward(ctx, grad):
-        like = grad.new_empty_strided(ctx.shape, ctx.stride)  # its values are never read
-        return ctx.op.transpose(grad, ctx.weight, like), None, None, None
+        # a convolution's transposed product takes a real tensor shaped like the input (its
+        # values are never read); a linear layer's needs none
+        like = grad.new_empty_strided(ctx.shape, ctx.stride) if ctx.op.is_conv else None
+        return ctx.op.transpose(grad, ctx.weight_fn(), like), None, None, None
 
 
-def modified_layer(op, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``h = op(x, weight, bias)`` with a gradient into ``x`` only, keeping no copy of ``x``."""
-    if op.is_conv and x.requires_grad:
-        return _ConvInputGrad.apply(x, op, weight, bias)
-    return op.forward(x, weight, bias)  # a linear layer keeps only its (detached) weight
+def modified_layer(op, x: Tensor, weight_fn, bias: Tensor | None) -> Tensor:
+    """``h = op(x, weight_fn(), bias)`` with a gradient into ``x`` only (:class:`_ModifiedLayer`).
+
+    ``weight_fn`` builds the modified weights from the layer's (it runs again in the backward).
+    """
+    if x.requires_grad:
+        return _ModifiedLayer.apply(x, op, weight_fn, bias)
+    return op.forward(x, weight_fn(), bias)
 
 
 class Spec:

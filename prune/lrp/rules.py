@@ -108,7 +108,7 @@ class ZPlus(LinearRule):
         """On a nonnegative input: native ``W+`` layer under a :class:`Substitute`."""
         if not nonnegative(x):
             return None
-        h = modified_layer(op, x, weight.clamp(min=0), positive(bias))
+        h = modified_layer(op, x, lambda: weight.clamp(min=0), positive(bias))
         return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
 
     def forward_impl(self, op, x, weight, bias, root):
@@ -159,18 +159,25 @@ class AlphaBeta(LinearRule):
         """One native layer under a :class:`Substitute`: ``[W+; W-]`` on a nonnegative input;
         on an input of both signs ``[[W+, W-], [W-, W+]]`` on ``[x+, x-]``, whose gradient
         reaches ``x`` through the two clamps (``R = x g = x+ g+ + x- g-``)."""
-        wp, wn = weight.clamp(min=0), weight.clamp(max=0)
         dim = 1 if op.is_conv else -1
         if nonnegative(x):
             if self.beta == 0:  # alpha = 1: z+
-                h = modified_layer(op, x, wp, positive(bias))
+                h = modified_layer(op, x, lambda: weight.clamp(min=0), positive(bias))
                 return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
-            inputs, stacked = x, torch.cat([wp, wn])
+            inputs = x
+
+            def stacked() -> Tensor:
+                return torch.cat([weight.clamp(min=0), weight.clamp(max=0)])
+
         elif op.is_conv and op.groups != 1:
             return None
         else:
             inputs = torch.cat([x.clamp(min=0), x.clamp(max=0)], dim)
-            stacked = torch.cat([torch.cat([wp, wn], 1), torch.cat([wn, wp], 1)])
+
+            def stacked() -> Tensor:
+                wp, wn = weight.clamp(min=0), weight.clamp(max=0)
+                return torch.cat([torch.cat([wp, wn], 1), torch.cat([wn, wp], 1)])
+
         stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
         h = modified_layer(op, inputs, stacked, stacked_bias)
         spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
@@ -226,7 +233,7 @@ class Gamma(LinearRule):
             return None
         g = self.gamma
         h_bias = None if bias is None else bias + g * bias.clamp(min=0)
-        h = modified_layer(op, x, weight + g * weight.clamp(min=0), h_bias)
+        h = modified_layer(op, x, lambda: weight + g * weight.clamp(min=0), h_bias)
         spec = GammaSpec(op, weight, bias, g, self.stabilizer)
         return Substitute.apply(h, x, spec)
 
