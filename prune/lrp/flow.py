@@ -114,8 +114,14 @@ class Spec:
     def relu_scale(self, y: Tensor, h: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def relu_backward(self, scale: Tensor, grad: Tensor) -> Tensor:
-        return grad * scale
+    def relu_backward(self, scale: Tensor, grad: Tensor, inplace: bool = False) -> Tensor:
+        """``grad * scale``; with ``inplace`` into ``scale`` (the last backward pass)."""
+        return scale.mul_(grad) if inplace else grad * scale
+
+    #: ``() -> Tensor``: the ReLU scale rebuilt from the layer input (:meth:`relu_scale` of a
+    #: recomputed ``h``), or None. Set where that is cheap (an input much smaller than ``h``: a
+    #: first layer); a fused ReLU then keeps nothing from the forward to the backward.
+    recompute_relu_scale = None
 
 
 def positive_ratio(y: Tensor, den: Tensor, epsilon: float) -> Tensor:
@@ -156,16 +162,26 @@ class _SubstituteReLU(torch.autograd.Function):
     """``relu(z)`` of a :class:`Substitute` output ``z``; the gradient goes straight into ``h``."""
 
     @staticmethod
-    def forward(ctx, h, z, spec):
+    def forward(ctx, h, z, spec, passes):
         y = z.clamp_min(0)
-        ctx.spec = spec
-        ctx.save_for_backward(spec.relu_scale(y, h))
+        ctx.spec, ctx.passes_left = spec, passes
+        ctx.recompute = spec.recompute_relu_scale if passes == 1 else None
+        if ctx.recompute is None:
+            ctx.save_for_backward(spec.relu_scale(y, h))
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        (scale,) = ctx.saved_tensors
-        return ctx.spec.relu_backward(scale, grad), None, None
+        if ctx.recompute is not None:
+            with torch.no_grad():
+                scale = ctx.recompute()
+        else:
+            (scale,) = ctx.saved_tensors
+        ctx.passes_left -= 1
+        # the last pass multiplies into the scale: no second tensor of the layer's size at the
+        # backward's peak, which is at the first (largest) layer
+        grad_h = ctx.spec.relu_backward(scale, grad, inplace=ctx.passes_left <= 0)
+        return grad_h, None, None, None
 
 
 class _ScaledReLU(torch.autograd.Function):
@@ -173,14 +189,18 @@ class _ScaledReLU(torch.autograd.Function):
     straight into the rule node, scaled where ``y > 0`` (the ReLU zeroes the rest)."""
 
     @staticmethod
-    def forward(ctx, h, z, scale):
+    def forward(ctx, h, z, scale, passes):
         y = z.clamp_min(0)
         ctx.scale = y.sign().mul_(scale)  # 1 where y > 0, else 0 (y >= 0)
+        ctx.passes_left = passes
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.scale, None, None
+        ctx.passes_left -= 1
+        if ctx.passes_left <= 0:  # the last pass: into the scale (see _SubstituteReLU)
+            return ctx.scale.mul_(grad), None, None, None
+        return grad * ctx.scale, None, None, None
 
 
 def fused_relu(x: Tensor, run: RunState) -> Tensor | None:
@@ -200,9 +220,9 @@ def _fused_relu(x: Tensor, run: RunState) -> Tensor | None:
         return y
     node = x.grad_fn
     if isinstance(node, SUBSTITUTE) and node.fusable:
-        return _SubstituteReLU.apply(node.h, x.detach(), node.spec)
+        return _SubstituteReLU.apply(node.h, x.detach(), node.spec, run.passes)
     if isinstance(node, OUTPUT_SCALE) and node.fusable:
-        return _ScaledReLU.apply(node.h, x.detach(), node.scale)
+        return _ScaledReLU.apply(node.h, x.detach(), node.scale, run.passes)
     return None
 
 

@@ -29,6 +29,12 @@ from prune.lrp.free_rules import Norm, Pass
 from prune.lrp.input_rules import Flat, WSquare, ZBox
 from prune.lrp.specs import AlphaBetaSpec, GammaSpec, PlusSpec
 
+#: Alpha-beta keeps two scales per output unit for the backward, twice what a ReLU network's
+#: gradient keeps. Where the layer input is this many times smaller than its two stacked outputs
+#: (a first layer on pixels), a fused ReLU recomputes them from the input in the backward
+#: instead: one more product of the cheapest layer for two activations less of the largest.
+RECOMPUTE_RATIO = 8
+
 
 class Epsilon(LinearRule):
     """LRP-epsilon (Bach et al. 2015; Montavon et al. 2019, eq. 4).
@@ -181,6 +187,12 @@ class AlphaBeta(LinearRule):
         stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
         h = modified_layer(op, inputs, stacked, stacked_bias)
         spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
+        if inputs.numel() * RECOMPUTE_RATIO <= h.numel():  # a first layer: keep no scale
+
+            def recompute() -> Tensor:
+                return spec.relu_scale_from(op.forward(inputs.detach(), stacked(), stacked_bias))
+
+            spec.recompute_relu_scale = recompute
         return Substitute.apply(h, x, spec)
 
     def forward_impl(self, op, x, weight, bias, root):

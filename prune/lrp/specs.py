@@ -100,8 +100,26 @@ class AlphaBetaSpec(Spec):
         torch.div(y, sn, out=sn).mul_(-self.beta)  # y / stab(z-)
         return scale
 
-    def relu_backward(self, scale, grad):
+    def relu_scale_from(self, h: Tensor) -> Tensor:
+        """:meth:`relu_scale` computed in ``h`` itself (a recomputed, private ``h``)."""
+        pair = self._pair(h)
+        if pair is None or not h.is_contiguous() or self.epsilon == 0:
+            return self.relu_scale(self.value(h, None).clamp_min_(0), h)
+        sp, sn = pair.unbind(1)
+        y = torch.add(sp, sn).clamp_min_(0)
+        sp.clamp_min_(0).add_(self.epsilon)  # stab(z+), z+ >= y > 0 where y > 0
+        torch.div(y, sp, out=sp).mul_(self.alpha)
+        # z- <= 0, so stab(z-) = z- - eps; at z- == 0 exactly (+eps in the rule) every
+        # contribution W-_ij x_i is 0, so the sign of this scale reaches no relevance
+        sn.sub_(self.epsilon)
+        torch.div(y, sn, out=sn).mul_(-self.beta)
+        return h
+
+    def relu_backward(self, scale, grad, inplace=False):
         pair = self._pair(scale)
         if pair is None or not scale.is_contiguous():
             return scale * torch.cat([grad, grad], self.dim)
+        if inplace:
+            pair.mul_(grad.unsqueeze(1))
+            return scale
         return (pair * grad.unsqueeze(1)).view(scale.shape)

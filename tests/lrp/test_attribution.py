@@ -7,7 +7,14 @@ import torch
 import torchvision
 from torch import nn
 
-from prune.lrp import COMPOSITES, UnsupportedLayerError, attribute, get_composite, relevance_report
+from prune.lrp import (
+    COMPOSITES,
+    Explainer,
+    UnsupportedLayerError,
+    attribute,
+    get_composite,
+    relevance_report,
+)
 from prune.lrp.composites import LayerMap, base_layer_map
 from prune.lrp.core import LINEAR_TYPES
 from prune.lrp.rules import LRP0, AlphaBeta
@@ -196,3 +203,35 @@ def test_registry_and_validation() -> None:
         get_composite("nope")
     with pytest.raises(ValueError, match="alpha - beta"):
         AlphaBeta(alpha=2.0, beta=2.0)
+
+
+@pytest.mark.parametrize("preset", ["epsilon", "epsilon_alpha2_beta1", "epsilon_gamma_box"])
+def test_explainer_reused_equals_attribute_and_follows_the_weights(kind, preset, build, inputs):
+    model, x = build(kind), inputs()
+    target = torch.tensor([0, 1, 2])
+    record = [n for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)][:2]
+    explainer = Explainer(model, preset, record)
+    for _ in range(2):  # one explainer, several batches
+        res, ref = explainer(x, target), attribute(model, x, target, preset, record)
+        torch.testing.assert_close(res.input, ref.input, rtol=0, atol=0)
+        for name in record:
+            torch.testing.assert_close(res.output[name], ref.output[name], rtol=0, atol=0)
+        _no_leftovers(model)
+        with torch.no_grad():  # weights and BatchNorm statistics may change between batches
+            for p in model.parameters():
+                p.mul_(1.1)
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+                    m.running_var.mul_(2.0)
+    model.train()
+    explainer(x, target)
+    assert all(m.training for m in model.modules())
+
+
+def test_explainer_checks_layers_when_built(inputs) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 4), nn.Softmax(1), nn.Linear(4, 3))
+    with pytest.raises(UnsupportedLayerError, match=r"2 \(Softmax\)"):
+        Explainer(model, "epsilon")
+    with pytest.raises(KeyError, match="nope"):
+        Explainer(nn.Sequential(nn.Flatten(), nn.Linear(256, 3)), "epsilon", record=["nope"])
+    _no_leftovers(model)

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from prune.lrp import attribute
-from prune.lrp.core import LinearRule
+from prune.lrp.composites import LayerMap, base_layer_map
+from prune.lrp.core import LINEAR_TYPES, LinearRule
 from prune.lrp.rules import LRP0, AlphaBeta, Epsilon, Gamma, ZPlus
 
 FAST_RULES = (Epsilon, LRP0, ZPlus, AlphaBeta, Gamma)
@@ -63,3 +64,62 @@ def test_fast_flow_handles_forks(monkeypatch, inputs, preset) -> None:
     torch.testing.assert_close(fast.output["conv2"], ref.output["conv2"], rtol=1e-9, atol=1e-12)
     unrecorded = attribute(model, x, composite=preset)
     torch.testing.assert_close(unrecorded.input, ref.input, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fused_flow_matches_reference(monkeypatch, build, inputs, kind, preset) -> None:
+    """Nothing recorded: every ReLU fuses with the rule before it (recording switches that off)."""
+    model = build(kind)
+    x = inputs()
+    fused = attribute(model, x, composite=preset)
+    ref = _reference(monkeypatch, model, x, preset, [])
+    torch.testing.assert_close(fused.input, ref.input, rtol=1e-9, atol=1e-12)
+
+
+class _FirstFork(nn.Module):
+    """The first layer's output read by a ReLU and by a sum (its rule's scale node is bypassed by
+    the ReLU only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16 * 16, 3)
+
+    def forward(self, x):
+        z = self.conv1(x)
+        return self.fc(torch.flatten(torch.relu(z) + z, 1))
+
+
+@pytest.mark.parametrize("preset", ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_plus"])
+def test_first_layer_relu_fusion_with_another_consumer(inputs, preset) -> None:
+    torch.manual_seed(0)
+    model = _FirstFork().double().eval()
+    x = inputs()
+    fused = attribute(model, x, torch.tensor([0, 1, 2]), composite=preset)
+    unfused = attribute(model, x, torch.tensor([0, 1, 2]), composite=preset, record=["conv1"])
+    torch.testing.assert_close(fused.input, unfused.input, rtol=1e-9, atol=1e-12)
+    assert fused.input.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind_", ["mlp", "lenet"])
+def test_alpha_beta_recomputed_scales_equal_kept_ones(monkeypatch, build, inputs, kind_) -> None:
+    """A first layer may rebuild its alpha-beta scales in the backward instead of keeping them;
+    the relevance is the same, also where a whole receptive field is zero (z- = 0)."""
+    from prune.lrp import rules, specs
+
+    model = build(kind_)
+    x = inputs()
+    x[0, :, :6, :6] = 0.0  # zero receptive fields: z- == 0 exactly there
+    composite = LayerMap([*base_layer_map(), (LINEAR_TYPES, AlphaBeta())])
+    calls = []
+    rebuild = specs.AlphaBetaSpec.relu_scale_from
+    monkeypatch.setattr(
+        specs.AlphaBetaSpec, "relu_scale_from", lambda self, h: calls.append(1) or rebuild(self, h)
+    )
+    results = []
+    for ratio in (0, 10**9):  # always recompute, never
+        monkeypatch.setattr(rules, "RECOMPUTE_RATIO", ratio)
+        results.append(attribute(model, x, torch.tensor([0, 1, 2]), composite))
+    assert calls, "no scale was recomputed"
+    torch.testing.assert_close(results[0].input, results[1].input, rtol=1e-9, atol=1e-12)
+    assert torch.isfinite(results[0].input).all()
