@@ -112,6 +112,10 @@ class Explainer:
     ) -> None:
         self.model, self.composite = model, get_composite(composite)
         self.engine = Engine(model, self.composite, record)
+        self._modules = [m for _, m, _ in self.engine.modules]
+        self._param = next(
+            (p for m in self._modules for p in m._parameters.values() if p is not None), None
+        )
 
     def __call__(
         self, x: Tensor, target: Tensor | Callable[[Tensor], Tensor] | None = None
@@ -124,20 +128,11 @@ class Explainer:
             per_sample = target.shape[1]  # (B, T): one map per (sample, target)
             x = x.repeat_interleave(per_sample, dim=0)
             target = target.reshape(-1)
-        modules = [m for _, m, _ in self.engine.modules]
-        param = next(
-            (
-                p
-                for m in modules
-                for p in m._parameters.values()
-                if p is not None and p.is_floating_point()
-            ),
-            None,
-        )
-        dtype = param.dtype if param is not None else x.dtype
+        param = self._param
+        dtype = param.dtype if param is not None and param.is_floating_point() else x.dtype
         # modules in training mode, switched to eval for the pass and back after it (an explain
         # pass inside Lightning's validate finds none: then nothing is set)
-        training = [m for m in modules if m.training]
+        training = [m for m in self._modules if m.training]
         for module in training:
             module.training = False
         try:

@@ -231,6 +231,8 @@ def materialize(x: Tensor, run: RunState, inplace: bool = False) -> Tensor:
 
     With ``inplace`` the same tensor object is returned (an in-place op is about to modify it).
     """
+    if not inplace and id(x) not in run.pending:  # the common case, once per layer: no call
+        return x
     run.inside += 1
     try:
         return _materialize(x, run, inplace)
