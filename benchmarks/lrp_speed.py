@@ -11,8 +11,9 @@ composite back to back, each as a block of calls long enough (about 50 ms) that 
 at the mercy of the scheduler, so that load from other processes hits all three alike. A ratio is
 the median over the rounds of the ratio of adjacent blocks; one round is a warm-up. Ours is an
 ``Explainer`` built once per model (as the relevance accumulator uses it), Zennit's an attributor
-whose hooks are registered once; both then explain batch after batch. Threads are fixed
-(``torch.set_num_threads``).
+whose hooks are registered once; both then explain batch after batch. With ``--per-call`` both
+set up inside every call instead (a one-shot ``attribute``, Zennit's ``with Gradient(...)``).
+Threads are fixed (``torch.set_num_threads``).
 
 Peak memory comes after, one call at a time: the increase of the process's peak resident set
 size over its size before the call (Linux ``/proc/self/status`` VmHWM, reset through
@@ -45,7 +46,7 @@ from zennit import rules as zr
 from zennit.attribution import Gradient
 from zennit.types import Linear as ZLinear
 
-from prune.lrp import Explainer, get_composite
+from prune.lrp import Explainer, attribute, get_composite
 from prune.models import MLP, LeNet5
 
 ZENNIT: dict[str, Callable[[], zc.Composite]] = {
@@ -134,24 +135,37 @@ def _captum(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Te
     return LRP(model).attribute(x.detach().requires_grad_(), target=target)
 
 
-def _groups(model, x, target, out_rel, presets, captum, stack):
+def _zennit_once(model: nn.Module, name: str, x: torch.Tensor, out_rel: torch.Tensor):
+    with Gradient(model, ZENNIT[name]()) as attributor:
+        return attributor(x, out_rel)[1]
+
+
+def _groups(model, x, target, out_rel, presets, captum, stack, per_call):
     """``{preset: {row name: fn}}``: each group runs back to back, f+b first.
 
     Zennit's hooks are registered (``stack.enter_context``) on a copy of the model per preset,
-    for the whole run; our explainer is built once per preset.
+    for the whole run, and our explainer is built once per preset; with ``per_call`` both set
+    up inside every call instead.
     """
     fb = lambda: _grad_x_input(model, x, target)  # noqa: E731
     groups = {}
     for preset in presets:
-        explainer = Explainer(model, get_composite(preset))
-        group = {
-            "forward+backward": fb,
-            f"ours {preset}": lambda e=explainer: e(x, target),
-        }
+        if per_call:  # set-up inside every call: a one-shot attribute, hooks per call
+            composite = get_composite(preset)
+            ours = lambda c=composite: attribute(model, x, target, c)  # noqa: E731
+        else:
+            explainer = Explainer(model, get_composite(preset))
+            ours = lambda e=explainer: e(x, target)  # noqa: E731
+        group = {"forward+backward": fb, f"ours {preset}": ours}
         if preset in ZENNIT:
             zmodel = copy.deepcopy(model)
-            attributor = stack.enter_context(Gradient(zmodel, ZENNIT[preset]()))
-            group[f"zennit {preset}"] = lambda a=attributor: a(x, out_rel)[1]
+            if per_call:
+                group[f"zennit {preset}"] = lambda p=preset, m=zmodel: _zennit_once(
+                    m, p, x, out_rel
+                )
+            else:
+                attributor = stack.enter_context(Gradient(zmodel, ZENNIT[preset]()))
+                group[f"zennit {preset}"] = lambda a=attributor: a(x, out_rel)[1]
         groups[preset] = group
     if captum:
         cmodel = copy.deepcopy(model)
@@ -169,7 +183,9 @@ def _setup(model, shape, args, stack):
         logits = model(x)
     target = logits.argmax(1)
     out_rel = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0) * logits
-    return _groups(model, x, target, out_rel, args.presets.split(","), args.captum, stack)
+    return _groups(
+        model, x, target, out_rel, args.presets.split(","), args.captum, stack, args.per_call
+    )
 
 
 def _time(groups, args) -> dict[str, list[tuple[float, float]]]:
@@ -252,6 +268,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--captum", action="store_true", help="also time Captum's LRP")
+    parser.add_argument(
+        "--per-call",
+        action="store_true",
+        help="set up inside every call: one-shot attribute() and Zennit hooks per call",
+    )
     parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.presets == "all":

@@ -153,7 +153,7 @@ class Explainer:
         x = x.requires_grad_()
         composite, engine = self.composite, self.engine
         with engine:
-            engine.run.root_ids.add(id(x))
+            engine.run.roots.add(x)
             logits = self.model(x)
             # Logits that still owe an epsilon rescale keep it: it is folded into the seed
             # below (R / stab(z) instead of a rescale node and R / z), unless they are recorded.

@@ -235,11 +235,26 @@ def _live(table: dict[int, tuple[weakref.ref, Any]], t: Tensor) -> Any:
     return entry[1] if entry is not None and entry[0]() is t else None
 
 
+class TensorSet:
+    """Tensors by identity, without keeping them alive (ids of freed tensors are reused, so a
+    bare id could name a tensor created later)."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref] = {}
+
+    def add(self, t: Tensor) -> None:
+        self._refs[id(t)] = weakref.ref(t)
+
+    def __contains__(self, t: Tensor) -> bool:
+        ref = self._refs.get(id(t))
+        return ref is not None and ref() is t
+
+
 class RunState:
     """What a rule may ask the engine during one forward pass.
 
     Attributes:
-        root_ids: ids of tensors that alias the model input (the input and its reshapes).
+        roots: the tensors that alias the model input (the input and its reshapes).
         root_rule_used: a rule that returns relevance (not gradient) consumed the input.
         params: parameter overrides set by canonizers ``{module: (weight, bias)}``.
         passes: backward passes that will run through the graph; state saved for the backward
@@ -247,7 +262,7 @@ class RunState:
     """
 
     def __init__(self) -> None:
-        self.root_ids: set[int] = set()
+        self.roots = TensorSet()
         self.root_rule_used = False
         self.root_other_used = False
         self.params: dict[nn.Module, tuple[Tensor, Tensor | None]] = {}
@@ -291,7 +306,7 @@ class RunState:
 
     def is_root(self, x: Tensor) -> bool:
         """Whether ``x`` is (an alias of) the model input."""
-        return id(x) in self.root_ids
+        return x in self.roots
 
     def weight_bias(self, module: nn.Module) -> tuple[Tensor, Tensor | None]:
         """The layer's effective weight and bias (after canonizers), detached."""

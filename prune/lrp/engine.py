@@ -11,6 +11,7 @@ either fuses it (a ReLU) or has it materialised first (anything else).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from torch._C import DisableTorchFunction
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import LinearRule, Rule, RunState
+from prune.lrp.core import LinearRule, Rule, RunState, _live
 from prune.lrp.flow import materialize, materialize_all, max_pool
 from prune.lrp.functional import UnsupportedLayerError, _Mode
 from prune.lrp.rules import Pass
@@ -77,7 +78,7 @@ class Engine:
         self.leaf_depth = 0
         self._stack: list[str] = []
         self._saved: list[tuple[nn.Module, Any]] = []
-        self._recorded_values: dict[int, list[Tensor]] = {}
+        self._recorded_values: dict[int, tuple[weakref.ref, list[Tensor]]] = {}
         self._last_output: dict[nn.Module, Tensor] = {}
         self._merges: dict[nn.Module, nn.Module] = {}
         if composite.canonizers:
@@ -142,6 +143,9 @@ class Engine:
             self._uninstall()
 
     def _uninstall(self) -> None:
+        # the deferred records' closures refer to the run state that holds them: drop the cycle
+        # now (the forward is over), or each pass's relevance would wait for the collector
+        self.run.deferred.clear()
         for module, previous in reversed(self._saved):
             if previous is None:
                 module.__dict__.pop("forward", None)
@@ -238,11 +242,17 @@ class Engine:
         def attach(t: Tensor, value: Tensor | None = None, alias: Tensor | None = None) -> None:
             # Relevance at t is t * grad(t) (t's gradient is in relevance form), with t's values
             # at this point: before_inplace copies them if t (or what it is a view of) changes.
-            key = id(t if alias is None else alias)
-            holder = [value] if value is not None else self._recorded_values.setdefault(key, [t])
+            # The hook lives on t's autograd node and must not reference t itself: a cycle
+            # through that node is invisible to Python's garbage collector and would keep every
+            # explained batch's graph alive. It holds t's values (detached).
+            is_root, owner = run.is_root(t), t if alias is None else alias
+            holder = [value] if value is not None else _live(self._recorded_values, owner)
+            if holder is None:  # (ids of freed tensors are reused: _live checks the owner)
+                holder = [t.detach()]
+                self._recorded_values[id(owner)] = (weakref.ref(owner), holder)
 
             def hook(grad: Tensor) -> None:
-                gradient_is_relevance = run.root_rule_used and id(t) in run.root_ids
+                gradient_is_relevance = run.root_rule_used and is_root
                 rel = grad if gradient_is_relevance else holder[0] * grad
                 store[name] = store[name] + rel if name in store else rel
 
@@ -258,8 +268,8 @@ class Engine:
 
     def before_inplace(self, t: Tensor) -> None:
         """Keep the pre-modification value of a recorded output that is about to change in place."""
-        if id(t) in self._recorded_values:
-            holder = self._recorded_values[id(t)]
+        holder = _live(self._recorded_values, t)
+        if holder is not None:
             holder[0] = holder[0].clone()
 
     def where(self) -> str:

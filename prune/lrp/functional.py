@@ -110,7 +110,7 @@ class _Mode(TorchFunctionMode):
         tensors = list(_tensors(args))
         if name in PASSIVE or not any(t.requires_grad for t in tensors):
             return func(*args, **kwargs)
-        root = any(id(t) in run.root_ids for t in tensors)
+        root = any(t in run.roots for t in tensors)
         inplace = name in ("relu_", "add_", "__iadd__") or bool(kwargs.get("inplace"))
         if name in RELU and not inplace and not self.engine.leaf_depth:
             fused = fused_relu(args[0], run)
@@ -123,7 +123,8 @@ class _Mode(TorchFunctionMode):
         if name in DATA_MOVEMENT:
             out = func(*args, **kwargs)
             if root:
-                run.root_ids.update(id(t) for t in _tensors([out]))
+                for t in _tensors([out]):
+                    run.roots.add(t)
             return out
         run.root_other_used |= root
         if self.engine.leaf_depth:  # inside max-pool & co: native gradient is the rule
