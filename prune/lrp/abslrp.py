@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from prune.lrp.canonizers import batchnorm_affine
-from prune.lrp.core import LinearRule, Rule, RunState, nonnegative
+from prune.lrp.core import LinearRule, Rule, nonnegative
+from prune.lrp.state import RunState
 
 
 def _sign(t: Tensor) -> Tensor:

@@ -17,13 +17,11 @@ the model input and reads the result accordingly.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from prune.lrp.state import RunState
 
 LINEAR_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -226,94 +224,6 @@ class Rule:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
-
-
-def _live(table: dict[int, tuple[weakref.ref, Any]], t: Tensor) -> Any:
-    """The value stored for ``t`` in an id-keyed table, or None when there is none or the id now
-    belongs to another tensor (ids of freed tensors are reused)."""
-    entry = table.get(id(t))
-    return entry[1] if entry is not None and entry[0]() is t else None
-
-
-class TensorSet:
-    """Tensors by identity, without keeping them alive (ids of freed tensors are reused, so a
-    bare id could name a tensor created later)."""
-
-    def __init__(self) -> None:
-        self._refs: dict[int, weakref.ref] = {}
-
-    def add(self, t: Tensor) -> None:
-        self._refs[id(t)] = weakref.ref(t)
-
-    def __contains__(self, t: Tensor) -> bool:
-        ref = self._refs.get(id(t))
-        return ref is not None and ref() is t
-
-
-class RunState:
-    """What a rule may ask the engine during one forward pass.
-
-    Attributes:
-        roots: the tensors that alias the model input (the input and its reshapes).
-        root_rule_used: a rule that returns relevance (not gradient) consumed the input.
-        params: parameter overrides set by canonizers ``{module: (weight, bias)}``.
-        passes: backward passes that will run through the graph; state saved for the backward
-            is freed by the last one.
-    """
-
-    def __init__(self) -> None:
-        self.roots = TensorSet()
-        self.root_rule_used = False
-        self.root_other_used = False
-        self.params: dict[nn.Module, tuple[Tensor, Tensor | None]] = {}
-        self.inside = 0
-        self.pending: dict[int, tuple[weakref.ref, float]] = {}
-        self.deferred: dict[int, tuple[weakref.ref, list[Callable[..., None]]]] = {}
-        self.passes = 1  # backward passes through this graph (absLRP's contrastive pair: 2)
-
-    def mark_pending(self, t: Tensor, epsilon: float) -> None:
-        """``t`` is a native output that still owes the rescale ``z / stab(z)`` (see flow.py)."""
-        self.pending[id(t)] = (weakref.ref(t), epsilon)
-
-    def defer_record(self, t: Tensor, attach: Callable[..., None]) -> None:
-        """Record the relevance of the pending ``t`` at its consumers: each one that applies the
-        owed rescale (a fused ReLU, a materialisation) calls ``attach(share)`` with its own
-        relevance-form output, whose relevance is the share of ``t``'s relevance it carries."""
-        attaches = _live(self.deferred, t)
-        if attaches is None:
-            attaches = []
-            self.deferred[id(t)] = (weakref.ref(t), attaches)
-        attaches.append(attach)
-
-    def consumed(
-        self, t: Tensor, share: Tensor, value: Tensor | None = None, alias: Tensor | None = None
-    ) -> None:
-        """A consumer of the pending ``t`` produced ``share`` (see :meth:`defer_record`).
-
-        ``value``: a copy of ``share``'s values, when ``share`` is about to change in place;
-        ``alias``: the tensor ``share`` is a view of (an in-place change of it changes ``share``).
-        """
-        for attach in _live(self.deferred, t) or ():
-            attach(share, value, alias)
-
-    def is_deferred(self, t: Tensor) -> bool:
-        """Whether a recorded output waits for its consumers (see :meth:`defer_record`)."""
-        return _live(self.deferred, t) is not None
-
-    def pending_epsilon(self, t: Tensor) -> float | None:
-        """The epsilon of the rescale ``t`` owes, or ``None``."""
-        return _live(self.pending, t)
-
-    def is_root(self, x: Tensor) -> bool:
-        """Whether ``x`` is (an alias of) the model input."""
-        return x in self.roots
-
-    def weight_bias(self, module: nn.Module) -> tuple[Tensor, Tensor | None]:
-        """The layer's effective weight and bias (after canonizers), detached."""
-        if module in self.params:
-            return self.params[module]
-        bias = getattr(module, "bias", None)
-        return module.weight.detach(), None if bias is None else bias.detach()
 
 
 class _RuleFunction(torch.autograd.Function):

@@ -19,10 +19,11 @@ from torch import Tensor, nn
 from torch._C import DisableTorchFunction
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import LinearRule, Rule, RunState, _live
+from prune.lrp.core import LinearRule, Rule
 from prune.lrp.flow import materialize, materialize_all, max_pool
 from prune.lrp.functional import UnsupportedLayerError, _Mode
 from prune.lrp.rules import Pass
+from prune.lrp.state import RunState, _live
 
 
 def walk(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:

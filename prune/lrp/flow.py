@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from prune.lrp.core import OUTPUT_SCALE, RunState, ratio
+from prune.lrp.core import OUTPUT_SCALE, ratio
+from prune.lrp.state import RunState
 
 
 class _EpsScale(torch.autograd.Function):

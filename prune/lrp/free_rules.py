@@ -9,12 +9,12 @@ from torch import Tensor, nn
 from prune.lrp.core import (
     HOMOGENEOUS_ACTIVATIONS,
     Rule,
-    RunState,
     check_nonneg,
     divide_by_input,
     ratio,
 )
 from prune.lrp.flow import fused_relu
+from prune.lrp.state import RunState
 
 
 class _PassFunction(torch.autograd.Function):
