@@ -77,8 +77,10 @@ class _ModifiedLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, op, weight_fn, bias):
+    def forward(ctx, x, op, weight_fn, bias, lazy_shape):
         ctx.op, ctx.weight_fn, ctx.shape, ctx.stride = op, weight_fn, x.shape, x.stride()
+        if lazy_shape is not None:  # the values are never read (see modified_layer)
+            return x.new_zeros(()).expand(lazy_shape)
         return op.forward(x, weight_fn(), bias)
 
     @staticmethod
@@ -86,16 +88,20 @@ class _ModifiedLayer(torch.autograd.Function):
         # a convolution's transposed product takes a real tensor shaped like the input (its
         # values are never read); a linear layer's needs none
         like = grad.new_empty_strided(ctx.shape, ctx.stride) if ctx.op.is_conv else None
-        return ctx.op.transpose(grad, ctx.weight_fn(), like), None, None, None
+        return ctx.op.transpose(grad, ctx.weight_fn(), like), None, None, None, None
 
 
-def modified_layer(op, x: Tensor, weight_fn, bias: Tensor | None) -> Tensor:
+def modified_layer(
+    op, x: Tensor, weight_fn, bias: Tensor | None, lazy_shape: list[int] | None = None
+) -> Tensor:
     """``h = op(x, weight_fn(), bias)`` with a gradient into ``x`` only (:class:`_ModifiedLayer`).
 
     ``weight_fn`` builds the modified weights from the layer's (it runs again in the backward).
+    With ``lazy_shape``, ``h`` is a placeholder of that shape, not computed: for a consumer that
+    rebuilds what it needs of ``h`` in the backward (a spec's ``recompute_h``).
     """
     if x.requires_grad:
-        return _ModifiedLayer.apply(x, op, weight_fn, bias)
+        return _ModifiedLayer.apply(x, op, weight_fn, bias, lazy_shape)
     return op.forward(x, weight_fn(), bias)
 
 

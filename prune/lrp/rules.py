@@ -30,9 +30,10 @@ from prune.lrp.input_rules import Flat, WSquare, ZBox
 from prune.lrp.specs import AlphaBetaSpec, GammaSpec, PlusSpec
 
 #: Alpha-beta keeps two scales per output unit for the backward, twice what a ReLU network's
-#: gradient keeps. Where the layer input is this many times smaller than its two stacked outputs
-#: (a first layer on pixels), a fused ReLU recomputes them from the input in the backward
-#: instead: one more product of the cheapest layer for two activations less of the largest.
+#: gradient keeps. Where the layer has this many times fewer input channels than its two stacked
+#: outputs (a first layer on pixels), the forward computes only the real output and the backward
+#: rebuilds the stacked one and the scales from the input: one more product of the cheapest
+#: layer for three activations less of the largest.
 RECOMPUTE_RATIO = 8
 
 
@@ -185,14 +186,22 @@ class AlphaBeta(LinearRule):
                 return torch.cat([torch.cat([wp, wn], 1), torch.cat([wn, wp], 1)])
 
         stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
-        h = modified_layer(op, inputs, stacked, stacked_bias)
         spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
-        if inputs.numel() * RECOMPUTE_RATIO <= h.numel():  # a first layer: keep no scale
+        if run.passes == 1 and inputs.shape[dim] * RECOMPUTE_RATIO <= 2 * weight.shape[0]:
+            # a first layer (few input channels): the forward computes only the real output;
+            # the backward rebuilds h and the scales from the input
+            spec.z = op.forward(x.detach(), weight, bias)
+            shape = list(spec.z.shape)
+            shape[dim] *= 2
+            h = modified_layer(op, inputs, stacked, stacked_bias, lazy_shape=shape)
 
-            def recompute() -> Tensor:
-                return spec.relu_scale_from(op.forward(inputs.detach(), stacked(), stacked_bias))
+            def recompute_h() -> Tensor:
+                return op.forward(inputs.detach(), stacked(), stacked_bias)
 
-            spec.recompute_relu_scale = recompute
+            spec.recompute_h = recompute_h
+            spec.recompute_relu_scale = lambda: spec.relu_scale_from(recompute_h())
+        else:
+            h = modified_layer(op, inputs, stacked, stacked_bias)
         return Substitute.apply(h, x, spec)
 
     def forward_impl(self, op, x, weight, bias, root):

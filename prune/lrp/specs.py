@@ -60,12 +60,21 @@ class AlphaBetaSpec(Spec):
 
     def __init__(self, dim: int, alpha: float, beta: float, epsilon: float) -> None:
         self.dim, self.alpha, self.beta, self.epsilon = dim, alpha, beta, epsilon
+        #: set together for a layer that rebuilds ``h`` in the backward (rules.RECOMPUTE_RATIO):
+        #: its real output, computed with the layer's own weights, and ``() -> h``
+        self.z: Tensor | None = None
+        self.recompute_h = None
 
     def value(self, h, x):
+        if self.z is not None:  # h is a placeholder
+            z, self.z = self.z, None
+            return z
         zp, zn = h.chunk(2, self.dim)
         return zp + zn
 
     def backward(self, z, h, x, grad):
+        if self.recompute_h is not None:
+            h = self.recompute_h()
         zp, zn = h.chunk(2, self.dim)
         sp = ratio(z, zp, self.epsilon).mul_(self.alpha)
         sn = ratio(z, zn, self.epsilon).mul_(-self.beta)
@@ -105,14 +114,18 @@ class AlphaBetaSpec(Spec):
         pair = self._pair(h)
         if pair is None or not h.is_contiguous() or self.epsilon == 0:
             return self.relu_scale(self.value(h, None).clamp_min_(0), h)
-        sp, sn = pair.unbind(1)
-        y = torch.add(sp, sn).clamp_min_(0)
-        sp.clamp_min_(0).add_(self.epsilon)  # stab(z+), z+ >= y > 0 where y > 0
-        torch.div(y, sp, out=sp).mul_(self.alpha)
-        # z- <= 0, so stab(z-) = z- - eps; at z- == 0 exactly (+eps in the rule) every
-        # contribution W-_ij x_i is 0, so the sign of this scale reaches no relevance
-        sn.sub_(self.epsilon)
-        torch.div(y, sn, out=sn).mul_(-self.beta)
+        # in slices of the batch, so that y, the one temporary, is an eighth of the layer: this
+        # runs at the backward's peak (the first layer, with the incoming gradient alive)
+        step = -(-h.shape[0] // 8)
+        for i in range(0, h.shape[0], step):
+            sp, sn = pair[i : i + step].unbind(1)
+            y = torch.add(sp, sn).clamp_min_(0)
+            sp.clamp_min_(0).add_(self.epsilon)  # stab(z+), z+ >= y > 0 where y > 0
+            torch.div(y, sp, out=sp).mul_(self.alpha)
+            # z- <= 0, so stab(z-) = z- - eps; at z- == 0 exactly (+eps in the rule) every
+            # contribution W-_ij x_i is 0, so the sign of this scale reaches no relevance
+            sn.sub_(self.epsilon)
+            torch.div(y, sn, out=sn).mul_(-self.beta)
         return h
 
     def relu_backward(self, scale, grad, inplace=False):

@@ -123,3 +123,17 @@ def test_alpha_beta_recomputed_scales_equal_kept_ones(monkeypatch, build, inputs
     assert calls, "no scale was recomputed"
     torch.testing.assert_close(results[0].input, results[1].input, rtol=1e-9, atol=1e-12)
     assert torch.isfinite(results[0].input).all()
+
+
+def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) -> None:
+    """A layer whose stacked output is rebuilt in the backward, read by a ReLU and a sum."""
+    from prune.lrp import rules
+
+    torch.manual_seed(0)
+    model = _Fork().double().eval()
+    x = inputs()
+    results = []
+    for ratio in (0, 10**9):
+        monkeypatch.setattr(rules, "RECOMPUTE_RATIO", ratio)
+        results.append(attribute(model, x, torch.tensor([0, 1, 2]), "epsilon_alpha2_beta1"))
+    torch.testing.assert_close(results[0].input, results[1].input, rtol=1e-9, atol=1e-12)
