@@ -135,5 +135,11 @@ def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) ->
     results = []
     for ratio in (0, 10**9):
         monkeypatch.setattr(rules, "RECOMPUTE_RATIO", ratio)
-        results.append(attribute(model, x, torch.tensor([0, 1, 2]), "epsilon_alpha2_beta1"))
-    torch.testing.assert_close(results[0].input, results[1].input, rtol=1e-9, atol=1e-12)
+        for record in ([], ["conv1", "conv2"]):  # a recorded layer is not fused with its ReLU
+            results.append(
+                attribute(model, x, torch.tensor([0, 1, 2]), "epsilon_alpha2_beta1", record=record)
+            )
+    for rebuilt, kept in zip(results[:2], results[2:], strict=True):
+        torch.testing.assert_close(rebuilt.input, kept.input, rtol=1e-9, atol=1e-12)
+        for name, rel in kept.output.items():
+            torch.testing.assert_close(rebuilt.output[name], rel, rtol=1e-9, atol=1e-12)
