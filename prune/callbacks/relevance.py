@@ -89,8 +89,7 @@ class RelevanceAccumulator(L.Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._local = RelevanceStats(self.num_classes)
-        # layers mapped to rules once per pass over the data, not per batch
-        self._explainer = lrp.Explainer(pl_module.net, self.composite, self.record)
+        self._explainer = None  # built at the first batch, for this pass over the data
         if hasattr(pl_module, "explain_only"):  # the LRP pass has the logits: no second forward
             pl_module.explain_only = True
 
@@ -116,6 +115,7 @@ class RelevanceAccumulator(L.Callback):
         else:
             target = torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
         if self._explainer is None or self._explainer.model is not net:
+            # layers mapped to rules once per pass over the data, not per batch
             self._explainer = lrp.Explainer(net, self.composite, self.record)
         res = self._explainer(x, target)
         inputs, outputs = res.input, res.output

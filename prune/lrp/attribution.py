@@ -228,8 +228,6 @@ def attribute(
         RuntimeError: under ``torch.inference_mode`` (LRP needs gradients).
         UnsupportedLayerError: for a layer or functional op the composite has no rule for.
     """
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(INFERENCE_MODE_MESSAGE)
     return Explainer(model, composite, record)(x, target)
 
 

@@ -112,6 +112,11 @@ def divide_by_input(relevance: Tensor, x: Tensor) -> Tensor:
     return torch.where(zero, torch.zeros_like(relevance), relevance / torch.where(zero, 1, x))
 
 
+def block_weight(blocks: list[list[Tensor]]) -> Tensor:
+    """The weights ``blocks[i][j]`` (output block i, input block j) as one layer's weight."""
+    return torch.cat([torch.cat(row, 1) for row in blocks])
+
+
 class LinearOp:
     """Forward and transposed products of a linear or convolutional layer with given weights.
 
@@ -156,7 +161,7 @@ class LinearOp:
                 + (0 if b is None else b.reshape(-1, *[1] * self.dims))
                 for row, b in zip(blocks, biases, strict=True)
             ]
-        weight = torch.cat([torch.cat(row, 1) for row in blocks])
+        weight = block_weight(blocks)
         dim = 1 if self.is_conv else -1
         n_out = weight.shape[0] // len(blocks)
         bias = None
@@ -201,7 +206,7 @@ class LinearOp:
                 sum(self.transpose(g, row[j], like) for g, row in zip(grads, blocks, strict=True))
                 for j in range(n_in)
             ]
-        weight = torch.cat([torch.cat(row, 1) for row in blocks])
+        weight = block_weight(blocks)
         dim = 1 if self.is_conv else -1
         grad = torch.cat(grads, dim) if len(grads) > 1 else grads[0]
         shape = list(like.shape)

@@ -125,10 +125,14 @@ class Spec:
         """``grad * scale``; with ``inplace`` into ``scale`` (the last backward pass)."""
         return scale.mul_(grad) if inplace else grad * scale
 
-    #: ``() -> Tensor``: the ReLU scale rebuilt from the layer input (:meth:`relu_scale` of a
-    #: recomputed ``h``), or None. Set where that is cheap (an input much smaller than ``h``: a
-    #: first layer); a fused ReLU then keeps nothing from the forward to the backward.
-    recompute_relu_scale = None
+    #: ``() -> h`` rebuilding the modified output from the layer input, or None. Set where that
+    #: is cheap (a first layer on pixels); a fused ReLU then keeps nothing from the forward to
+    #: the backward and rebuilds its scale with :meth:`relu_scale_from`.
+    recompute_h = None
+
+    def relu_scale_from(self, h: Tensor) -> Tensor:
+        """:meth:`relu_scale` of a rebuilt, private ``h`` (may be computed in ``h`` itself)."""
+        return self.relu_scale(self.value(h, None).clamp_min_(0), h)
 
 
 def positive_ratio(y: Tensor, den: Tensor, epsilon: float) -> Tensor:
@@ -172,16 +176,16 @@ class _SubstituteReLU(torch.autograd.Function):
     def forward(ctx, h, z, spec, passes):
         y = z.clamp_min(0)
         ctx.spec, ctx.passes_left = spec, passes
-        ctx.recompute = spec.recompute_relu_scale if passes == 1 else None
-        if ctx.recompute is None:
+        ctx.recompute = spec.recompute_h is not None and passes == 1
+        if not ctx.recompute:
             ctx.save_for_backward(spec.relu_scale(y, h))
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.recompute is not None:
+        if ctx.recompute:
             with torch.no_grad():
-                scale = ctx.recompute()
+                scale = ctx.spec.relu_scale_from(ctx.spec.recompute_h())
         else:
             (scale,) = ctx.saved_tensors
         ctx.passes_left -= 1

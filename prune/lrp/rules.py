@@ -18,6 +18,7 @@ from torch import Tensor
 from prune.lrp.core import (
     LinearRule,
     Rule,
+    block_weight,
     check_nonneg,
     negative,
     nonnegative,
@@ -183,7 +184,7 @@ class AlphaBeta(LinearRule):
 
             def stacked() -> Tensor:
                 wp, wn = weight.clamp(min=0), weight.clamp(max=0)
-                return torch.cat([torch.cat([wp, wn], 1), torch.cat([wn, wp], 1)])
+                return block_weight([[wp, wn], [wn, wp]])
 
         stacked_bias = None if bias is None else torch.cat([positive(bias), negative(bias)])
         spec = AlphaBetaSpec(dim, self.alpha, self.beta, self.stabilizer)
@@ -199,7 +200,6 @@ class AlphaBeta(LinearRule):
                 return op.forward(inputs.detach(), stacked(), stacked_bias)
 
             spec.recompute_h = recompute_h
-            spec.recompute_relu_scale = lambda: spec.relu_scale_from(recompute_h())
         else:
             h = modified_layer(op, inputs, stacked, stacked_bias)
         return Substitute.apply(h, x, spec)

@@ -60,10 +60,9 @@ class AlphaBetaSpec(Spec):
 
     def __init__(self, dim: int, alpha: float, beta: float, epsilon: float) -> None:
         self.dim, self.alpha, self.beta, self.epsilon = dim, alpha, beta, epsilon
-        #: set together for a layer that rebuilds ``h`` in the backward (rules.RECOMPUTE_RATIO):
-        #: its real output, computed with the layer's own weights, and ``() -> h``
+        #: with ``recompute_h`` (rules.RECOMPUTE_RATIO): the real output, computed with the
+        #: layer's own weights, as ``h`` is only a placeholder in the forward
         self.z: Tensor | None = None
-        self.recompute_h = None
 
     def value(self, h, x):
         if self.z is not None:  # h is a placeholder
@@ -113,7 +112,7 @@ class AlphaBetaSpec(Spec):
         """:meth:`relu_scale` computed in ``h`` itself (a recomputed, private ``h``)."""
         pair = self._pair(h)
         if pair is None or not h.is_contiguous() or self.epsilon == 0:
-            return self.relu_scale(self.value(h, None).clamp_min_(0), h)
+            return super().relu_scale_from(h)
         # in slices of the batch, so that y, the one temporary, is an eighth of the layer: this
         # runs at the backward's peak (the first layer, with the incoming gradient alive)
         step = -(-h.shape[0] // 8)
