@@ -41,7 +41,7 @@ def check_finite(stats: RelevanceStats) -> None:
         )
 
 
-OUTPUTS = ("logit", "one", "softmax")
+OUTPUTS = ("logit", "one", "softmax", "margin")
 
 
 class RelevanceAccumulator(L.Callback):
@@ -61,9 +61,11 @@ class RelevanceAccumulator(L.Callback):
         target: which class each sample is explained for: its ``label`` or the model's
             ``prediction``.
         output: initial relevance at the output: the explained ``logit`` value itself (relevance
-            then sums to the logit), ``one`` at the explained class, or ``softmax``: the gradient
+            then sums to the logit), ``one`` at the explained class, ``softmax``: the gradient
             of the class's softmax probability over all logits (SGLRP, Iwana et al. 2019), which
-            also sends negative relevance from the classes that compete with it.
+            also sends negative relevance from the classes that compete with it, or ``margin``:
+            the logit minus the strongest other logit (relevance sums to the margin; units that
+            tell the class from the one it is most confused with score high).
         input_relevance: also accumulate input relevance.
     """
 
@@ -112,6 +114,8 @@ class RelevanceAccumulator(L.Callback):
             target = y
         elif self.output == "softmax":
             target = partial(lrp.softmax_gradient, labels=y)
+        elif self.output == "margin":
+            target = partial(lrp.logit_margin, labels=y)
         else:
             target = torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
         if self._explainer is None or self._explainer.model is not net:

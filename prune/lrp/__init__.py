@@ -4,6 +4,7 @@ from prune.lrp.attribution import (
     Explainer,
     LRPResult,
     attribute,
+    logit_margin,
     relevance_report,
     softmax_gradient,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "UnsupportedLayerError",
     "attribute",
     "get_composite",
+    "logit_margin",
     "relevance_report",
     "softmax_gradient",
 ]

@@ -67,6 +67,30 @@ def softmax_gradient(logits: Tensor, labels: Tensor) -> Tensor:
     return (p_t * (one_hot - p)).to(logits.dtype)
 
 
+def logit_margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """Output relevance that explains the margin ``z_t - z_r`` of the target over its strongest
+    competitor ``r`` (the largest other logit).
+
+    ``R_t = z_t``, ``R_r = -z_r``, zero elsewhere: relevance sums to the margin, which is what
+    decides the classification (class evidence relative to the competitors, as in Montavon et al.
+    2019, "Layer-wise relevance propagation: an overview", here against the strongest one).
+    Units that tell the target apart from the class it is most confused with get positive
+    relevance; units that both classes use cancel. With fewer than two classes there is no
+    competitor and this is the target logit.
+
+    Args:
+        logits: ``(B, K)``.
+        labels: ``(B,)`` target class indices.
+    """
+    z = logits.detach()
+    labels = labels.reshape(-1, 1).long()
+    one_hot = torch.zeros_like(z).scatter_(1, labels, 1.0)
+    if z.shape[1] < 2:
+        return one_hot * z
+    rival = z.scatter(1, labels, float("-inf")).argmax(1, keepdim=True)
+    return (one_hot - torch.zeros_like(z).scatter_(1, rival, 1.0)) * z
+
+
 def _output_relevance(logits: Tensor, target: Tensor | Callable[[Tensor], Tensor] | None) -> Tensor:
     """Output relevance ``(N, K)``: the target logit for class indices, ``target(logits)`` for a
     callable, else ``target`` itself."""

@@ -112,6 +112,35 @@ def test_softmax_gradient_target_is_the_probability_gradient(build, inputs) -> N
     torch.testing.assert_close(res.input, xx.detach() * grad, rtol=1e-10, atol=1e-14)
 
 
+def test_logit_margin_target_explains_the_margin_over_the_strongest_rival(
+    build, inputs, unbiased
+) -> None:
+    """The margin seed is z_t at the target and -z_r at the largest other logit; under LRP-0
+    with zero biases the input relevance is gradient x input of z_t - z_r and sums to it."""
+    from functools import partial
+
+    from prune.lrp import logit_margin
+
+    model, x = unbiased(build("lenet")), inputs()
+    labels = torch.tensor([2, 0, 1])
+    logits = model(x).detach()
+    seed = logit_margin(logits, labels)
+    rival = logits.scatter(1, labels[:, None], float("-inf")).argmax(1)
+    rows = torch.arange(3)
+    margin = logits[rows, labels] - logits[rows, rival]
+    torch.testing.assert_close(seed.sum(1), margin, rtol=1e-12, atol=0)
+    assert int((seed != 0).sum()) == 6 and bool((rival != labels).all())
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    res = attribute(model, x, partial(logit_margin, labels=labels), composite)
+    xx = x.clone().requires_grad_()
+    out = model(xx)
+    (grad,) = torch.autograd.grad((out[rows, labels] - out[rows, rival]).sum(), xx)
+    torch.testing.assert_close(res.input, xx.detach() * grad, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(res.input.flatten(1).sum(1), margin, rtol=1e-9, atol=1e-12)
+    one_class = logit_margin(logits[:, :1], torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(one_class, logits[:, :1])
+
+
 def test_inference_mode_raises_clear_error(build, inputs) -> None:
     model, x = build("mlp"), inputs()
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):

@@ -48,3 +48,50 @@ def test_stats_equal_a_naive_per_sample_reference(consume):
         )
     assert stats.num_samples == n
     assert stats.class_counts.tolist() == torch.bincount(y, minlength=k).double().tolist()
+
+
+@pytest.mark.parametrize("output", ["logit", "one", "softmax", "margin"])
+def test_accumulator_explains_the_configured_output(output):
+    """The callback, run by ``Trainer.validate``, sums what a direct LRP call with the matching
+    output relevance gives (the margin: the label's logit against the strongest other one)."""
+    from functools import partial
+
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from prune import lrp
+    from prune.callbacks.relevance import RelevanceAccumulator
+    from prune.models import MLP
+    from prune.module import ClassifierModule
+
+    torch.manual_seed(0)
+    net = MLP((1, 6, 6), 4, hidden=(8,))
+    x, y = torch.rand(12, 1, 6, 6), torch.randint(0, 4, (12,))
+    record = ["layers.0"]
+    acc = RelevanceAccumulator("epsilon", record, num_classes=4, output=output)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        inference_mode=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[acc],
+    )
+    trainer.validate(
+        ClassifierModule(net), DataLoader(TensorDataset(x, y), batch_size=5), verbose=False
+    )
+    seeds = {
+        "logit": y,
+        "one": torch.nn.functional.one_hot(y, 4).float(),
+        "softmax": partial(lrp.softmax_gradient, labels=y),
+        "margin": partial(lrp.logit_margin, labels=y),
+    }
+    ref = lrp.attribute(net, x, seeds[output], "epsilon", record)
+    torch.testing.assert_close(acc.stats.input, ref.input.sum(0).double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        acc.stats.channels_signed["layers.0"],
+        ref.output["layers.0"].sum(0).double(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
