@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Few-shot pruning without fine-tuning ("pruning by explaining"), LeNet-5, on MNIST and
 # Fashion-MNIST, over seeds 12345 1 2: one dense model per dataset and seed, then every criterion
-# from that same checkpoint (experiment/mnist_fewshot), plus absLRP as the LRP composite.
+# from that same checkpoint (experiment/mnist_fewshot: LRP explains the margin), the LRP criteria
+# once more explaining the logit alone, and absLRP as the LRP composite.
 #   LRP_PRUNE_DATA=../shared/data bash benchmarks/fewshot_seeds.sh [OUT]
 # Then: python benchmarks/summarize_sweeps.py OUT/mnist/*_s* (and OUT/fashion_mnist/*_s*).
 set -euo pipefail
@@ -19,8 +20,11 @@ for data in ${DATASETS:-mnist fashion_mnist}; do
     ckpt="$dense/checkpoints/round_0/last.ckpt"
     python train.py -m +experiment=mnist_fewshot data=$data pruner=$criteria seed=$s \
       ckpt_path="$ckpt" $common hydra.sweep.dir="$out/$data/sweep_s$s"
+    python train.py -m +experiment=mnist_fewshot data=$data pruner=lrp_signed,lrp \
+      relevance.output=logit seed=$s ckpt_path="$ckpt" $common \
+      hydra.sweep.dir="$out/$data/logit_s$s"
     python train.py -m +experiment=mnist_fewshot data=$data lrp=abslrp pruner=lrp \
-      pruner.criterion.normalize=l2 seed=$s ckpt_path="$ckpt" $common \
+      pruner.criterion.normalize=l2 relevance.output=logit seed=$s ckpt_path="$ckpt" $common \
       hydra.sweep.dir="$out/$data/abslrp_s$s"
   done
 done
