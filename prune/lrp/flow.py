@@ -79,16 +79,35 @@ class _ModifiedLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, op, weight_fn, bias, lazy_shape):
         ctx.op, ctx.weight_fn, ctx.shape, ctx.stride = op, weight_fn, x.shape, x.stride()
-        if lazy_shape is not None:  # the values are never read (see modified_layer)
+        ctx.sliced = lazy_shape is not None
+        if ctx.sliced:  # the values are never read (see modified_layer)
             return x.new_zeros(()).expand(lazy_shape)
         return op.forward(x, weight_fn(), bias)
 
     @staticmethod
     def backward(ctx, grad):
+        op, weight = ctx.op, ctx.weight_fn()
         # a convolution's transposed product takes a real tensor shaped like the input (its
         # values are never read); a linear layer's needs none
-        like = grad.new_empty_strided(ctx.shape, ctx.stride) if ctx.op.is_conv else None
-        return ctx.op.transpose(grad, ctx.weight_fn(), like), None, None, None, None
+        like = grad.new_empty_strided(ctx.shape, ctx.stride) if op.is_conv else None
+        if not (ctx.sliced and op.is_conv):
+            return op.transpose(grad, weight, like), None, None, None, None
+        # A rebuilt first layer: in slices of the batch, written into `like`. The convolution
+        # library reorders its whole incoming gradient (the stacked output) into a scratch copy
+        # otherwise, at the backward's peak.
+        for rows in batch_slices(grad.shape[0]):
+            like[rows] = op.transpose(grad[rows], weight, like[rows])
+        return like, None, None, None, None
+
+
+#: Slices of the batch in which a rebuilt first layer (a spec's ``recompute_h``) is processed.
+SLICES = 8
+
+
+def batch_slices(n: int, parts: int = SLICES) -> list[slice]:
+    """``parts`` (or fewer) consecutive slices covering ``range(n)``."""
+    step = max(1, -(-n // parts))
+    return [slice(i, i + step) for i in range(0, n, step)]
 
 
 def modified_layer(
@@ -125,14 +144,26 @@ class Spec:
         """``grad * scale``; with ``inplace`` into ``scale`` (the last backward pass)."""
         return scale.mul_(grad) if inplace else grad * scale
 
-    #: ``() -> h`` rebuilding the modified output from the layer input, or None. Set where that
-    #: is cheap (a first layer on pixels); a fused ReLU then keeps nothing from the forward to
-    #: the backward and rebuilds its scale with :meth:`relu_scale_from`.
+    #: ``(rows=slice(None)) -> h[rows]`` rebuilding (rows of) the modified output from the layer
+    #: input, or None. Set where that is cheap (a first layer on pixels); a fused ReLU then
+    #: keeps nothing from the forward to the backward and rebuilds its scale with
+    #: :meth:`relu_scale_rebuilt`.
     recompute_h = None
 
     def relu_scale_from(self, h: Tensor) -> Tensor:
         """:meth:`relu_scale` of a rebuilt, private ``h`` (may be computed in ``h`` itself)."""
         return self.relu_scale(self.value(h, None).clamp_min_(0), h)
+
+    def relu_scale_rebuilt(self, shape: torch.Size) -> Tensor:
+        """The ReLU scale of the whole layer (``h``'s ``shape``), rebuilt by ``recompute_h`` in
+        slices of the batch: only a slice of ``h`` exists at a time."""
+        scale = None
+        for rows in batch_slices(shape[0]):
+            part = self.relu_scale_from(self.recompute_h(rows))
+            if scale is None:
+                scale = part.new_empty(shape)
+            scale[rows] = part
+        return scale
 
 
 def positive_ratio(y: Tensor, den: Tensor, epsilon: float) -> Tensor:
@@ -177,7 +208,9 @@ class _SubstituteReLU(torch.autograd.Function):
         y = z.clamp_min(0)
         ctx.spec, ctx.passes_left = spec, passes
         ctx.recompute = spec.recompute_h is not None and passes == 1
-        if not ctx.recompute:
+        if ctx.recompute:
+            ctx.shape = h.shape
+        else:
             ctx.save_for_backward(spec.relu_scale(y, h))
         return y
 
@@ -185,7 +218,7 @@ class _SubstituteReLU(torch.autograd.Function):
     def backward(ctx, grad):
         if ctx.recompute:
             with torch.no_grad():
-                scale = ctx.spec.relu_scale_from(ctx.spec.recompute_h())
+                scale = ctx.spec.relu_scale_rebuilt(ctx.shape)
         else:
             (scale,) = ctx.saved_tensors
         ctx.passes_left -= 1

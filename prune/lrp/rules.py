@@ -196,8 +196,8 @@ class AlphaBeta(LinearRule):
             shape[dim] *= 2
             h = modified_layer(op, inputs, stacked, stacked_bias, lazy_shape=shape)
 
-            def recompute_h() -> Tensor:
-                return op.forward(inputs.detach(), stacked(), stacked_bias)
+            def recompute_h(rows: slice = slice(None)) -> Tensor:
+                return op.forward(inputs.detach()[rows], stacked(), stacked_bias)
 
             spec.recompute_h = recompute_h
         else:

@@ -109,22 +109,19 @@ class AlphaBetaSpec(Spec):
         return scale
 
     def relu_scale_from(self, h: Tensor) -> Tensor:
-        """:meth:`relu_scale` computed in ``h`` itself (a recomputed, private ``h``)."""
+        """:meth:`relu_scale` computed in ``h`` itself (a recomputed, private ``h``: a slice of
+        the batch, see :meth:`~prune.lrp.flow.Spec.relu_scale_rebuilt`)."""
         pair = self._pair(h)
         if pair is None or not h.is_contiguous() or self.epsilon == 0:
             return super().relu_scale_from(h)
-        # in slices of the batch, so that y, the one temporary, is an eighth of the layer: this
-        # runs at the backward's peak (the first layer, with the incoming gradient alive)
-        step = -(-h.shape[0] // 8)
-        for i in range(0, h.shape[0], step):
-            sp, sn = pair[i : i + step].unbind(1)
-            y = torch.add(sp, sn).clamp_min_(0)
-            sp.clamp_min_(0).add_(self.epsilon)  # stab(z+), z+ >= y > 0 where y > 0
-            torch.div(y, sp, out=sp).mul_(self.alpha)
-            # z- <= 0, so stab(z-) = z- - eps; at z- == 0 exactly (+eps in the rule) every
-            # contribution W-_ij x_i is 0, so the sign of this scale reaches no relevance
-            sn.sub_(self.epsilon)
-            torch.div(y, sn, out=sn).mul_(-self.beta)
+        sp, sn = pair.unbind(1)
+        y = torch.add(sp, sn).clamp_min_(0)
+        sp.clamp_min_(0).add_(self.epsilon)  # stab(z+), z+ >= y > 0 where y > 0
+        torch.div(y, sp, out=sp).mul_(self.alpha)
+        # z- <= 0, so stab(z-) = z- - eps; at z- == 0 exactly (+eps in the rule) every
+        # contribution W-_ij x_i is 0, so the sign of this scale reaches no relevance
+        sn.sub_(self.epsilon)
+        torch.div(y, sn, out=sn).mul_(-self.beta)
         return h
 
     def relu_backward(self, scale, grad, inplace=False):

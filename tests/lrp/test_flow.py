@@ -101,14 +101,17 @@ def test_first_layer_relu_fusion_with_another_consumer(inputs, preset) -> None:
     assert fused.input.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind_", ["mlp", "lenet"])
-def test_alpha_beta_recomputed_scales_equal_kept_ones(monkeypatch, build, inputs, kind_) -> None:
-    """A first layer may rebuild its alpha-beta scales in the backward instead of keeping them;
-    the relevance is the same, also where a whole receptive field is zero (z- = 0)."""
+@pytest.mark.parametrize(("kind_", "batch"), [("mlp", 3), ("lenet", 3), ("lenet", 19)])
+def test_alpha_beta_recomputed_scales_equal_kept_ones(
+    monkeypatch, build, inputs, kind_, batch
+) -> None:
+    """A first layer may rebuild its alpha-beta scales in the backward instead of keeping them,
+    in slices of the batch (19 rows: uneven slices); the relevance is the same, also where a
+    whole receptive field is zero (z- = 0)."""
     from prune.lrp import rules, specs
 
     model = build(kind_)
-    x = inputs()
+    x = inputs(batch=batch)
     x[0, :, :6, :6] = 0.0  # zero receptive fields: z- == 0 exactly there
     composite = LayerMap([*base_layer_map(), (LINEAR_TYPES, AlphaBeta())])
     calls = []
@@ -119,7 +122,7 @@ def test_alpha_beta_recomputed_scales_equal_kept_ones(monkeypatch, build, inputs
     results = []
     for ratio in (0, 10**9):  # always recompute, never
         monkeypatch.setattr(rules, "RECOMPUTE_RATIO", ratio)
-        results.append(attribute(model, x, torch.tensor([0, 1, 2]), composite))
+        results.append(attribute(model, x, torch.arange(batch) % 3, composite))
     assert calls, "no scale was recomputed"
     torch.testing.assert_close(results[0].input, results[1].input, rtol=1e-9, atol=1e-12)
     assert torch.isfinite(results[0].input).all()
@@ -143,3 +146,11 @@ def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) ->
         torch.testing.assert_close(rebuilt.input, kept.input, rtol=1e-9, atol=1e-12)
         for name, rel in kept.output.items():
             torch.testing.assert_close(rebuilt.output[name], rel, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 9, 19, 128])
+def test_batch_slices_cover_every_row_once(n) -> None:
+    from prune.lrp.flow import SLICES, batch_slices
+
+    rows = [i for s in batch_slices(n) for i in range(n)[s]]
+    assert rows == list(range(n)) and len(batch_slices(n)) <= SLICES
