@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,12 +159,12 @@ class Explainer:
         for module in training:
             module.training = False
         try:
-            with contextlib.ExitStack() as stack:  # each context only where it changes something
-                if not torch.is_grad_enabled():
-                    stack.enter_context(torch.enable_grad())
-                if torch.is_autocast_enabled(x.device.type):
-                    stack.enter_context(torch.autocast(x.device.type, enabled=False))
-                result = self._explain(x.detach().to(dtype), target)
+            x = x.detach().to(dtype)
+            if torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
+                result = self._explain(x, target)  # the common case: no context to enter
+            else:
+                with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+                    result = self._explain(x, target)
         finally:
             for module in training:
                 module.training = True

@@ -98,6 +98,8 @@ class Engine:
             if module in self._merges:
                 forward = self._merged(name, module, self._merges[module])
             elif not leaf:
+                if type(module) is nn.Sequential and name not in self.record:
+                    continue  # only calls its children, which have their own wrappers
                 forward = self._container(name, module)
             elif (rule := self.composite.rule_for(state, name, module)) is not None:
                 forward = self._ruled(name, module, rule)
@@ -170,12 +172,16 @@ class Engine:
             self._last_output[module] = out
         return out
 
+    def _plain(self, name: str, module: nn.Module) -> bool:
+        """Whether ``_finish`` has nothing to do for this module (set at build time)."""
+        return name not in self.record and module not in self._partners
+
     def materialize(self, out: Tensor) -> Tensor:
         """``out`` with its owed rescale applied, so that its gradient is the relevance form."""
         return materialize(out, self.run)
 
     def _container(self, name: str, module: nn.Module) -> Callable[..., Any]:
-        original = self._original(module)
+        original, plain = self._original(module), self._plain(name, module)
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             self._stack.append(name or f"<root {type(module).__name__}>")
@@ -183,12 +189,12 @@ class Engine:
                 out = original(*args, **kwargs)
             finally:
                 self._stack.pop()
-            return self._finish(name, module, out)
+            return out if plain else self._finish(name, module, out)
 
         return forward
 
     def _transparent(self, name: str, module: nn.Module) -> Callable[..., Any]:
-        original = self._original(module)
+        original, plain = self._original(module), self._plain(name, module)
 
         pool = type(module) is nn.MaxPool2d and "forward" not in module.__dict__
 
@@ -201,18 +207,19 @@ class Engine:
                     out = original(*args, **kwargs)
             finally:
                 self.leaf_depth -= 1
-            return self._finish(name, module, out)
+            return out if plain else self._finish(name, module, out)
 
         return forward
 
     def _ruled(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
         fuses = isinstance(rule, Pass) and isinstance(module, nn.ReLU)
+        linear, plain = isinstance(rule, LinearRule), self._plain(name, module)
 
         def forward(x: Tensor) -> Tensor:
             run = self.run
             if not fuses:
                 x = materialize(x, run)
-            if not isinstance(rule, LinearRule):
+            if not linear:
                 run.root_other_used |= run.is_root(x)
             run.inside += 1
             try:
@@ -220,7 +227,7 @@ class Engine:
                     out = rule.apply(module, x, run)
             finally:
                 run.inside -= 1
-            return self._finish(name, module, out)
+            return out if plain else self._finish(name, module, out)
 
         return forward
 
