@@ -25,9 +25,10 @@ from prune.lrp.core import (
     positive,
     ratio,
 )
-from prune.lrp.flow import Substitute, modified_layer
+from prune.lrp.flow import Substitute
 from prune.lrp.free_rules import Norm, Pass
 from prune.lrp.input_rules import Flat, WSquare, ZBox
+from prune.lrp.modified import modified_layer
 from prune.lrp.specs import AlphaBetaSpec, GammaSpec, PlusSpec
 
 #: Alpha-beta keeps two scales per output unit for the backward, twice what a ReLU network's

@@ -150,7 +150,7 @@ def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) ->
 
 @pytest.mark.parametrize("n", [1, 3, 8, 9, 19, 128])
 def test_batch_slices_cover_every_row_once(n) -> None:
-    from prune.lrp.flow import SLICES, batch_slices
+    from prune.lrp.modified import SLICES, batch_slices
 
     rows = [i for s in batch_slices(n) for i in range(n)[s]]
     assert rows == list(range(n)) and len(batch_slices(n)) <= SLICES
