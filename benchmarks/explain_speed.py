@@ -14,10 +14,9 @@ import argparse
 import statistics
 import time
 
-import lightning as L
 import torch
 
-from prune.callbacks.relevance import RelevanceAccumulator
+from prune.callbacks.relevance import RelevanceAccumulator, explain_trainer
 from prune.data import MNISTDataModule
 from prune.models import MLP, LeNet5
 from prune.module import ClassifierModule
@@ -28,16 +27,7 @@ MODELS = {"mlp": MLP, "lenet5": LeNet5}
 
 def explain_pass(module, loader, composite, record, num_classes, device) -> float:
     acc = RelevanceAccumulator(composite, record=record, num_classes=num_classes)
-    trainer = L.Trainer(
-        accelerator=device,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        inference_mode=False,
-        callbacks=[acc],
-    )
+    trainer = explain_trainer(acc, accelerator=device)
     start = time.perf_counter()
     trainer.validate(module, dataloaders=loader, verbose=False)
     elapsed = time.perf_counter() - start

@@ -1,5 +1,5 @@
 """Lightning callbacks, one per file."""
 
-from prune.callbacks.relevance import RelevanceAccumulator
+from prune.callbacks.relevance import RelevanceAccumulator, explain_trainer
 
-__all__ = ["RelevanceAccumulator"]
+__all__ = ["RelevanceAccumulator", "explain_trainer"]

@@ -140,3 +140,20 @@ class RelevanceAccumulator(L.Callback):
         reduced = self._local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
         self.stats = reduced.cpu()
         check_finite(self.stats)  # never hand NaN/inf to a pruner
+
+
+def explain_trainer(accumulator: RelevanceAccumulator, accelerator: str = "auto") -> L.Trainer:
+    """A bare Trainer for one explain pass outside the pipeline: one device, grad mode (LRP
+    needs gradients; ``validate`` defaults to inference mode), no logger, checkpoints, progress
+    bar or summary. ``explain_trainer(acc).validate(module, dataloaders=loader)`` fills
+    ``acc.stats``. (The pipeline builds its Trainer from the run's config instead.)"""
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+        callbacks=[accumulator],
+    )

@@ -56,11 +56,10 @@ def test_accumulator_explains_the_configured_output(output):
     output relevance gives (the margin: the label's logit against the strongest other one)."""
     from functools import partial
 
-    import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     from prune import lrp
-    from prune.callbacks.relevance import RelevanceAccumulator
+    from prune.callbacks.relevance import RelevanceAccumulator, explain_trainer
     from prune.models import MLP
     from prune.module import ClassifierModule
 
@@ -69,15 +68,7 @@ def test_accumulator_explains_the_configured_output(output):
     x, y = torch.rand(12, 1, 6, 6), torch.randint(0, 4, (12,))
     record = ["layers.0"]
     acc = RelevanceAccumulator("epsilon", record, num_classes=4, output=output)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        inference_mode=False,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        callbacks=[acc],
-    )
+    trainer = explain_trainer(acc, accelerator="cpu")
     trainer.validate(
         ClassifierModule(net), DataLoader(TensorDataset(x, y), batch_size=5), verbose=False
     )
