@@ -59,6 +59,7 @@ def validate_config(cfg: DictConfig) -> None:
     if has_key(cfg, "relevance"):
         check_choice(cfg, "relevance.target", RELEVANCE_TARGETS)
         check_choice(cfg, "relevance.output", RELEVANCE_OUTPUTS)
+        _check_abslrp_output(cfg, composite)
     if has_key(cfg, "measure"):
         batches = get_value(cfg, "measure.latency_batches")
         if batches is not None and (
@@ -224,6 +225,20 @@ def _check_lrp(cfg: DictConfig) -> type | None:
     if low is not None and high is not None and not ordered:
         raise ConfigError(f"lrp.low must be below lrp.high, got low={low!r}, high={high!r}")
     return cls
+
+
+def _check_abslrp_output(cfg: DictConfig, composite: type | None) -> None:
+    """absLRP explains one class per sample; an output relevance over several classes would be
+    normalised into a mix of them."""
+    from prune.lrp.composites import AbsLRP
+
+    output = get_value(cfg, "relevance.output")
+    if composite is not None and issubclass(composite, AbsLRP) and output not in ("logit", "one"):
+        raise ConfigError(
+            f"relevance.output={output!r} puts relevance on several classes, but lrp=abslrp "
+            "explains one class per sample (its contrastive map: that class against all "
+            "others); use relevance.output=logit or one"
+        )
 
 
 def _check_pruner(cfg: DictConfig, composite: type | None) -> None:

@@ -324,7 +324,11 @@ class AbsLRP(LayerMap):
         self.num_maps = 2 if contrastive else 1
 
     def seeds(self, logits: Tensor, relevance: Tensor) -> list[tuple[float, Tensor]]:
-        """Unit-sum one-hot relevance, and unit-sum relevance on all other classes (subtracted)."""
+        """Unit-sum one-hot relevance, and unit-sum relevance on all other classes (subtracted).
+
+        ``relevance`` should sit on one class per sample (a class index or a one-hot target):
+        an output relevance on several classes (softmax gradient, margin) becomes a mix of
+        them, normalised to sum 1, and its "other classes" are the remaining ones."""
         target = relevance.abs()
         target = target / target.sum(1, keepdim=True).clamp_min(1e-30)
         if not self.contrastive:
