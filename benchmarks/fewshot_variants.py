@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -48,15 +49,9 @@ from prune.pruning.selection import select_global
 NAMES = ["features.0", "features.3", "classifier.0"]
 
 
-def _rival(z: Tensor, y: Tensor) -> Tensor:
-    return z.scatter(1, y[:, None], float("-inf")).argmax(1)
-
-
 def _outputs(y: Tensor, k: int) -> dict[str, Callable[[Tensor], Tensor]]:
     onehot = F.one_hot(y, k)
-
-    def margin(z: Tensor) -> Tensor:
-        return z * (onehot - F.one_hot(_rival(z, y), k))
+    margin = partial(lrp.logit_margin, labels=y)
 
     def softmargin(z: Tensor) -> Tensor:
         q = z.masked_fill(onehot.bool(), float("-inf")).softmax(1)
