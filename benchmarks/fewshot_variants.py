@@ -19,12 +19,15 @@ Needs the dense checkpoints of ``benchmarks/fewshot_seeds.sh`` (``--logs``) and 
   the strongest other), ``softmargin`` (minus a softmax-weighted mix of the others), ``wmargin``
   (the margin times ``1 - p_t``), ``margin1`` (the margin divided by itself), ``lossz``
   (``z_k (delta_kt - p_k)``, the linearised log-probability), ``contrast`` (the logit minus the
-  mean of the others);
+  mean of the others), ``cmargin`` / ``cwmargin`` (``margin`` / ``wmargin`` on the correctly
+  classified references only), ``sqmargin`` (the margin times ``sqrt(1 - p_t)``);
 - composite: any registered LRP preset;
 - aggregation per unit over the reference images: ``signed`` (sum of R), ``abs`` (sum of
   ``|R|`` after summing R over positions, as Taylor does), ``posabs`` (``|R|`` summed over
   positions, as ``pruner=lrp``), ``classmax`` (largest per-class sum of ``abs``), ``samplenorm``
-  (``abs`` divided by each image's layer total).
+  (``abs`` divided by each image's layer total);
+- optional fourth field: the per-layer normalisation before global ranking, ``l1`` (default, the
+  pipeline's), ``l2`` or ``none``; a composite may carry its epsilon as ``epsilon_plus~0.25``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ def _outputs(y: Tensor, k: int) -> dict[str, Callable[[Tensor], Tensor]]:
         "margin1": normalised,
         "lossz": lambda z: z * (onehot - z.softmax(1)),
         "contrast": lambda z: z * (onehot - (1 - onehot) / (k - 1)),
+        "cmargin": lambda z: margin(z) * (z.argmax(1) == y)[:, None].to(z),
+        "cwmargin": lambda z: weighted(z) * (z.argmax(1) == y)[:, None].to(z),
+        "sqmargin": lambda z: margin(z) * (1 - z.softmax(1).gather(1, y[:, None])).sqrt(),
     }
 
 
@@ -101,11 +107,13 @@ def scores(variant: str, net: nn.Module, x: Tensor, y: Tensor, k: int) -> dict[s
         return accumulate_units(net, NAMES, batches, lambda _a, g: per_unit(g.abs()))
     if variant == "magnitude":
         return {n: net.get_submodule(n).weight.detach().flatten(1).abs().sum(1) for n in NAMES}
-    kind, composite, how = variant.split(":")
+    kind, composite, how = variant.split(":")[:3]
     output = kind.split("@")[1] if "@" in kind else "logit"
     outputs = _outputs(y, k)
     if output not in outputs:
         raise ValueError(f"output {output!r}: choose from {sorted(outputs)}")
+    name, _, eps = composite.partition("~")
+    composite = lrp.get_composite(name, **({"epsilon": float(eps)} if eps else {}))
     res = lrp.Explainer(net, composite, NAMES)(x, outputs[output])
     return {n: _aggregate(res.output[n], how, y, k) for n in NAMES}
 
@@ -128,7 +136,8 @@ def run(variant: str, net: nn.Module, ref, test, steps: int = 9) -> tuple[float,
             s = {n: torch.rand(len(kept[n]), generator=gen, dtype=torch.float64) for n in NAMES}
         else:
             full = scores(variant, net, x, y, k)
-            s = {n: normalize_layer(full[n].double()[kept[n]]) for n in NAMES}
+            norm = variant.split(":")[3] if variant.count(":") == 3 else "l1"
+            s = {n: normalize_layer(full[n].double()[kept[n]], norm) for n in NAMES}
         chosen = select_global(s, round(total * (1 - step / 10)), dict.fromkeys(NAMES, 1), gen)
         kept = {n: [kept[n][i] for i in chosen[n]] for n in NAMES}
         with torch.no_grad():

@@ -121,6 +121,9 @@ class Explainer:
         model: a classifier returning logits ``(B, K)``.
         composite: a :class:`~prune.lrp.composites.Composite` or a registered name.
         record: qualified names of modules whose output relevance to return.
+        trace: from the first call on, run the model as a ``torch.fx`` program (the same
+            relevance with less work per batch, see :mod:`prune.lrp.program`); where the model
+            cannot be traced, or while hooks are registered on it, it runs as without.
 
     Raises:
         KeyError: for an unknown composite name or record name.
@@ -132,9 +135,10 @@ class Explainer:
         model: nn.Module,
         composite: Composite | str = "epsilon_plus",
         record: Sequence[str] = (),
+        trace: bool = True,
     ) -> None:
         self.model, self.composite = model, get_composite(composite)
-        self.engine = Engine(model, self.composite, record)
+        self.engine = Engine(model, self.composite, record, trace)
         self._modules = [m for _, m, _ in self.engine.modules]
         self._param = next(
             (p for m in self._modules for p in m._parameters.values() if p is not None), None
@@ -177,7 +181,7 @@ class Explainer:
         composite, engine = self.composite, self.engine
         with engine:
             engine.run.roots.add(x)
-            logits = self.model(x)
+            logits = engine.forward(x)
             # Logits that still owe an epsilon rescale keep it: it is folded into the seed
             # below (R / stab(z) instead of a rescale node and R / z), unless they are recorded.
             owed = engine.run.pending_epsilon(logits) if isinstance(logits, Tensor) else None
@@ -251,7 +255,7 @@ def attribute(
         RuntimeError: under ``torch.inference_mode`` (LRP needs gradients).
         UnsupportedLayerError: for a layer or functional op the composite has no rule for.
     """
-    return Explainer(model, composite, record)(x, target)
+    return Explainer(model, composite, record, trace=False)(x, target)  # one pass: no tracing
 
 
 def _weighted_add(total: Tensor | None, weight: float, t: Tensor) -> Tensor:

@@ -63,9 +63,8 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.Hardsigmoid,
     nn.PReLU,
 )
-#: Leaf modules whose ordinary gradient is already a correct LRP rule: pure data movement
-#: (flatten, identity, dropout in eval) and max-pooling (winner takes all).
-TRANSPARENT_TYPES: tuple[type[nn.Module], ...] = (
+#: Leaf modules that only move values (in eval mode): their outputs alias their inputs.
+DATA_MOVEMENT_TYPES: tuple[type[nn.Module], ...] = (
     nn.Flatten,
     nn.Unflatten,
     nn.Identity,
@@ -74,8 +73,10 @@ TRANSPARENT_TYPES: tuple[type[nn.Module], ...] = (
     nn.Dropout2d,
     nn.Dropout3d,
     nn.AlphaDropout,
-    *MAXPOOL_TYPES,
 )
+#: Leaf modules whose ordinary gradient is already a correct LRP rule: pure data movement
+#: and max-pooling (winner takes all).
+TRANSPARENT_TYPES: tuple[type[nn.Module], ...] = (*DATA_MOVEMENT_TYPES, *MAXPOOL_TYPES)
 
 
 def check_nonneg(name: str, value: float) -> float:

@@ -19,9 +19,10 @@ from torch import Tensor, nn
 from torch._C import DisableTorchFunction
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import LinearRule, Rule
+from prune.lrp.core import DATA_MOVEMENT_TYPES, TRANSPARENT_TYPES, LinearRule, Rule
 from prune.lrp.flow import materialize, materialize_all, max_pool
-from prune.lrp.functional import UnsupportedLayerError, _Mode
+from prune.lrp.functional import UnsupportedLayerError, _Mode, _tensors
+from prune.lrp.program import Program, trace_program
 from prune.lrp.rules import Pass
 from prune.lrp.state import RunState, _live
 
@@ -53,12 +54,17 @@ class Engine:
     The layers are mapped to rules once, when the engine is built (an unsupported layer is an
     error then, before any forward); each ``with engine:`` installs the wrappers, and leaving it
     removes them. One engine serves any number of passes, one at a time, as long as the model's
-    structure stays the same (:class:`prune.lrp.Explainer` keeps one for many batches).
+    structure stays the same (:class:`prune.lrp.Explainer` keeps one for many batches). Run the
+    model inside ``with engine:`` through :meth:`forward`.
 
     Args:
         model: the network (its parameters and buffers are never modified).
         composite: assigns a rule to each layer (see :mod:`prune.lrp.composites`).
         record: names of modules whose output relevance to keep.
+        trace: on the first pass, trace the forward with ``torch.fx`` and from then on call the
+            wrappers in graph order instead of installing them (:mod:`prune.lrp.program`: the
+            same relevance with less work per pass, worth it for many passes). Where the model
+            cannot be traced, or a recorded module is a container, the wrappers are installed.
 
     Attributes:
         run: state of the current pass, shared with the rules.
@@ -66,7 +72,9 @@ class Engine:
         modules: ``(name, module, is_leaf)`` of the model, in ``named_modules()`` order.
     """
 
-    def __init__(self, model: nn.Module, composite: Any, record: Sequence[str] = ()) -> None:
+    def __init__(
+        self, model: nn.Module, composite: Any, record: Sequence[str] = (), trace: bool = False
+    ) -> None:
         self.model, self.composite = model, composite
         self.modules = walk(model)
         names = [name for name, _, _ in self.modules]
@@ -89,11 +97,19 @@ class Engine:
         self._partners = set(self._merges.values())
         self._plan = self._build_plan()
         self._mode = _Mode(self)
+        # a recorded container's output is no node of a traced graph: such engines install
+        self._trace = trace and not any(
+            name in self.record for name, _, leaf in self.modules if not leaf
+        )
+        self._program: Program | None = None
+        self._running: Program | None = None
+        self._mode_on = False
 
     def _build_plan(self) -> list[tuple[nn.Module, Callable[..., Any]]]:
         """``(module, forward)`` for every module: the rule of each layer, chosen once."""
         state: dict[str, Any] = {}
         plan, unsupported = [], []
+        self._natives: dict[nn.Module, Callable[..., Any]] = {}
         for name, module, leaf in self.modules:
             if module in self._merges:
                 forward = self._merged(name, module, self._merges[module])
@@ -105,6 +121,7 @@ class Engine:
                 forward = self._ruled(name, module, rule)
             elif self.composite.is_transparent(module):
                 forward = self._transparent(name, module)
+                self._natives[module] = forward
             else:
                 unsupported.append(f"{name or '<root>'} ({type(module).__name__})")
                 continue
@@ -118,30 +135,68 @@ class Engine:
 
     # -- setup / teardown ---------------------------------------------------------------------
     def __enter__(self) -> Engine:
-        if self._saved:
+        if self._saved or self._running is not None:
             raise RuntimeError("this LRP engine is already running a pass (it is not re-entrant)")
         self.run = RunState()
         self.run.passes = int(getattr(self.composite, "num_maps", 1))
         self.relevance = {}
         self.leaf_depth = 0
         self._recorded_values = {}
+        program = self._traced()
+        self._running = program if program is not None and program.usable() else None
         try:
             for bn, linear in self._merges.items():  # from the current weights and statistics
                 self.run.params[linear] = merged_weight_bias(linear, bn)
-            for module, forward in self._plan:
+            for module, forward in () if self._running is not None else self._plan:
                 self._saved.append((module, module.__dict__.get("forward")))
                 # an instance attribute, as `module.forward =` would set it, without
                 # nn.Module.__setattr__'s type checks (per module, per pass)
                 module.__dict__["forward"] = forward
-            self._mode.__enter__()
+            if self._running is None or self._running.needs_mode:
+                self._mode.__enter__()
+                self._mode_on = True
         except BaseException:
             self._uninstall()
             raise
         return self
 
+    def forward(self, x: Tensor) -> Any:
+        """Run the model on ``x`` under the composite (inside ``with engine:``)."""
+        if self._running is not None:
+            return self._running(x, self._stack)
+        return self.model(x)
+
+    def _traced(self) -> Program | None:
+        """The traced program, traced on the first pass (the model is in eval mode then)."""
+        if self._trace:
+            self._trace = False
+            leaves = {module for _, module, leaf in self.modules if leaf}
+            wrappers = {module: forward for module, forward in self._plan if module in leaves}
+            guarded = {
+                module: self._guarded(forward)
+                for module, forward in self._natives.items()
+                if not isinstance(module, TRANSPARENT_TYPES)
+            }
+            modules = [module for _, module, _ in self.modules]
+            self._program = trace_program(self.model, wrappers, guarded, modules)
+        return self._program
+
+    def _guarded(self, forward: Callable[..., Any]) -> Callable[..., Any]:
+        """A custom native layer's wrapper (``lrp_transparent``) for a program run without the
+        functional mode: its ops still run under the mode, as they would installed."""
+        mode = self._mode
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            with mode:
+                return forward(*args, **kwargs)
+
+        return step
+
     def __exit__(self, *exc: object) -> None:
         try:
-            self._mode.__exit__(*exc)
+            if self._mode_on:
+                self._mode_on = False
+                self._mode.__exit__(*exc)
         finally:
             self._uninstall()
 
@@ -157,6 +212,7 @@ class Engine:
         self._saved.clear()
         self._last_output.clear()
         self._stack.clear()
+        self._running = None
 
     # -- module wrappers ----------------------------------------------------------------------
     def _original(self, module: nn.Module) -> Callable[..., Any]:
@@ -197,9 +253,12 @@ class Engine:
         original, plain = self._original(module), self._plain(name, module)
 
         pool = type(module) is nn.MaxPool2d and "forward" not in module.__dict__
+        builtin = isinstance(module, TRANSPARENT_TYPES)
+        moves = isinstance(module, DATA_MOVEMENT_TYPES)
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            args = materialize_all(args, self.run)
+            run = self.run
+            args = materialize_all(args, run)
             self.leaf_depth += 1
             try:
                 out = max_pool(module, args[0]) if pool and len(args) == 1 else None
@@ -207,6 +266,13 @@ class Engine:
                     out = original(*args, **kwargs)
             finally:
                 self.leaf_depth -= 1
+            if builtin and not self._mode_on and any(run.is_root(a) for a in _tensors(args)):
+                # a program without the functional mode (prune.lrp.program): what the mode
+                # does for the model input in a built-in native layer is done here
+                if moves and isinstance(out, Tensor):
+                    run.roots.add(out)  # an alias of the input
+                else:
+                    run.root_other_used = True
             return out if plain else self._finish(name, module, out)
 
         return forward

@@ -1,0 +1,120 @@
+"""The traced program of a reused Explainer: the same relevance as installed wrappers, bit for bit,
+and a fall-back to them wherever a program would not run the model the same way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from prune.lrp import COMPOSITES, Explainer, UnsupportedLayerError, attribute
+from prune.lrp.core import LINEAR_TYPES
+
+
+def _leaves(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if n and next(m.children(), None) is None]
+
+
+def _assert_same(res, ref, record) -> None:
+    torch.testing.assert_close(res.input, ref.input, rtol=0, atol=0)
+    for name in record:
+        torch.testing.assert_close(res.output[name], ref.output[name], rtol=0, atol=0)
+
+
+def _no_leftovers(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        assert "forward" not in m.__dict__, f"forward wrapper left on {name!r}"
+
+
+@pytest.mark.parametrize("preset", sorted(COMPOSITES))
+def test_program_equals_installed_wrappers(kind, preset, build, inputs) -> None:
+    model, x = build(kind), inputs()
+    record = _leaves(model)
+    explainer = Explainer(model, preset, record)
+    target = torch.tensor([0, 1, 2])
+    for _ in range(2):
+        res = explainer(x, target)
+        assert explainer.engine._program is not None, "the model should have been traced"
+        _assert_same(res, attribute(model, x, target, preset, record), record)
+        _no_leftovers(model)
+
+
+@pytest.mark.parametrize("build_tv", [torchvision.models.resnet18, torchvision.models.vgg11_bn])
+def test_torchvision_models_run_as_programs(build_tv) -> None:
+    torch.manual_seed(0)
+    model = build_tv(num_classes=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    record = [n for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)]
+    explainer = Explainer(model, "epsilon_plus_flat", record)
+    target = torch.tensor([0, 3])
+    res = explainer(x, target)
+    assert explainer.engine._program is not None
+    _assert_same(res, attribute(model, x, target, "epsilon_plus_flat", record), record)
+
+
+def test_hooks_are_run_by_falling_back_to_module_calls(build, inputs) -> None:
+    model, x = build("lenet"), inputs()
+    explainer = Explainer(model, "epsilon_plus")
+    ref = explainer(x).input
+    calls = []
+    handle = model.features[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        torch.testing.assert_close(explainer(x).input, ref, rtol=0, atol=0)
+    finally:
+        handle.remove()
+    assert calls == [1]  # a program would have skipped the hook
+    torch.testing.assert_close(explainer(x).input, ref, rtol=0, atol=0)
+    assert calls == [1]
+
+
+class _Branchy(nn.Module):
+    """Control flow on a tensor's size: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.relu = nn.Linear(256, 8), nn.Linear(8, 3), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.fc1(x.flatten(1)))
+        if x.shape[0] > 1:
+            h = self.relu(h)
+        return self.fc2(h)
+
+
+def test_untraceable_model_runs_with_installed_wrappers(inputs) -> None:
+    model, x = _Branchy().double().eval(), inputs()
+    explainer = Explainer(model, "epsilon", ["fc1"])
+    for _ in range(2):
+        res = explainer(x)
+        _assert_same(res, attribute(model, x, None, "epsilon", ["fc1"]), ["fc1"])
+    assert explainer.engine._program is None
+    _no_leftovers(model)
+
+
+def test_recorded_container_keeps_installed_wrappers(build, inputs) -> None:
+    model, x = build("lenet"), inputs()
+    explainer = Explainer(model, "epsilon_plus", ["features"])
+    ref = attribute(model, x, None, "epsilon_plus", ["features"])
+    _assert_same(explainer(x), ref, ["features"])
+    assert explainer.engine._program is None
+
+
+class _Inner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(256, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(x.flatten(1)))  # a functional op without a rule
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_unsupported_functional_op_names_its_module_as_installed(nested, inputs) -> None:
+    model = (nn.Sequential(nn.Identity(), _Inner()) if nested else _Inner()).double().eval()
+    where = "'1'" if nested else "'<root _Inner>'"
+    message = rf"'tanh' called in the forward of {where}"
+    for trace in (False, True):
+        with pytest.raises(UnsupportedLayerError, match=message):
+            Explainer(model, "epsilon", trace=trace)(inputs())
+        _no_leftovers(model)
