@@ -163,7 +163,9 @@ class Explainer:
         for module in training:
             module.training = False
         try:
-            x = x.detach().to(dtype)
+            x = x.detach()
+            if x.dtype != dtype:
+                x = x.to(dtype)
             if torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
                 result = self._explain(x, target)  # the common case: no context to enter
             else:
