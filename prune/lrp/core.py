@@ -293,6 +293,9 @@ class LinearRule(Rule):
     """
 
     output_scale = True
+    #: Whether :meth:`fast` always applies (never returns None): the engine then calls it
+    #: directly where no functional mode is active (a traced program, :mod:`prune.lrp.program`).
+    always_fast = False
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Run the layer with this rule's backward."""

@@ -51,6 +51,8 @@ class Epsilon(LinearRule):
         epsilon: stabiliser added to ``z`` with its sign, >= 0.
     """
 
+    always_fast = True
+
     def __init__(self, epsilon: float = 1e-6) -> None:
         self.epsilon = check_nonneg("epsilon", epsilon)
 
@@ -78,6 +80,7 @@ class LRP0(LinearRule):
     """
 
     output_scale = False
+    always_fast = True
 
     def fast(self, op, x, weight, bias, run):
         """The plain gradient."""
