@@ -214,7 +214,12 @@ class Explainer:
             # gradient form R = logits * g, times the owed z / stab(z): R / stab(z)
             seed = divide_by_input(out_rel, z) if owed is None else ratio(out_rel, z, owed)
             (grad,) = torch.autograd.grad(logits, x, seed, retain_graph=i < len(seeds) - 1)
-            rel = grad if run.root_rule_used else x.detach() * grad
+            if run.root_rule_used:
+                rel = grad
+            elif grad.is_contiguous():  # ours alone (never broadcast): multiply in place
+                rel = grad.mul_(x.detach())
+            else:
+                rel = x.detach() * grad
             rel_in = _weighted_add(rel_in, weight, rel)
             for name, rec in engine.relevance.items():
                 outputs[name] = _weighted_add(outputs.get(name), weight, rec.detach())
