@@ -294,7 +294,7 @@ class LinearRule(Rule):
 
     output_scale = True
     #: Whether :meth:`fast` always applies (never returns None): the engine then calls it
-    #: directly where no functional mode is active (a traced program, :mod:`prune.lrp.program`).
+    #: directly where no functional mode is active (a traced program; :mod:`prune.lrp.direct`).
     always_fast = False
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:

@@ -19,15 +19,9 @@ from torch import Tensor, nn
 from torch._C import DisableTorchFunction
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import (
-    DATA_MOVEMENT_TYPES,
-    LINEAR_TYPES,
-    TRANSPARENT_TYPES,
-    LinearOp,
-    LinearRule,
-    Rule,
-)
-from prune.lrp.flow import _fused_relu, materialize, materialize_all, max_pool
+from prune.lrp.core import DATA_MOVEMENT_TYPES, TRANSPARENT_TYPES, LinearRule, Rule
+from prune.lrp.direct import direct_step
+from prune.lrp.flow import materialize, materialize_all, max_pool
 from prune.lrp.functional import UnsupportedLayerError, _Mode, _tensors
 from prune.lrp.program import Program, trace_program
 from prune.lrp.rules import Pass
@@ -179,16 +173,16 @@ class Engine:
             self._trace = False
             leaves = {module for _, module, leaf in self.modules if leaf}
             wrappers = {module: forward for module, forward in self._plan if module in leaves}
-            guarded = {
-                module: self._guarded(forward)
+            custom = {
+                module: self._under_mode(forward)
                 for module, forward in self._natives.items()
                 if not isinstance(module, TRANSPARENT_TYPES)
             }
             modules = [module for _, module, _ in self.modules]
-            self._program = trace_program(self.model, wrappers, guarded, modules)
+            self._program = trace_program(self.model, wrappers, custom, modules)
         return self._program
 
-    def _guarded(self, forward: Callable[..., Any]) -> Callable[..., Any]:
+    def _under_mode(self, forward: Callable[..., Any]) -> Callable[..., Any]:
         """A custom native layer's wrapper (``lrp_transparent``) for a program run without the
         functional mode: its ops still run under the mode, as they would installed."""
         mode = self._mode
@@ -295,7 +289,7 @@ class Engine:
     def _ruled(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
         fuses = isinstance(rule, Pass) and isinstance(module, nn.ReLU)
         linear, plain = isinstance(rule, LinearRule), self._plain(name, module)
-        direct = _direct(module, rule, fuses)
+        direct = direct_step(module, rule, fuses)
 
         def forward(x: Tensor) -> Tensor:
             run = self.run
@@ -369,38 +363,3 @@ class Engine:
     def where(self) -> str:
         """Name of the module whose forward is running (for error messages)."""
         return repr(self._stack[-1]) if self._stack else "the model"
-
-
-def _direct(module: nn.Module, rule: Rule, fuses: bool) -> Callable[..., Any] | None:
-    """``(x, run) -> output or None``: the rule's common case where no functional mode is
-    active (a traced program), called without the rule's general dispatch; None where it does
-    not apply (then the general path runs). Same result, same bookkeeping, fewer calls: on a
-    small MLP the dispatch costs as much as the arithmetic it wraps."""
-    if fuses and type(rule) is Pass:  # a ReLU that folds in the rescale its input owes (flow.py)
-
-        def relu(x: Tensor, run: RunState) -> Tensor:
-            if x in run.roots:
-                run.root_other_used = True
-            y = _fused_relu(x, run)  # (run.inside only matters to the functional mode)
-            return x.relu() if y is None else y
-
-        return relu
-    plain_rule = isinstance(rule, LinearRule) and type(rule).apply is LinearRule.apply
-    if not (plain_rule and rule.always_fast and isinstance(module, LINEAR_TYPES)):
-        return None
-    try:
-        op = LinearOp(module)
-    except NotImplementedError:  # the general path raises it when the layer runs
-        return None
-    fast = rule.fast
-
-    def linear(x: Tensor, run: RunState) -> Tensor | None:
-        if id(x) in run.pending or not x.requires_grad:
-            return None  # owes a rescale, or is a constant: the general path
-        weight, bias = run.weight_bias(module)
-        out = fast(op, x, weight, bias, run)
-        if x in run.roots:
-            run.root_other_used = True
-        return out
-
-    return linear
