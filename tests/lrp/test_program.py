@@ -118,3 +118,32 @@ def test_unsupported_functional_op_names_its_module_as_installed(nested, inputs)
         with pytest.raises(UnsupportedLayerError, match=message):
             Explainer(model, "epsilon", trace=trace)(inputs())
         _no_leftovers(model)
+
+
+class _Scale(nn.Module):
+    """A custom layer declared transparent (its gradient taken as the rule)."""
+
+    lrp_transparent = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+@pytest.mark.parametrize("preset", ["epsilon_plus_flat", "epsilon_gamma_box"])
+def test_native_layers_on_the_input_match_installed_wrappers(preset, inputs) -> None:
+    """A max-pool and a custom native layer reading the model input: the program does what the
+    functional mode does for them (the input's aliases, its use by ops other than rules)."""
+    torch.manual_seed(0)
+    for model in (
+        nn.Sequential(
+            nn.MaxPool2d(2), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3)
+        ),
+        nn.Sequential(_Scale(), nn.Linear(256, 6), nn.ReLU(), nn.Linear(6, 3)),
+    ):
+        model = model.double().eval()
+        explainer, x = Explainer(model, preset), inputs()
+        for _ in range(2):
+            res = explainer(x)
+            assert explainer.engine._program is not None
+            _assert_same(res, attribute(model, x, None, preset), [])
+        _no_leftovers(model)
