@@ -137,6 +137,9 @@ def trace_program(
     for node in nodes:
         for used in node.all_input_nodes:
             last_use[used] = node
+    freed: dict[torch.fx.Node, list[torch.fx.Node]] = {}  # node -> the values it uses last
+    for used, node in last_use.items():
+        freed.setdefault(node, []).append(used)
     index = {nodes[0]: 0}
     submodules = dict(model.named_modules())
     steps: list[Step] = []
@@ -153,7 +156,7 @@ def trace_program(
             call, name = node.target, _owner(node, model)
         else:  # call_method
             call, name = _method(node.target), _owner(node, model)
-        free = tuple(index[n] for n, last in last_use.items() if last is node and n in index)
+        free = tuple(index[n] for n in freed.get(node, ()))
         args, kwargs = node.args, node.kwargs
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.fx.Node)
         if single and name is None:  # a layer on one value: the common case, called directly
