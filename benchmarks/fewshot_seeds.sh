@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Few-shot pruning without fine-tuning ("pruning by explaining"), LeNet-5, on MNIST and
-# Fashion-MNIST, over seeds 12345 1 2: one dense model per dataset and seed, then every criterion
-# from that same checkpoint (experiment/mnist_fewshot: LRP explains the margin), the LRP criteria
-# once more explaining the logit alone, and absLRP as the LRP composite.
+# Fashion-MNIST, over seeds 12345 1 2: one dense model per dataset and seed, then from that same
+# checkpoint the baselines, the experiment's LRP criterion (pruner=lrp_conserved explaining the
+# log-probability), the layer-normalised LRP criteria explaining the margin and the logit
+# alone, and absLRP.
 #   LRP_PRUNE_DATA=../shared/data bash benchmarks/fewshot_seeds.sh [OUT]
 # Then: python benchmarks/summarize_sweeps.py OUT/mnist/*_s* (and OUT/fashion_mnist/*_s*).
 set -euo pipefail
 out=${1:-logs/fewshot}
 seeds=${SEEDS:-"12345 1 2"}
-criteria=${CRITERIA:-lrp_signed,lrp,magnitude,taylor,gradient,random}
+criteria=${CRITERIA:-magnitude,taylor,gradient,random}
 common="trainer.enable_progress_bar=false"
 for data in ${DATASETS:-mnist fashion_mnist}; do
   for s in $seeds; do
@@ -20,6 +21,11 @@ for data in ${DATASETS:-mnist fashion_mnist}; do
     ckpt="$dense/checkpoints/round_0/last.ckpt"
     python train.py -m +experiment=mnist_fewshot data=$data pruner=$criteria seed=$s \
       ckpt_path="$ckpt" $common hydra.sweep.dir="$out/$data/sweep_s$s"
+    python train.py -m +experiment=mnist_fewshot data=$data pruner=lrp_conserved seed=$s \
+      ckpt_path="$ckpt" $common hydra.sweep.dir="$out/$data/conserved_s$s"
+    python train.py -m +experiment=mnist_fewshot data=$data pruner=lrp_signed,lrp \
+      relevance.output=margin seed=$s ckpt_path="$ckpt" $common \
+      hydra.sweep.dir="$out/$data/margin_s$s"
     python train.py -m +experiment=mnist_fewshot data=$data pruner=lrp_signed,lrp \
       relevance.output=logit seed=$s ckpt_path="$ckpt" $common \
       hydra.sweep.dir="$out/$data/logit_s$s"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -44,6 +45,9 @@ from torch import Tensor, nn
 from prune import data as datamodules
 from prune import lrp
 from prune.data.base import to_unit_range
+from prune.lrp.composites import Composite, NameMap
+from prune.lrp.core import Rule
+from prune.lrp.rules import AlphaBeta, Epsilon, Gamma, ZPlus
 from prune.models import LeNet5
 from prune.pruning.criteria._backprop import accumulate_units, per_unit
 from prune.pruning.criteria.base import normalize_layer
@@ -101,21 +105,48 @@ def _aggregate(r: Tensor, how: str, y: Tensor, k: int) -> Tensor:
 def scores(variant: str, net: nn.Module, x: Tensor, y: Tensor, k: int) -> dict[str, Tensor]:
     """One score per unit of each layer in NAMES (higher: keep)."""
     batches = [(x, y)]
-    if variant == "taylor":
+    baseline = variant.split(":")[0]  # a baseline may carry a normalisation: taylor:::none
+    if baseline == "taylor":
         return accumulate_units(net, NAMES, batches, lambda a, g: per_unit(a * g).abs())
-    if variant == "gradient":
+    if baseline == "gradient":
         return accumulate_units(net, NAMES, batches, lambda _a, g: per_unit(g.abs()))
-    if variant == "magnitude":
+    if baseline == "magnitude":
         return {n: net.get_submodule(n).weight.detach().flatten(1).abs().sum(1) for n in NAMES}
     kind, composite, how = variant.split(":")[:3]
     output = kind.split("@")[1] if "@" in kind else "logit"
     outputs = _outputs(y, k)
     if output not in outputs:
         raise ValueError(f"output {output!r}: choose from {sorted(outputs)}")
-    name, _, eps = composite.partition("~")
-    composite = lrp.get_composite(name, **({"epsilon": float(eps)} if eps else {}))
+    composite = _composite(composite)
     res = lrp.Explainer(net, composite, NAMES)(x, outputs[output])
     return {n: _aggregate(res.output[n], how, y, k) for n in NAMES}
+
+
+def _rule(spec: str) -> Rule:
+    match = re.fullmatch(r"([a-z]+)([0-9.]*)", spec)
+    kind, arg = (match.group(1), match.group(2)) if match else (spec, "")
+    value = {"arg": float(arg)} if arg else {}
+    if kind == "zplus":
+        return ZPlus()
+    if kind == "gamma":
+        return Gamma(value.get("arg", 0.25))
+    if kind == "eps":
+        return Epsilon(value.get("arg", 1e-6))
+    if kind == "ab":
+        alpha = value.get("arg", 2.0)
+        return AlphaBeta(alpha, alpha - 1)
+    raise ValueError(f"rule {spec!r}: choose zplus, gamma<g>, eps<e>, ab<alpha>")
+
+
+def _composite(spec: str) -> Composite:
+    """``preset[~epsilon][+layer=rule...]``, e.g. ``epsilon_plus+classifier.2=gamma0.5``."""
+    base, *overrides = spec.split("+")
+    name, _, eps = base.partition("~")
+    composite = lrp.get_composite(name, **({"epsilon": float(eps)} if eps else {}))
+    if not overrides:
+        return composite
+    rules = {layer: _rule(rule) for layer, rule in (o.split("=") for o in overrides)}
+    return NameMap(rules, fallback=composite)
 
 
 def run(variant: str, net: nn.Module, ref, test, steps: int = 9) -> tuple[float, list[float]]:

@@ -41,7 +41,7 @@ def check_finite(stats: RelevanceStats) -> None:
         )
 
 
-OUTPUTS = ("logit", "one", "softmax", "margin")
+OUTPUTS = ("logit", "one", "softmax", "margin", "log_probability")
 
 
 class RelevanceAccumulator(L.Callback):
@@ -65,7 +65,9 @@ class RelevanceAccumulator(L.Callback):
             of the class's softmax probability over all logits (SGLRP, Iwana et al. 2019), which
             also sends negative relevance from the classes that compete with it, or ``margin``:
             the logit minus the strongest other logit (relevance sums to the margin; units that
-            tell the class from the one it is most confused with score high).
+            tell the class from the one it is most confused with score high), or
+            ``log_probability``: the class's log-probability linearised at the logits
+            (``R_k = z_k (delta_kt - p_k)``; samples near a decision boundary weigh most).
         input_relevance: also accumulate input relevance.
     """
 
@@ -116,6 +118,8 @@ class RelevanceAccumulator(L.Callback):
             target = partial(lrp.softmax_gradient, labels=y)
         elif self.output == "margin":
             target = partial(lrp.logit_margin, labels=y)
+        elif self.output == "log_probability":
+            target = partial(lrp.log_probability, labels=y)
         else:
             target = torch.nn.functional.one_hot(y, self.num_classes).to(x.dtype)
         if self._explainer is None or self._explainer.model is not net:

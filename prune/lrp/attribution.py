@@ -90,6 +90,27 @@ def logit_margin(logits: Tensor, labels: Tensor) -> Tensor:
     return (one_hot - torch.zeros_like(z).scatter_(1, rival, 1.0)) * z
 
 
+def log_probability(logits: Tensor, labels: Tensor) -> Tensor:
+    """Output relevance that explains the target's log-probability ``log p_t``, linearised at the
+    logits.
+
+    ``R_k = z_k (delta_kt - p_k)``: the logits times the gradient of ``log p_t`` (the negative
+    cross-entropy loss). The target keeps ``z_t (1 - p_t)``, each competitor gives back
+    ``z_k p_k``; relevance sums to ``z_t - sum_k p_k z_k``. A sample the model is sure of
+    (``p_t`` near 1) sends almost nothing; the samples near a decision boundary, which pruning
+    flips first, send the most. With LRP-0 in every layer the unit relevance is the first-order
+    Taylor term of the loss (Molchanov et al. 2017), signed.
+
+    Args:
+        logits: ``(B, K)``.
+        labels: ``(B,)`` target class indices.
+    """
+    z = logits.detach()
+    zf = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+    one_hot = torch.zeros_like(zf).scatter_(1, labels.reshape(-1, 1).long(), 1.0)
+    return (zf * (one_hot - zf.softmax(1))).to(logits.dtype)
+
+
 def _output_relevance(logits: Tensor, target: Tensor | Callable[[Tensor], Tensor] | None) -> Tensor:
     """Output relevance ``(N, K)``: the target logit for class indices, ``target(logits)`` for a
     callable, else ``target`` itself."""

@@ -45,6 +45,10 @@ class RelevanceStats:
         per_class_input: signed input relevance per class ``(K, *sample)``.
         channels: sum of |R| per unit ``{name: (C,)}``.
         channels_signed: sum of signed R per unit ``{name: (C,)}``.
+        channels_unit_abs: sum over samples of ``|R summed over the unit's positions|``
+            ``{name: (C,)}``: the size of each unit's net relevance per sample (for a conv
+            channel, positions of opposite sign cancel first, as in Taylor's ``|sum a*g|``; for
+            a neuron the same as ``channels``).
         per_class_channels: sum of |R| per class and unit ``{name: (K, C)}``.
         class_counts: samples seen per class ``(K,)``.
     """
@@ -55,6 +59,7 @@ class RelevanceStats:
     per_class_input: Tensor | None = None
     channels: dict[str, Tensor] = field(default_factory=dict)
     channels_signed: dict[str, Tensor] = field(default_factory=dict)
+    channels_unit_abs: dict[str, Tensor] = field(default_factory=dict)
     per_class_channels: dict[str, Tensor] = field(default_factory=dict)
     class_counts: Tensor | None = None
 
@@ -113,21 +118,26 @@ class RelevanceStats:
             self.input_abs += absolute(r).sum(0)
         for name, rel in unit_relevance.items():
             r = rel.detach()
-            signed = _per_unit(r).sum(0)  # (C,), positions summed in the relevance's dtype
+            net = _per_unit(r)  # (B, C), positions summed in the relevance's dtype
+            signed = net.sum(0)
             if r.dim() == 2:
                 per_class_abs = onehot @ absolute(r)  # (K, C)
+                unit_abs = per_class_abs.sum(0)  # one neuron, one position: |R| itself
             else:  # |R| summed over positions without an |R| copy of the whole map
                 per_class_abs = onehot @ torch.linalg.vector_norm(r.flatten(2), ord=1, dim=2)
+                unit_abs = net.abs_().sum(0)  # net is a fresh (B, C) tensor here
             if name not in self.channels:
                 c = signed.shape[0]
                 self.channels[name] = signed.new_zeros(c, dtype=torch.float64)
                 self.channels_signed[name] = signed.new_zeros(c, dtype=torch.float64)
+                self.channels_unit_abs[name] = signed.new_zeros(c, dtype=torch.float64)
                 self.per_class_channels[name] = signed.new_zeros(
                     self.num_classes, c, dtype=torch.float64
                 )
             self.per_class_channels[name] += per_class_abs
             self.channels[name] += per_class_abs.sum(0)
             self.channels_signed[name] += signed
+            self.channels_unit_abs[name] += unit_abs
 
     def apply(self, fn: Callable[[Tensor], Tensor]) -> RelevanceStats:
         """Return new stats with ``fn`` applied to every tensor (reduce, move, cast)."""
@@ -145,6 +155,7 @@ class RelevanceStats:
             per_class_input=one(self.per_class_input),
             channels=each(self.channels),
             channels_signed=each(self.channels_signed),
+            channels_unit_abs=each(self.channels_unit_abs),
             per_class_channels=each(self.per_class_channels),
             class_counts=one(self.class_counts),
         )

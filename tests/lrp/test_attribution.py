@@ -141,6 +141,46 @@ def test_logit_margin_target_explains_the_margin_over_the_strongest_rival(
     torch.testing.assert_close(one_class, logits[:, :1])
 
 
+def test_log_probability_target_explains_the_linearised_log_probability(
+    build, inputs, unbiased
+) -> None:
+    """The seed is z_k (delta_kt - p_k): logits times the gradient of log p_t, summing to
+    z_t - sum_k p_k z_k. Under LRP-0 with zero biases a unit's relevance is activation x
+    gradient of that sum with p held fixed, the signed Taylor term of the loss; the input
+    relevance is conserved."""
+    from functools import partial
+
+    from prune.lrp import log_probability
+
+    model, x = unbiased(build("lenet")), inputs()
+    labels = torch.tensor([2, 0, 1])
+    logits = model(x).detach()
+    seed = log_probability(logits, labels)
+    p = logits.softmax(1)
+    rows = torch.arange(3)
+    torch.testing.assert_close(
+        seed.sum(1), logits[rows, labels] - (p * logits).sum(1), rtol=1e-12, atol=1e-12
+    )
+    xl = logits.clone().requires_grad_()
+    (g,) = torch.autograd.grad(xl.log_softmax(1)[rows, labels].sum(), xl)
+    torch.testing.assert_close(seed, logits * g, rtol=1e-12, atol=1e-12)
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    res = attribute(model, x, partial(log_probability, labels=labels), composite, ["features.3"])
+    xx = x.clone().requires_grad_()
+    seen = []
+    handle = model.features[3].register_forward_hook(lambda _m, _i, a: seen.append(a))
+    out = model(xx)
+    handle.remove()
+    grad, grad_a = torch.autograd.grad((out * g).sum(), (xx, seen[0]))
+    torch.testing.assert_close(res.input, xx.detach() * grad, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(
+        res.output["features.3"], seen[0].detach() * grad_a, rtol=1e-10, atol=1e-14
+    )
+    torch.testing.assert_close(res.input.flatten(1).sum(1), seed.sum(1), rtol=1e-9, atol=1e-12)
+    half = log_probability(logits.half(), labels)
+    assert half.dtype == torch.float16
+
+
 def test_inference_mode_raises_clear_error(build, inputs) -> None:
     model, x = build("mlp"), inputs()
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):

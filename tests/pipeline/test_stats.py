@@ -25,6 +25,7 @@ def test_stats_equal_a_naive_per_sample_reference(consume):
     ref_abs = torch.zeros_like(ref_in)
     ref_cls = torch.zeros(k, 1, 4, 4, dtype=torch.float64)
     ref_conv = torch.zeros(5, dtype=torch.float64)
+    ref_conv_net = torch.zeros(5, dtype=torch.float64)
     ref_conv_cls = torch.zeros(k, 5, dtype=torch.float64)
     for i in range(n):  # one sample at a time, the definition
         ref_in += x[i].double()
@@ -32,6 +33,7 @@ def test_stats_equal_a_naive_per_sample_reference(consume):
         ref_cls[y[i]] += x[i].double()
         per_channel = conv[i].double().abs().sum((1, 2))
         ref_conv += per_channel
+        ref_conv_net += conv[i].double().sum((1, 2)).abs()  # positions cancel, then |.|
         ref_conv_cls[y[i]] += per_channel
     # float32 batch sums accumulated in float64: agreement to float32 rounding
     torch.testing.assert_close(stats.input, ref_in, rtol=1e-6, atol=1e-6)
@@ -39,18 +41,21 @@ def test_stats_equal_a_naive_per_sample_reference(consume):
     torch.testing.assert_close(stats.per_class_input, ref_cls, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stats.channels["conv"], ref_conv, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(stats.per_class_channels["conv"], ref_conv_cls, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stats.channels_unit_abs["conv"], ref_conv_net, rtol=1e-6, atol=1e-6)
+    assert bool((ref_conv_net < ref_conv).all())  # the two absolute sums differ for channels
     for name in ("fc", "fc2"):
         torch.testing.assert_close(
             stats.channels_signed[name], lin.double().sum(0), rtol=1e-6, atol=1e-6
         )
-        torch.testing.assert_close(
-            stats.channels[name], lin.double().abs().sum(0), rtol=1e-6, atol=1e-6
-        )
+        for key in ("channels", "channels_unit_abs"):  # a neuron has one position
+            torch.testing.assert_close(
+                getattr(stats, key)[name], lin.double().abs().sum(0), rtol=1e-6, atol=1e-6
+            )
     assert stats.num_samples == n
     assert stats.class_counts.tolist() == torch.bincount(y, minlength=k).double().tolist()
 
 
-@pytest.mark.parametrize("output", ["logit", "one", "softmax", "margin"])
+@pytest.mark.parametrize("output", ["logit", "one", "softmax", "margin", "log_probability"])
 def test_accumulator_explains_the_configured_output(output):
     """The callback, run by ``Trainer.validate``, sums what a direct LRP call with the matching
     output relevance gives (the margin: the label's logit against the strongest other one)."""
@@ -77,6 +82,7 @@ def test_accumulator_explains_the_configured_output(output):
         "one": torch.nn.functional.one_hot(y, 4).float(),
         "softmax": partial(lrp.softmax_gradient, labels=y),
         "margin": partial(lrp.logit_margin, labels=y),
+        "log_probability": partial(lrp.log_probability, labels=y),
     }
     ref = lrp.attribute(net, x, seeds[output], "epsilon", record)
     torch.testing.assert_close(acc.stats.input, ref.input.sum(0).double(), rtol=1e-5, atol=1e-6)

@@ -69,14 +69,32 @@ def test_lrp_keeps_high_relevance_channel_and_normalises(tiny_lenet: nn.Module) 
     channels["features.3"][4] = 50.0
     signed = {p: -c for p, c in channels.items()}
     signed["features.3"][1] = 3.0
-    stats = RelevanceStats(num_classes=3, channels=channels, channels_signed=signed)
+    net = {p: c.clone() for p, c in channels.items()}
+    net["features.3"][0] = 60.0
+    net["classifier.0"] *= 100  # another layer's scale: kept as is without normalisation
+    stats = RelevanceStats(
+        num_classes=3, channels=channels, channels_signed=signed, channels_unit_abs=net
+    )
     groups = find_groups(tiny_lenet, None)
     scores = LRPCriterion().scores(tiny_lenet, groups, stats=stats)
     assert int(scores["features.3"].argmax()) == 4
     for s in scores.values():
         torch.testing.assert_close(s.abs().sum(), torch.tensor(1.0, dtype=torch.float64))
-    signed_scores = LRPCriterion(signed=True, normalize=False).scores(tiny_lenet, groups, stats)
+    signed_scores = LRPCriterion(aggregate="signed", normalize=False).scores(
+        tiny_lenet, groups, stats
+    )
     assert int(signed_scores["features.3"].argmax()) == 1
+    net_scores = LRPCriterion(aggregate="unit_abs", normalize=False).scores(
+        tiny_lenet, groups, stats
+    )
+    assert int(net_scores["features.3"].argmax()) == 0
+    for name, s in net_scores.items():
+        torch.testing.assert_close(s, net[name])
+
+
+def test_lrp_names_a_bad_aggregate() -> None:
+    with pytest.raises(ValueError, match=r"aggregate.*unit_abs.*'max'"):
+        LRPCriterion(aggregate="max")
 
 
 def test_lrp_names_missing_layer(tiny_mlp: nn.Module) -> None:
@@ -97,7 +115,9 @@ def test_lrp_input_scores_from_input_relevance(tiny_mlp: nn.Module) -> None:
     scores = LRPCriterion().input_scores(tiny_mlp, x, stats=stats)
     assert scores.shape == (1, 4, 4)
     assert int(scores.argmax()) == 15
-    assert int(LRPCriterion(signed=True).input_scores(tiny_mlp, x, stats=stats).argmax()) == 0
+    assert (
+        int(LRPCriterion(aggregate="signed").input_scores(tiny_mlp, x, stats=stats).argmax()) == 0
+    )
 
 
 def test_taylor_scores_dead_unit_zero_and_leaves_grads(tiny_mlp: nn.Module) -> None:

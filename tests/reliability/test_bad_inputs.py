@@ -102,6 +102,7 @@ CONFIG_CASES = [
     (["data.relevance_set=test"], ["data.relevance_set", "'test'", "train", "val"]),
     (["relevance.target=random"], ["relevance.target", "'random'", "label", "prediction"]),
     (["relevance.output=two"], ["relevance.output", "'two'", "logit"]),
+    (["pruner=lrp", "pruner.criterion.aggregate=max"], ["aggregate", "'max'", "unit_abs"]),
     (["lrp=abslrp", "relevance.output=margin"], ["relevance.output", "'margin'", "abslrp"]),
     (["trainer.precision=8-bit"], ["trainer.precision", "8-bit", "bf16-mixed"]),
     (["trainer.accelerator=quantum"], ["trainer.accelerator", "quantum", "cpu"]),

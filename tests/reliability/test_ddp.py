@@ -51,7 +51,7 @@ def test_ddp_relevance_stats_and_plan_match_one_process(tmp_path):
         torch.testing.assert_close(
             b[key], a[key], rtol=1e-5, atol=1e-8
         )  # float32 relevance, other threads
-    for key in ("channels", "channels_signed", "per_class_channels"):
+    for key in ("channels", "channels_signed", "channels_unit_abs", "per_class_channels"):
         assert b[key].keys() == a[key].keys()
         for name in a[key]:
             torch.testing.assert_close(

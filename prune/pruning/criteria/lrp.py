@@ -58,16 +58,27 @@ class LRPCriterion(Criterion):
       all-zero input relevance is warned about the same way (ties then fall to the seed).
 
     Args:
-        signed: rank by the signed sum of R instead of |R| (keeps units that speak *for* the
-            explained class, drops those that speak against it).
+        aggregate: how a unit's relevance is summed over the reference samples: ``abs``, |R|
+            at every position (Yeom et al.); ``signed``, R itself (keeps units that speak *for*
+            the explained class, drops those that speak against it); ``unit_abs``, the size of
+            each unit's net relevance per sample (positions summed first, then |.|, as Taylor's
+            ``|sum a*g|``; for inputs and neurons the same as ``abs``).
         normalize: divide each layer's unit scores by their L1 norm (inputs are unaffected).
+            LRP conserves relevance from layer to layer, so unnormalised scores already share
+            one scale (the explained output's) and rank together globally as they are.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"relevance"})
     targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
 
-    def __init__(self, signed: bool = False, normalize: bool | str = True) -> None:
-        self.signed, self.normalize = bool(signed), layer_norm(normalize)
+    AGGREGATES: ClassVar[tuple[str, ...]] = ("abs", "signed", "unit_abs")
+
+    def __init__(self, aggregate: str = "abs", normalize: bool | str = True) -> None:
+        if aggregate not in self.AGGREGATES:
+            raise ValueError(
+                f"pruner.criterion.aggregate must be one of {self.AGGREGATES}, got {aggregate!r}"
+            )
+        self.aggregate, self.normalize = aggregate, layer_norm(normalize)
 
     def scores(
         self,
@@ -78,7 +89,11 @@ class LRPCriterion(Criterion):
     ) -> dict[str, Tensor]:
         """``{producer: (C,)}`` from the recorded unit relevance."""
         stats = self._need_stats(stats)
-        source = stats.channels_signed if self.signed else stats.channels
+        source = {
+            "abs": stats.channels,
+            "signed": stats.channels_signed,
+            "unit_abs": stats.channels_unit_abs,
+        }[self.aggregate]
         out = {}
         for name in producers(groups):
             if name not in source:
@@ -99,7 +114,7 @@ class LRPCriterion(Criterion):
     ) -> Tensor:
         """Summed input relevance, shaped like one sample."""
         stats = self._need_stats(stats)
-        s = stats.input if self.signed else stats.input_abs
+        s = stats.input if self.aggregate == "signed" else stats.input_abs
         if s is None:
             raise ValueError("relevance stats hold no input relevance; record it for inputs")
         if tuple(s.shape) != tuple(example_input.shape[1:]):
