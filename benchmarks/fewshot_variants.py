@@ -27,7 +27,13 @@ Needs the dense checkpoints of ``benchmarks/fewshot_seeds.sh`` (``--logs``) and 
   positions, as ``pruner=lrp``), ``classmax`` (largest per-class sum of ``abs``), ``samplenorm``
   (``abs`` divided by each image's layer total);
 - optional fourth field: the per-layer normalisation before global ranking, ``l1`` (default, the
-  pipeline's), ``l2`` or ``none``; a composite may carry its epsilon as ``epsilon_plus~0.25``.
+  pipeline's), ``l2`` or ``none``; a composite may carry its epsilon as ``epsilon_plus~0.25``
+  and per-layer rule overrides as ``epsilon_plus+classifier.0=zplus+classifier.2=gamma0.5``
+  (``zplus``, ``gamma<g>``, ``eps<e>``, ``ab<alpha>``); a baseline takes the normalisation as
+  ``taylor:::none``.
+
+``lrp@lossz:epsilon_plus:abs:none`` is what ``pruner=lrp_conserved`` with
+``relevance.output=log_probability`` computes (the few-shot experiments' default).
 """
 
 from __future__ import annotations
