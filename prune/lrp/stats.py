@@ -122,9 +122,10 @@ class RelevanceStats:
             signed = net.sum(0)
             if r.dim() == 2:
                 per_class_abs = onehot @ absolute(r)  # (K, C)
-                unit_abs = per_class_abs.sum(0)  # one neuron, one position: |R| itself
+                total_abs = unit_abs = per_class_abs.sum(0)  # a neuron has one position
             else:  # |R| summed over positions without an |R| copy of the whole map
                 per_class_abs = onehot @ torch.linalg.vector_norm(r.flatten(2), ord=1, dim=2)
+                total_abs = per_class_abs.sum(0)
                 unit_abs = net.abs_().sum(0)  # net is a fresh (B, C) tensor here
             if name not in self.channels:
                 c = signed.shape[0]
@@ -135,7 +136,7 @@ class RelevanceStats:
                     self.num_classes, c, dtype=torch.float64
                 )
             self.per_class_channels[name] += per_class_abs
-            self.channels[name] += per_class_abs.sum(0)
+            self.channels[name] += total_abs
             self.channels_signed[name] += signed
             self.channels_unit_abs[name] += unit_abs
 
