@@ -84,7 +84,7 @@ def _outputs(y: Tensor, k: int) -> dict[str, Callable[[Tensor], Tensor]]:
         "softmargin": softmargin,
         "wmargin": weighted,
         "margin1": normalised,
-        "lossz": lambda z: z * (onehot - z.softmax(1)),
+        "lossz": partial(lrp.log_probability, labels=y),
         "contrast": lambda z: z * (onehot - (1 - onehot) / (k - 1)),
         "cmargin": lambda z: margin(z) * (z.argmax(1) == y)[:, None].to(z),
         "cwmargin": lambda z: weighted(z) * (z.argmax(1) == y)[:, None].to(z),
@@ -129,19 +129,19 @@ def scores(variant: str, net: nn.Module, x: Tensor, y: Tensor, k: int) -> dict[s
 
 
 def _rule(spec: str) -> Rule:
-    match = re.fullmatch(r"([a-z]+)([0-9.]*)", spec)
-    kind, arg = (match.group(1), match.group(2)) if match else (spec, "")
-    value = {"arg": float(arg)} if arg else {}
+    """``zplus``, ``gamma<g>``, ``eps<e>`` or ``ab<alpha>`` (beta = alpha - 1)."""
+    match = re.fullmatch(r"(zplus|gamma|eps|ab)([0-9.]*)", spec)
+    if match is None:
+        raise ValueError(f"rule {spec!r}: choose zplus, gamma<g>, eps<e>, ab<alpha>")
+    kind, arg = match.groups()
+    value = float(arg) if arg else {"gamma": 0.25, "eps": 1e-6, "ab": 2.0}.get(kind)
     if kind == "zplus":
         return ZPlus()
     if kind == "gamma":
-        return Gamma(value.get("arg", 0.25))
+        return Gamma(value)
     if kind == "eps":
-        return Epsilon(value.get("arg", 1e-6))
-    if kind == "ab":
-        alpha = value.get("arg", 2.0)
-        return AlphaBeta(alpha, alpha - 1)
-    raise ValueError(f"rule {spec!r}: choose zplus, gamma<g>, eps<e>, ab<alpha>")
+        return Epsilon(value)
+    return AlphaBeta(value, value - 1)
 
 
 def _composite(spec: str) -> Composite:
