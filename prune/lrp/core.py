@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prune.lrp.fold import FoldConv, fold_transpose, use_fold
 from prune.lrp.state import RunState
 
 LINEAR_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -140,11 +141,21 @@ class LinearOp:
             self.stride, self.padding = module.stride, module.padding
             self.dilation, self.groups = module.dilation, module.groups
             self._conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+        self._fold = self.is_conv and self.dims == 2 and self.groups == 1
 
     def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """``x`` through the layer with ``weight`` and ``bias`` (a batch of 1 broadcasts)."""
         if not self.is_conv:
             return F.linear(x, weight, bias)
+        if (
+            self._fold
+            and x.requires_grad
+            and not weight.requires_grad
+            and (bias is None or not bias.requires_grad)
+            and use_fold(weight, x)
+            and not torch.is_autocast_enabled(x.device.type)
+        ):  # a first layer: its input gradient by fold.py
+            return FoldConv.apply(x, weight, bias, self.stride, self.padding, self.dilation)
         return self._conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward_blocks(
@@ -179,6 +190,9 @@ class LinearOp:
         """
         if not self.is_conv:
             return grad @ weight  # (B, ..., out) -> (B, ..., in)
+        if self._fold and use_fold(weight, grad):  # a first layer (fold.py)
+            size = like.shape[-2:]
+            return fold_transpose(grad, weight, size, self.stride, self.padding, self.dilation)
         return torch.ops.aten.convolution_backward(
             grad,
             like,
