@@ -36,8 +36,8 @@ def explain_pass(module, loader, composite, record, num_classes, device) -> floa
 
 
 def plain_pass(module, loader, device) -> float:
-    net = module.net.eval()
     dev = torch.device("cuda" if device == "gpu" else "cpu")
+    net = module.to(dev).net.eval()  # a Trainer's teardown leaves the module on the CPU
     start = time.perf_counter()
     for x, y in loader:
         x = module.normalize(x.to(dev)).requires_grad_(True)

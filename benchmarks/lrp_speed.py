@@ -193,10 +193,15 @@ def _groups(model, x, target, out_rel, presets, captum, stack, per_call):
         groups[preset] = group
     if captum:
         cmodel = copy.deepcopy(model)
-        groups["captum"] = {
-            "forward+backward": fb,
-            "captum LRP (epsilon)": lambda: _captum(cmodel, x, target),
-        }
+        try:
+            _captum(cmodel, x, target)
+        except (TypeError, RuntimeError) as err:  # e.g. no rule for nn.Flatten (MLP, LeNet-5)
+            print(f"captum LRP does not run on {type(model).__name__}: {err}", flush=True)
+        else:
+            groups["captum"] = {
+                "forward+backward": fb,
+                "captum LRP (epsilon)": lambda: _captum(cmodel, x, target),
+            }
     return groups
 
 

@@ -93,12 +93,23 @@ def _best_ckpt(trainer: L.Trainer) -> str | None:
     return cb.best_model_path if cb is not None and getattr(cb, "best_model_path", "") else None
 
 
+def latency_devices(cfg: DictConfig) -> list[str]:
+    """``measure.latency_devices``: a list of ``cpu`` / ``cuda``, or ``auto``: the CPU, plus the
+    GPU when the run's Trainer may use one (accelerator ``gpu``, ``cuda`` or ``auto``)."""
+    devices = cfg.measure.get("latency_devices", "auto")
+    if devices != "auto":
+        return list(devices)
+    gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
+    return ["cpu", "cuda"] if gpu else ["cpu"]
+
+
 def _measure(cfg: DictConfig, module: ClassifierModule) -> dict[str, float]:
     return measure(
         module.net,
         module.in_shape,
         latency_batches=list(cfg.measure.latency_batches),
         repeats=int(cfg.measure.latency_repeats),
+        devices=latency_devices(cfg),
     )
 
 

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, get_args
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from prune.callbacks.relevance import OUTPUTS as RELEVANCE_OUTPUTS
@@ -69,8 +70,25 @@ def validate_config(cfg: DictConfig) -> None:
                 f"measure.latency_batches must be a list of integers >= 1, got {batches!r}"
             )
         check_int_at_least(cfg, "measure.latency_repeats", 1)
+        _check_latency_devices(cfg)
     if cfg.get("pruner") is not None:
         _check_pruner(cfg, composite)
+
+
+def _check_latency_devices(cfg: DictConfig) -> None:
+    devices = get_value(cfg, "measure.latency_devices")
+    if devices is None or devices == "auto":
+        return
+    allowed = ("cpu", "cuda")
+    if not isinstance(devices, list) or not devices or any(d not in allowed for d in devices):
+        raise ConfigError(
+            f"measure.latency_devices must be 'auto' or a non-empty list of {allowed}, "
+            f"got {devices!r}"
+        )
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise ConfigError(
+            "measure.latency_devices names 'cuda', but this machine has no GPU: use [cpu] or auto"
+        )
 
 
 def _check_top(cfg: DictConfig) -> None:

@@ -96,11 +96,13 @@ class Spec:
         """:meth:`relu_scale` of a rebuilt, private ``h`` (may be computed in ``h`` itself)."""
         return self.relu_scale(self.value(h, None).clamp_min_(0), h)
 
-    def relu_scale_rebuilt(self, shape: torch.Size) -> Tensor:
-        """The ReLU scale of the whole layer (``h``'s ``shape``), rebuilt by ``recompute_h`` in
-        slices of the batch: only a slice of ``h`` exists at a time."""
+    def relu_scale_rebuilt(self, shape: torch.Size, like: Tensor) -> Tensor:
+        """The ReLU scale of the whole layer (``h``'s ``shape``; device and dtype of ``like``),
+        rebuilt by ``recompute_h`` in slices of the batch: only a slice of ``h`` exists at a
+        time."""
         scale = None
-        for rows in batch_slices(shape[0]):
+        nbytes = shape.numel() * like.element_size()
+        for rows in batch_slices(shape[0], like.device, nbytes):
             part = self.relu_scale_from(self.recompute_h(rows))
             if scale is None:
                 scale = part.new_empty(shape)
@@ -160,7 +162,7 @@ class _SubstituteReLU(torch.autograd.Function):
     def backward(ctx, grad):
         if ctx.recompute:
             with torch.no_grad():
-                scale = ctx.spec.relu_scale_rebuilt(ctx.shape)
+                scale = ctx.spec.relu_scale_rebuilt(ctx.shape, grad)
         else:
             (scale,) = ctx.saved_tensors
         ctx.passes_left -= 1

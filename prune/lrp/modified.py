@@ -37,18 +37,26 @@ class _ModifiedLayer(torch.autograd.Function):
             return op.transpose(grad, weight, like), None, None, None, None
         # A rebuilt first layer: in slices of the batch, written into `like`. In one call the
         # convolution library's scratch space grows with the batch, at the backward's peak.
-        for rows in batch_slices(grad.shape[0]):
+        for rows in batch_slices(len(grad), like.device, like.numel() * like.element_size()):
             like[rows] = op.transpose(grad[rows], weight, like[rows])
         return like, None, None, None, None
 
 
-#: Slices of the batch in which a rebuilt first layer (a spec's ``recompute_h``) is processed.
-SLICES = 8
+#: Slices of the batch in which a rebuilt first layer (a spec's ``recompute_h``) is processed
+#: on the CPU; on a GPU, where each slice costs kernel launches that a small batch cannot hide,
+#: slices of at most ``GPU_SLICE_BYTES`` of ``h`` (one slice up to that size).
+SLICES, GPU_SLICE_BYTES = 8, 1 << 28
 
 
-def batch_slices(n: int, parts: int = SLICES) -> list[slice]:
-    """``parts`` (or fewer) consecutive slices covering ``range(n)``."""
-    step = max(1, -(-n // parts))
+def batch_slices(
+    n: int, device: torch.device | str = "cpu", nbytes: int = 0, parts: int = SLICES
+) -> list[slice]:
+    """Consecutive slices covering ``range(n)``, the batch of a tensor of ``nbytes`` bytes on
+    ``device``: ``parts`` (or fewer) on the CPU, elsewhere as few as keep each slice under
+    ``GPU_SLICE_BYTES``."""
+    if torch.device(device).type != "cpu":
+        parts = -(-nbytes // GPU_SLICE_BYTES)
+    step = max(1, -(-n // max(1, parts)))
     return [slice(i, i + step) for i in range(0, n, step)]
 
 

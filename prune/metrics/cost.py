@@ -7,6 +7,7 @@ additions, activations, pooling and BatchNorm are not counted.
 
 from __future__ import annotations
 
+import copy
 import io
 import statistics
 import time
@@ -93,16 +94,27 @@ def measure(
     latency_batches: Sequence[int] = (1, 256),
     repeats: int = 30,
     threads: int | None = None,
+    devices: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """All cost figures in one dict with ``cost/...`` keys (latency in milliseconds)."""
-    device = next(model.parameters()).device.type
+    """All cost figures in one dict with ``cost/...`` keys (latency in milliseconds).
+
+    Latency is measured on each of ``devices`` (``cpu``, ``cuda``; default: the model's own
+    device), on a copy of the model where it lives elsewhere: ``cost/latency_ms_b{batch}_{dev}``.
+    """
+    own = next(model.parameters()).device.type
     out: dict[str, float] = {
         "cost/flops": count_flops(model, in_shape),
         "cost/params": count_params(model),
         "cost/state_dict_bytes": state_dict_bytes(model),
     }
-    for b in latency_batches:
-        out[f"cost/latency_ms_b{b}_{device}"] = 1e3 * latency(
-            model, in_shape, b, repeats, threads=threads
-        )
+    for device in devices or [own]:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("latency on device 'cuda' asked for, but no GPU is available")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"latency device must be 'cpu' or 'cuda', got {device!r}")
+        net = model if device == own else copy.deepcopy(model).to(device)
+        for b in latency_batches:
+            out[f"cost/latency_ms_b{b}_{device}"] = 1e3 * latency(
+                net, in_shape, b, repeats, threads=threads
+            )
     return out

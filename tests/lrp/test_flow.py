@@ -150,7 +150,12 @@ def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) ->
 
 @pytest.mark.parametrize("n", [1, 3, 8, 9, 19, 128])
 def test_batch_slices_cover_every_row_once(n) -> None:
-    from prune.lrp.modified import SLICES, batch_slices
+    from prune.lrp.modified import GPU_SLICE_BYTES, SLICES, batch_slices
 
     rows = [i for s in batch_slices(n) for i in range(n)[s]]
     assert rows == list(range(n)) and len(batch_slices(n)) <= SLICES
+    # on a GPU: one slice up to GPU_SLICE_BYTES, then slices of at most that size
+    assert batch_slices(n, "cuda", GPU_SLICE_BYTES) == [slice(0, n)]
+    big = batch_slices(n, "cuda", 3 * GPU_SLICE_BYTES)
+    assert [i for s in big for i in range(n)[s]] == list(range(n))
+    assert len(big) == min(n, 3)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -30,3 +31,18 @@ def test_params_bytes_latency():
         "cost/latency_ms_b1_cpu",
     }
     assert torch.get_num_threads() >= 1
+
+
+def test_latency_on_named_devices():
+    net = nn.Linear(10, 5)
+    out = measure(net, (10,), latency_batches=(1, 3), repeats=2, devices=["cpu"])
+    assert {"cost/latency_ms_b1_cpu", "cost/latency_ms_b3_cpu"} <= set(out)
+    with pytest.raises(ValueError, match="'tpu'"):
+        measure(net, (10,), latency_batches=(1,), repeats=1, devices=["tpu"])
+    if torch.cuda.is_available():  # a copy is timed on the GPU; the model stays where it was
+        out = measure(net, (10,), latency_batches=(1,), repeats=2, devices=["cpu", "cuda"])
+        assert out["cost/latency_ms_b1_cuda"] > 0
+        assert next(net.parameters()).device.type == "cpu"
+    else:
+        with pytest.raises(ValueError, match="no GPU"):
+            measure(net, (10,), latency_batches=(1,), repeats=1, devices=["cuda"])

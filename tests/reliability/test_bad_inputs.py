@@ -110,6 +110,7 @@ CONFIG_CASES = [
     (["trainer.limit_train_batches=1.5"], ["trainer.limit_train_batches", "1.5"]),
     (["seed=abc"], ["seed", "'abc'", "integer"]),
     (["measure.latency_batches=[0]"], ["measure.latency_batches", "[0]", ">= 1"]),
+    (["measure.latency_devices=[tpu]"], ["measure.latency_devices", "tpu", "cuda"]),
     (["model.optimizer.lr=0"], ["model.optimizer.lr", "0", "> 0"]),
     (["model.net.hidden=[0]"], ["model.net.hidden", "[0]", ">= 1"]),
     (["ckpt_path=/no/such/file.ckpt"], ["ckpt_path", "/no/such/file.ckpt", "does not exist"]),
