@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from prune.lrp.canonizers import batchnorm_affine
 from prune.lrp.core import LinearRule, Rule, nonnegative
+from prune.lrp.pooling import avg_pool
 from prune.lrp.state import RunState
 
 
@@ -129,7 +130,7 @@ class AbsNorm(Rule):
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Forward through the pool with the absolute rule's backward."""
-        return _AbsPool.apply(x, lambda t: type(module).forward(module, t), run.is_root(x))
+        return _AbsPool.apply(x, lambda t: avg_pool(module, t), run.is_root(x))
 
 
 class _AbsSumFunction(torch.autograd.Function):

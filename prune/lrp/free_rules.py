@@ -14,6 +14,7 @@ from prune.lrp.core import (
     ratio,
 )
 from prune.lrp.flow import fused_relu
+from prune.lrp.pooling import avg_pool
 from prune.lrp.state import RunState
 
 
@@ -87,7 +88,7 @@ class Norm(Rule):
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Forward ``x`` through the parameter-free linear ``module`` with the z-rule backward."""
-        y = type(module).forward(module, x)
+        y = avg_pool(module, x)
         if x.requires_grad:
             run.mark_pending(y, self.stabilizer)  # native gradient, rescale owed (flow.py)
         return y
