@@ -19,6 +19,9 @@ TIME=$(command -v /usr/bin/time >/dev/null && echo "/usr/bin/time -v")
 } 2>&1 | tee "$OUT/tests.log"
 python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --presets all --captum \
     2>&1 | tee "$OUT/lrp_speed.log"
+# batch 128 leaves an H100 idle between kernel launches; at 1024 VGG11 keeps it busy
+python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --batch 1024 \
+    --models lenet5,vgg11 2>&1 | tee "$OUT/lrp_speed_b1024.log"
 for run in "mlp epsilon" "lenet5 epsilon_plus"; do
     set -- $run
     python benchmarks/explain_speed.py --device gpu --data-root "$DATA" --model "$1" \
