@@ -12,19 +12,20 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-ADAPTIVE_AVGPOOL_TYPES: tuple[type[nn.Module], ...] = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-)
+#: Spatial dimensions of each adaptive average pool (exact types: a subclass may pool otherwise).
+SPATIAL_DIMS: dict[type[nn.Module], int] = {
+    nn.AdaptiveAvgPool1d: 1,
+    nn.AdaptiveAvgPool2d: 2,
+    nn.AdaptiveAvgPool3d: 3,
+}
 
 
 def replication_factors(module: nn.Module, x: Tensor) -> tuple[int, ...] | None:
     """Per spatial dimension, how many outputs copy each input element, or None where the pool
     averages more than one element somewhere (or copies nothing: the identity)."""
-    if not isinstance(module, ADAPTIVE_AVGPOOL_TYPES):
+    d = SPATIAL_DIMS.get(type(module))
+    if d is None:
         return None
-    d = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3}[type(module)]
     size = module.output_size
     out = (size,) * d if isinstance(size, int) else tuple(size)
     sizes = tuple(x.shape[-d:])

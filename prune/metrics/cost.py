@@ -107,11 +107,13 @@ def measure(
         "cost/params": count_params(model),
         "cost/state_dict_bytes": state_dict_bytes(model),
     }
-    for device in devices or [own]:
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("latency on device 'cuda' asked for, but no GPU is available")
+    devices = list(devices or [own])
+    for device in devices:  # all checked before anything is timed
         if device not in ("cpu", "cuda"):
             raise ValueError(f"latency device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("latency on device 'cuda' asked for, but no GPU is available")
+    for device in devices:
         net = model if device == own else copy.deepcopy(model).to(device)
         for b in latency_batches:
             out[f"cost/latency_ms_b{b}_{device}"] = 1e3 * latency(
