@@ -111,6 +111,11 @@ CONFIG_CASES = [
     (["seed=abc"], ["seed", "'abc'", "integer"]),
     (["measure.latency_batches=[0]"], ["measure.latency_batches", "[0]", ">= 1"]),
     (["measure.latency_devices=[tpu]"], ["measure.latency_devices", "tpu", "cuda"]),
+    pytest.param(
+        ["measure.latency_devices=[cpu,cuda]"],
+        ["measure.latency_devices", "'cuda'", "no GPU"],
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there"),
+    ),
     (["model.optimizer.lr=0"], ["model.optimizer.lr", "0", "> 0"]),
     (["model.net.hidden=[0]"], ["model.net.hidden", "[0]", ">= 1"]),
     (["ckpt_path=/no/such/file.ckpt"], ["ckpt_path", "/no/such/file.ckpt", "does not exist"]),
