@@ -30,6 +30,9 @@ ZENNIT: dict[str, Callable[[list], zc.Composite]] = {
     "epsilon_alpha2_beta1": lambda c: zc.EpsilonAlpha2Beta1(canonizers=c),
     "epsilon_alpha2_beta1_flat": lambda c: zc.EpsilonAlpha2Beta1Flat(canonizers=c),
 }
+# BatchNorm eps for the comparison: Zennit's merge leaves x / sqrt(1 + eps) behind, ours is
+# exact; this eps makes that factor 1 in float64 (torch 2.11 refuses eps = 0 in batch_norm).
+BN_EPS = 1e-30
 # float64 agreement; gamma reaches 1e-8 because we form its denominators by linearity
 # (z + gamma p) where Zennit runs two more modified forwards: rounding differs near zero.
 RTOL = 1e-6
@@ -87,8 +90,7 @@ def _recordable(model: nn.Module) -> list[str]:
 
 @pytest.mark.parametrize("preset", sorted(ZENNIT))
 def test_presets_match_zennit_on_input_and_layers(kind: str, preset: str, build, inputs) -> None:
-    # BatchNorm eps = 0: Zennit's merge leaves x / sqrt(1 + eps) behind; ours is exact.
-    model, x = build(kind, bn_eps=0.0), inputs()
+    model, x = build(kind, bn_eps=BN_EPS), inputs()
     target = torch.tensor([0, 1, 2])
     names = _recordable(model)
     ours = attribute(model, x, target, preset, record=names)
@@ -106,7 +108,7 @@ def test_torchvision_resnet18_matches_zennit(preset: str, inputs) -> None:
     model = torchvision.models.resnet18(num_classes=4).double().eval()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.eps = 0.0
+            m.eps = BN_EPS
             m.running_var.uniform_(0.5, 1.5)
             m.running_mean.normal_(0, 0.1)
     x = inputs(batch=2, shape=(3, 32, 32))
@@ -122,7 +124,7 @@ def test_torchvision_resnet18_matches_zennit(preset: str, inputs) -> None:
 
 
 def test_float_output_relevance_matches_zennit(build, inputs) -> None:
-    model, x = build("vgg", bn_eps=0.0), inputs()
+    model, x = build("vgg", bn_eps=BN_EPS), inputs()
     out_rel = torch.randn(3, 3, dtype=torch.float64)
     ours = attribute(model, x, out_rel, "epsilon_plus")
     rel, _ = _zennit(model, x, out_rel, ZENNIT["epsilon_plus"]([SequentialMergeBatchNorm()]), [])
