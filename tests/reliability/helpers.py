@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
@@ -9,6 +11,16 @@ import torch
 from torch import Tensor, nn
 
 from tests.conftest import FAST
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child Python process: the repository first on ``PYTHONPATH``, ahead
+    of what the parent had there (packages installed by path stay importable)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
 
 #: a run of a few seconds: small synthetic data, a small MLP, one epoch of a few batches
 TINY_BASE = [

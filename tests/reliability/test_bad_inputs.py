@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
@@ -15,7 +14,7 @@ import torch
 from prune import pipeline
 from prune.entry import run
 from tests.conftest import FAST, compose_cfg, with_output
-from tests.reliability.helpers import TINY, TINY_BASE, TINY_PRUNE, tiny_state
+from tests.reliability.helpers import TINY, TINY_BASE, TINY_PRUNE, child_env, tiny_state
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = '{"sentinel": "earlier output"}'
@@ -208,7 +207,7 @@ def test_resume_with_another_config_is_refused(capsys, tmp_path):
 
 
 def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    env = child_env(HYDRA_FULL_ERROR="0")
     cmd = [
         sys.executable,
         str(ROOT / script),

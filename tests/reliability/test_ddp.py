@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 
 from prune.pipeline import build_datamodule, build_module
 from tests.conftest import compose_cfg
-from tests.reliability.helpers import DDP_OVERRIDES
+from tests.reliability.helpers import DDP_OVERRIDES, child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_explain.py")
@@ -24,7 +23,7 @@ def _explain(state: Path, out: Path, devices: int) -> dict:
 
         main(str(state), str(out), 1)
         return torch.load(out, weights_only=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env(OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(SCRIPT), str(state), str(out), str(devices)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
