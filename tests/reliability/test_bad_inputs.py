@@ -14,9 +14,8 @@ import torch
 from prune import pipeline
 from prune.entry import run
 from tests.conftest import FAST, compose_cfg, with_output
-from tests.reliability.helpers import TINY, TINY_BASE, TINY_PRUNE, child_env, tiny_state
+from tests.reliability.helpers import ROOT, TINY, TINY_BASE, TINY_PRUNE, child_env, tiny_state
 
-ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = '{"sentinel": "earlier output"}'
 
 

@@ -11,9 +11,8 @@ import torch
 
 from prune.pipeline import build_datamodule, build_module
 from tests.conftest import compose_cfg
-from tests.reliability.helpers import DDP_OVERRIDES, child_env
+from tests.reliability.helpers import DDP_OVERRIDES, ROOT, child_env
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_explain.py")
 
 
