@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from prune.lrp import COMPOSITES, attribute, pooling
+from prune.lrp import COMPOSITES, Explainer, attribute, pooling
 from prune.lrp.pooling import avg_pool, replication_factors
 
 GEOMETRIES = [
@@ -73,6 +73,11 @@ def test_relevance_is_the_same_with_the_native_pool(preset, monkeypatch) -> None
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     record = ["3", "6", "8"]
     fast = attribute(model, x, None, preset, record=record)
+    traced = Explainer(model, preset, record)  # the traced program calls the same rule
+    for _ in range(2):
+        res = traced(x, None)
+        torch.testing.assert_close(res.input, fast.input, rtol=0, atol=0)
+    assert traced.engine._program is not None
     calls = []
     monkeypatch.setattr(pooling, "replication_factors", lambda m, t: calls.append(m))
     slow = attribute(model, x, None, preset, record=record)
