@@ -249,6 +249,12 @@ def test_relevance_report_lists_layers(build, inputs) -> None:
     assert "<explained output>" in text and "features.0" in text and "<input>" in text
 
 
+def test_class_indices_must_match_the_batch(build, inputs) -> None:
+    model, x = build("mlp"), inputs()  # a batch of 3
+    with pytest.raises(ValueError, match="2 class indices for a batch of 3"):
+        attribute(model, x, torch.tensor([0, 1]), "epsilon")
+
+
 def test_registry_and_validation() -> None:
     assert set(COMPOSITES) >= {
         "epsilon",
