@@ -1,16 +1,9 @@
 """LRP engine in plain PyTorch: rules, composites, canonizers, attribution, statistics."""
 
-from prune.lrp.attribution import (
-    Explainer,
-    LRPResult,
-    attribute,
-    log_probability,
-    logit_margin,
-    relevance_report,
-    softmax_gradient,
-)
+from prune.lrp.attribution import Explainer, LRPResult, attribute, relevance_report
 from prune.lrp.composites import COMPOSITES, Composite, get_composite
 from prune.lrp.engine import UnsupportedLayerError
+from prune.lrp.seeds import log_probability, logit_margin, softmax_gradient
 from prune.lrp.stats import RelevanceStats
 
 __all__ = [
