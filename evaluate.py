@@ -6,7 +6,8 @@ python evaluate.py ckpt_path=logs/train/runs/<date>/checkpoints/round_0/last.ckp
 import hydra
 from omegaconf import DictConfig
 
-from prune.entry import run
+from prune.entry import cli, run
+from prune.run_names import safe_dirname  # noqa: F401  (registers ${safe_dirname:})
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -18,4 +19,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

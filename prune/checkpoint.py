@@ -1,13 +1,15 @@
-"""Checkpoint files: safe loading, the check that one holds this run's model, and a
-Trainer-free save of a (pruned) module."""
+"""Checkpoint files: safe loading (for Lightning too), atomic saving, the check that one holds
+this run's model, and a Trainer-free save of a (pruned) module."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from prune.errors import ConfigError
@@ -16,18 +18,78 @@ if TYPE_CHECKING:
     from prune.module import ClassifierModule
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint safely (``weights_only=True``) with clear errors."""
+def load_checkpoint(
+    path: str | Path, key: str = "ckpt_path", map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint as data only, with one-line errors naming ``key``.
+
+    ``weights_only=True`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` in the
+    environment cannot turn it off (torch honours that variable only where the caller left
+    ``weights_only`` unset).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(path)!r} does not exist")
+        raise FileNotFoundError(f"{key}={str(path)!r} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         raise ValueError(
-            f"ckpt_path={str(path)!r} could not be loaded safely (weights_only=True): "
+            f"{key}={str(path)!r} could not be loaded safely (weights_only=True): "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         ) from err
+
+
+def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, flushed to disk, then renamed over ``path``: a reader
+    (or a run killed while saving) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O through :func:`load_checkpoint` and :func:`save_atomic`.
+
+    Every Trainer of the pipeline gets it, so ``fit(ckpt_path=...)`` on resume and
+    ``test(ckpt_path=best)`` load data only, and ``last.ckpt`` is replaced atomically.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("SafeCheckpointIO takes no storage_options")
+        save_atomic(checkpoint, path)
+
+    def load_checkpoint(
+        self,
+        path: Any,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        return load_checkpoint(path, key="checkpoint", map_location=map_location)
+
+
+def check_finite(state_dict: Mapping[str, Any], key: str, path: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values (a model trained into divergence)."""
+    bad = {
+        name: int((~torch.isfinite(t)).sum())
+        for name, t in state_dict.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    }
+    if bad:
+        names = ", ".join(f"{n} ({c})" for n, c in list(bad.items())[:3])
+        raise ConfigError(
+            f"{key}={str(path)!r} holds {sum(bad.values())} NaN/infinite weights in "
+            f"{len(bad)} tensors ({names}{', ...' if len(bad) > 3 else ''}); use a checkpoint "
+            "of a run that did not diverge"
+        )
 
 
 def save_weights(module: ClassifierModule, path: Path) -> Path:
@@ -36,11 +98,7 @@ def save_weights(module: ClassifierModule, path: Path) -> Path:
         return path
     checkpoint: dict[str, Any] = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)  # atomic: a reader sees the old file or the new one
-    return path
+    return save_atomic(checkpoint, path)
 
 
 #: what Trainer.fit(ckpt_path=...) needs besides the weights
@@ -60,9 +118,12 @@ def check_checkpoint_fits(
     and loop state), not weights only. ``checkpoint``: the file's contents when the caller
     has loaded them already (``path`` then only names it in errors).
     """
-    ckpt = load_checkpoint(path) if checkpoint is None else checkpoint
-    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
+    ckpt = load_checkpoint(path, key=key) if checkpoint is None else checkpoint
+    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
+    from prune.stored_config import check_stored_config
+
+    check_stored_config(ckpt.get("run_config"), key, path)
     missing = [k for k in TRAINING_KEYS if k not in ckpt] if training else []
     if missing:
         raise ConfigError(
@@ -90,4 +151,5 @@ def check_checkpoint_fits(
     extra = sorted(set(theirs) - set(mine))
     if extra:
         raise ConfigError(f"{key}={str(path)!r} holds another model: unexpected {extra[0]!r}")
+    check_finite(theirs, key, path)
     return dict(ckpt)

@@ -1,15 +1,18 @@
-"""What the entry points share: turn bad input into a one-line error and a non-zero exit."""
+"""What the entry points share: turn bad input into one error line, printed once, and exit
+status 2, whether Hydra finds it (an unknown option, a key typo, an output folder it cannot
+create) or the run does."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -47,10 +50,57 @@ def _quiet_lightning() -> None:
     )
 
 
+def one_line(text: str) -> str:
+    """Hydra's and OmegaConf's several-line messages as one line; a list after a line ending in
+    ':' (Hydra's available options) is joined with commas."""
+    text = str(text).split("Config search path:")[0]  # Hydra's search path: noise here
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    out, listing = "", False
+    for i, line in enumerate(lines):
+        if i == 0:
+            out = line
+        elif lines[i - 1].endswith(":"):
+            out, listing = f"{out} {line}", " " not in line
+        elif listing and " " not in line:
+            out = f"{out}, {line}"
+        else:
+            out, listing = f"{out.rstrip('.')}; {line}", False
+    return " ".join(out.split())
+
+
 def _message(err: BaseException) -> str:
     cause = _root_cause(err)
     message = cause.args[0] if isinstance(cause, KeyError) and cause.args else str(cause)
-    return " ".join(str(message).split())
+    if isinstance(cause, OSError) and cause.filename is not None:
+        message = f"cannot write {cause.filename!r}: {cause.strerror or message}"
+    return one_line(str(message))
+
+
+def report(message: str, traceback: bool = False) -> None:
+    """Print ``error: <message>`` once on stderr, and put it in the run's log file (not on the
+    console a second time), with the traceback when ``traceback`` (a bug, not bad input)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    exc_info = sys.exc_info() if traceback else None
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "error: %s", (message,), exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def exit_with(err: BaseException) -> NoReturn:
+    """Report ``err`` as one line and exit with status 2."""
+    report(_message(err))
+    sys.exit(2)
+
+
+def cli(main: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` function; Hydra's own errors (an unknown config option, a key that
+    does not exist, an output folder it cannot create) become one line and exit status 2 too."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing and exiting 1
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException, OSError, *USER_ERRORS) as err:
+        exit_with(err)
 
 
 def _in_multirun() -> bool:
@@ -76,8 +126,7 @@ def run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str
     except Exception as err:
         if _in_multirun():
             message = _message(err)
-            log.error("error: %s", message, exc_info=not isinstance(err, USER_ERRORS))
-            print(f"error: {message}", file=sys.stderr)
+            report(message, traceback=not isinstance(err, USER_ERRORS))
             from prune.results import write_text
 
             error = f"{type(err).__name__}: {message}\n"
@@ -85,7 +134,4 @@ def run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str
             return {"status": "failed", "error": message}
         if not isinstance(err, USER_ERRORS):
             raise
-        message = _message(err)
-        log.error("error: %s", message)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(err)

@@ -1,4 +1,9 @@
-"""Hydra callback: after a multirun, write summary.csv and an accuracy-vs-FLOPs plot."""
+"""Hydra callback: after a multirun, write summary.csv and an accuracy-vs-FLOPs plot.
+
+Importing it also registers the ``${safe_dirname:}`` resolver of ``hydra.sweep.subdir``
+(:mod:`prune.run_names`), for launchers that run jobs in other processes and send Hydra's
+callbacks, this one included, along with them (submitit pickles its launcher's context).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from prune.results import write_text
+from prune.run_names import safe_dirname  # noqa: F401  (the resolver, in job processes too)
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,8 @@ COLUMNS = [
     "criterion",
     "target",
     "keep",
-    "ratio",
+    "ratio",  # fraction removed after the last round (results' prune/ratio), whatever set it
+    "ratio_config",  # pruner.ratio as configured (empty when pruner.keep set the size)
     "seed",
     "data_source",
     "test/acc_dense",
@@ -38,6 +45,9 @@ COLUMNS = [
     "prune/auc",
 ]
 
+#: significant digits of the floats in summary.csv (it is read by people)
+DIGITS = 6
+
 
 def _criterion_name(config: dict[str, Any]) -> str:
     pruner = config.get("pruner") or {}
@@ -45,41 +55,140 @@ def _criterion_name(config: dict[str, Any]) -> str:
     return target.rsplit(".", 1)[-1].removesuffix("Criterion").lower() or "none"
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its whitespace, newlines included, collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
+def _job_folders(sweep_dir: Path) -> list[Path]:
+    """The job folders directly under ``sweep_dir`` (hidden folders, such as ``.hydra``, not)."""
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _results_folder(job: Path) -> Path:
+    """Where ``job`` keeps its ``results.json`` or ``error.txt``: ``job`` itself, or, for a sweep
+    made before job folder names were made safe (a value with ``/`` nested the folder at every
+    ``/``), the one folder below it that holds them."""
+    if (job / "results.json").is_file() or (job / "error.txt").is_file():
+        return job
+    found = {
+        p.parent
+        for name in ("results.json", "error.txt")
+        for p in job.rglob(name)
+        if not any(part.startswith(".") for part in p.relative_to(job).parts)
+    }
+    return found.pop() if len(found) == 1 else job
+
+
+def _missing_results(folder: Path) -> str:
+    """Status of a job folder without results: what the folder shows, no guessed reason."""
+    logs = sorted(p.name for p in folder.glob("*.log") if p.is_file())
+    see = f"; see {', '.join(logs)}" if logs else ""
+    if (folder / ".hydra").is_dir():  # Hydra writes it when the job starts
+        return (
+            "no results.json: the job started but was stopped (or is still running) before it "
+            f"wrote any, and left no error.txt{see}"
+        )
+    return f"no results.json: the job did not start, or was stopped before it wrote any{see}"
+
+
+def _completed_since(results: Path, error: Path) -> bool:
+    """True when ``results`` says complete and was written after ``error`` (a job that failed,
+    then completed when run again in its folder: its old ``error.txt`` is stale)."""
+    try:
+        newer = results.stat().st_mtime_ns > error.stat().st_mtime_ns
+        return newer and json.loads(results.read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _status(res: dict[str, Any]) -> str:
+    """The job's status from its results: ``complete``, ``failed: <error>``, or what stopped it."""
+    status = res.get("status", "unknown")
+    if status == "complete":
+        return "complete"
+    if res.get("error"):
+        return f"failed: {_one_line(res['error'])}"
+    if status == "running":  # the sweep is over, so the job was stopped (killed, interrupted)
+        rounds = [r for r in res.get("rounds") or [] if isinstance(r, dict)]
+        of = ((res.get("config") or {}).get("pruner") or {}).get("rounds")
+        if not rounds:
+            done = "before its first round"
+        else:
+            done = f"after round {rounds[-1].get('round', len(rounds) - 1)}"
+            done += f" of {of}" if of is not None else ""
+        return f"incomplete: results.json stops {done} (status 'running', no error recorded)"
+    return f"{status} (results.json gives no error)"
+
+
+def _row(name: str, res: dict[str, Any]) -> dict[str, Any]:
+    """The summary row of a job from its results (``ratio``: what its last round removed)."""
+    config = res.get("config") or {}
+    final = res.get("final") or (res.get("rounds") or [{}])[-1]
+    final = final if isinstance(final, dict) else {}
+    pruner = config.get("pruner") or {}
+    ratio = final.get("prune/ratio")
+    if ratio is None and final.get("round") == 0:  # the dense model: nothing removed yet
+        ratio = 0.0
+    row = {
+        "job": name,
+        "status": _status(res),
+        "criterion": _criterion_name(config),
+        "target": pruner.get("target"),
+        "keep": pruner.get("keep"),
+        "ratio": ratio,
+        "ratio_config": pruner.get("ratio") if pruner.get("keep") is None else None,
+        "seed": config.get("seed"),
+        "data_source": (res.get("data") or {}).get("source"),
+    }
+    row.update({k: final[k] for k in COLUMNS if "/" in k and k in final})  # the metrics
+    row.update({k: res[k] for k in ("prune/auc_pruned", "prune/auc") if k in res})
+    return row
+
+
 def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """One row per job folder under ``sweep_dir``; failed jobs (no complete results) included."""
+    """One row per job folder under ``sweep_dir``, failed and unfinished jobs included.
+
+    A job that did not complete says why in ``status``: ``failed: <reason>`` from the
+    ``error.txt`` its run wrote, else the error in its ``results.json``; ``incomplete: ...``
+    when its ``results.json`` stops after some round; ``no results.json ...`` when it left none.
+
+    Args:
+        sweep_dir: the multirun folder (``hydra.sweep.dir``).
+
+    Returns:
+        Rows of the columns in :data:`COLUMNS` (those known), sorted by job folder name.
+    """
     rows = []
-    for job in sorted(
-        p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
-    ):
-        path, error = job / "results.json", job / "error.txt"
-        if error.is_file():
-            rows.append({"job": job.name, "status": f"failed: {error.read_text().strip()}"})
+    for job in _job_folders(Path(sweep_dir)):
+        folder = _results_folder(job)
+        name = folder.relative_to(job.parent).as_posix()
+        path, error = folder / "results.json", folder / "error.txt"
+        res: dict[str, Any] | None = None
+        if path.is_file():
+            try:
+                res = json.loads(path.read_text())
+            except ValueError as err:
+                res = {"status": "failed", "error": f"unreadable results.json ({err})"}
+            if not isinstance(res, dict):
+                res = {"status": "failed", "error": "results.json does not hold a JSON object"}
+        if error.is_file() and not _completed_since(path, error):
+            reason = _one_line(error.read_text(errors="replace")) or "error.txt is empty"
+            res = {**(res or {}), "status": "failed", "error": reason}
+        if res is None:
+            rows.append({"job": name, "status": _missing_results(folder)})
             continue
-        if not path.is_file():
-            rows.append({"job": job.name, "status": "failed (no results.json)"})
-            continue
-        try:
-            res = json.loads(path.read_text())
-        except ValueError:
-            rows.append({"job": job.name, "status": "failed (unreadable results.json)"})
-            continue
-        config = res.get("config", {})
-        final = res.get("final") or (res.get("rounds") or [{}])[-1]
-        pruner = config.get("pruner") or {}
-        row = {
-            "job": job.name,
-            "status": res.get("status", "unknown"),
-            "criterion": _criterion_name(config),
-            "target": pruner.get("target"),
-            "keep": pruner.get("keep"),
-            "ratio": pruner.get("ratio"),
-            "seed": config.get("seed"),
-            "data_source": res.get("data", {}).get("source"),
-        }
-        row.update({k: final.get(k) for k in COLUMNS if k in final})
-        row.update({k: res[k] for k in ("prune/auc_pruned", "prune/auc") if k in res})
-        rows.append(row)
+        rows.append(_row(name, res))
     return rows
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: floats to :data:`DIGITS` significant digits, whole floats without ``.0``."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return value
+    if value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    return f"{value:.{DIGITS}g}"
 
 
 def write_summary(
@@ -87,14 +196,19 @@ def write_summary(
 ) -> tuple[Path, Path | None]:
     """Write ``summary.csv`` (atomically) and ``acc_vs_flops.png`` into ``sweep_dir``.
 
-    ``rows`` are those of :func:`summarize`, read from the sweep folder when not given.
+    Args:
+        sweep_dir: the multirun folder.
+        rows: those of :func:`summarize`; read from ``sweep_dir`` when None.
+
+    Returns:
+        The CSV's path, and the plot's (None when no job has accuracy and FLOPs).
     """
     sweep_dir = Path(sweep_dir)
     rows = summarize(sweep_dir) if rows is None else rows
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     csv_path = sweep_dir / "summary.csv"
     write_text(csv_path, buffer.getvalue())
     return csv_path, plot_summary(rows, sweep_dir / "acc_vs_flops.png")

@@ -9,8 +9,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from prune import rng
 from prune.pruning.plan import PruningPlan
 
 
@@ -53,6 +55,14 @@ class ClassifierModule(L.LightningModule):
         k = int(net.num_classes)
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        # Evaluation losses as metrics (sums of loss x batch size and of batch sizes), so that
+        # under DDP, where evaluation shards differ in length (prune.data.samplers), the epoch
+        # value is the mean over all samples, as in one process. Lightning's own
+        # ``sync_dist`` mean is not: on gloo it averages the ranks' integer sample counts with
+        # truncation. "disable": no NaN check, which would cost a host sync per batch (a NaN
+        # loss then shows as NaN).
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
 
     # Attributes that Lightning (``_current_fx_name``, set twice around every hook call: about
     # 45 times a step) and our training step rebind all the time. They never hold a parameter,
@@ -99,13 +109,20 @@ class ClassifierModule(L.LightningModule):
         x, y = batch
         return self.normalize(x), y
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
+    def _step(
+        self,
+        batch: tuple[Tensor, Tensor],
+        stage: str,
+        metric: MulticlassAccuracy,
+        mean_loss: MeanMetric,
+    ) -> Tensor:
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         # update() only: calling the metric would also compute a per-batch value nobody reads
         metric.update(logits.detach(), y)
-        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+        mean_loss.update(loss.detach(), weight=len(y))
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -163,10 +180,10 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if self.explain_only:  # a RelevanceAccumulator already ran the batch: skip the loss
             return
-        self._step(batch, "val", self.val_acc)
+        self._step(batch, "val", self.val_acc, self.val_loss)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        self._step(batch, "test", self.test_acc, self.test_loss)
 
     def configure_optimizers(self) -> Any:
         # Called again by every new Trainer.fit, so pruned (new) parameters get a new optimizer.
@@ -187,8 +204,16 @@ class ClassifierModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pruning_plan"] = None if self.plan is None else self.plan.to_dict()
         checkpoint["run_config"] = self.run_config
+        # saved when an epoch ends, which is the state the next epoch starts from
+        checkpoint["rng_states"] = rng.collect()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A fit that continues from a checkpoint draws the numbers (data order, dropout) that
+        # the interrupted fit would have drawn; testing a checkpoint leaves them alone.
+        trainer = self._trainer
+        fitting = trainer is not None and trainer.state.fn == "fit"
+        if fitting and checkpoint.get("rng_states") is not None:
+            rng.restore(checkpoint["rng_states"])
         # Runs before the weights are loaded: re-cut a dense model to the checkpoint's plan.
         stored = checkpoint.get("pruning_plan")
         if stored is None:

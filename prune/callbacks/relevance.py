@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import Strategy
 
 from prune import lrp
 from prune.lrp import RelevanceStats
@@ -41,6 +42,38 @@ def check_finite(stats: RelevanceStats) -> None:
         )
 
 
+def reduce_stats(local: RelevanceStats, strategy: Strategy, device: torch.device) -> RelevanceStats:
+    """Sum every rank's ``local`` stats over the ranks (``strategy.reduce``, one call per tensor).
+
+    Every rank must make the same reduce calls in the same order, or the ranks wait on each
+    other forever. The sums are created lazily at a rank's first batch, so a rank that got no
+    batch has none; it then takes part with zeros shaped like the sums of a rank that has them
+    (broadcast from there as data-free ``meta`` tensors). One small reduce first finds out
+    whether that is needed.
+
+    Args:
+        local: this rank's sums.
+        strategy: the Trainer's strategy (a single-device one returns its input unchanged).
+        device: where this rank's zeros are made (the device the other ranks' sums are on).
+
+    Returns:
+        The reduced sums, the same on every rank; empty if no rank saw a sample.
+    """
+    rank = strategy.global_rank
+    has_sums = local.class_counts is not None
+    # (highest rank with sums, or -1; 1 if any rank has none): one reduce with "max"
+    flags = torch.tensor([rank if has_sums else -1, int(not has_sums)], device=device)
+    source, some_missing = strategy.reduce(flags, reduce_op="max").tolist()
+    if source < 0:  # no rank saw a sample: nothing to reduce
+        return local
+    if some_missing:
+        meta = local.apply(lambda t: torch.empty_like(t, device="meta")) if has_sums else None
+        like = strategy.broadcast(meta if rank == source else None, src=source)
+        if not has_sums:
+            local = like.apply(lambda t: torch.zeros_like(t, device=device))
+    return local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
+
+
 OUTPUTS = ("logit", "one", "softmax", "margin", "log_probability")
 
 
@@ -51,7 +84,9 @@ class RelevanceAccumulator(L.Callback):
     gradients, which ``validate`` switches off by default. Each batch is explained on the
     model's device, in ``eval()`` mode, with one batched backward pass; the sums stay on the
     device until the end of the loop, where they are reduced once across DDP ranks
-    (``strategy.reduce(..., "sum")``) and moved to the CPU as float64.
+    (:func:`reduce_stats`) and moved to the CPU as float64. Under DDP the ranks may see
+    different numbers of batches (evaluation loaders do not repeat samples to even the shards
+    out, see ``prune.data.samplers``): nothing here synchronises per batch.
 
     Args:
         composite: LRP composite (instance or registered name) of the ``prune.lrp.Explainer``.
@@ -140,9 +175,7 @@ class RelevanceAccumulator(L.Callback):
         self._explainer = None  # the model may be pruned before the next pass
         if hasattr(pl_module, "explain_only"):
             pl_module.explain_only = False
-        strategy = trainer.strategy
-        reduced = self._local.apply(lambda t: strategy.reduce(t, reduce_op="sum"))
-        self.stats = reduced.cpu()
+        self.stats = reduce_stats(self._local, trainer.strategy, pl_module.device).cpu()
         check_finite(self.stats)  # never hand NaN/inf to a pruner
 
 

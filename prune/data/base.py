@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,8 @@ import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+
+from prune.errors import ConfigError
 
 
 class TensorBatchDataset(Dataset):
@@ -78,6 +81,106 @@ def keep_batch(batch: Any) -> Any:
     return torch.stack(xs), torch.stack(ys)
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _runs(values: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted integers as ``(first, last)`` runs: ``[0, 1, 2, 7]`` -> ``[(0, 2), (7, 7)]``."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def _gaps(present: Sequence[int]) -> list[tuple[int, int]]:
+    """The runs of ``0..max(present)`` missing from the sorted ``present``."""
+    return [(a + 1, b - 1) for a, b in zip([-1, *present], present, strict=False) if b > a + 1]
+
+
+def _show(runs: Sequence[tuple[int, int]], limit: int = 6) -> str:
+    """Runs as text: ``[(0, 2), (7, 7), (9, 10)]`` -> ``"0..2, 7, 9, 10"``."""
+    parts = [
+        str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}" for a, b in runs[:limit]
+    ]
+    if len(runs) > limit:
+        parts.append(f"... ({len(runs) - limit} more)")
+    return ", ".join(parts)
+
+
+def check_images(where: str, name: str, x: Tensor) -> None:
+    """Refuse images that cannot train a model; a free pass for uint8, one pass for float.
+
+    Args:
+        where: how messages name the data source (``data.path='f.npz'``, ...).
+        name: the array's name (``x``, ``x_test``).
+        x: the images, ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: for a dtype other than uint8 or float, another shape, no samples, an empty
+            axis, or NaN/Inf values (counted, with the number of images that hold them).
+    """
+    if x.dtype != torch.uint8 and not x.is_floating_point():
+        raise ValueError(
+            f"{where}: {name} must be uint8 (0..255) or float images in [0, 1], got dtype {x.dtype}"
+        )
+    if x.dim() != 4:
+        raise ValueError(f"{where}: {name} must be images (N, C, H, W), got shape {tuple(x.shape)}")
+    if len(x) == 0:
+        raise ValueError(f"{where}: {name} holds 0 samples; it needs at least one image")
+    if 0 in x.shape[1:]:
+        raise ValueError(
+            f"{where}: {name} images have shape {tuple(x.shape[1:])}; C, H and W must be >= 1"
+        )
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        bad = ~torch.isfinite(x)
+        values, images = int(bad.sum()), int(bad.flatten(1).any(1).sum())
+        raise ValueError(
+            f"{where}: {name} holds {_plural(values, 'NaN/Inf value')} in "
+            f"{_plural(images, 'image')}; replace or drop them"
+        )
+
+
+def check_labels(where: str, name: str, y: Tensor, n: int, images: str) -> None:
+    """Refuse labels that are not one non-negative integer per image.
+
+    Args:
+        where: how messages name the data source.
+        name: the labels' name (``y``, ``y_test``).
+        y: the labels.
+        n: the number of images they label.
+        images: the images' name (``x``, ``x_test``).
+
+    Raises:
+        ValueError: naming the array, the bad dtype, shape or length, or the count of negative
+            labels.
+    """
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        raise ValueError(
+            f"{where}: {name} must hold integer labels 0..K-1, got dtype {y.dtype}; "
+            "store them as integers"
+        )
+    if y.dim() != 1:
+        raise ValueError(
+            f"{where}: {name} must be 1-d labels of shape ({n},), got shape {tuple(y.shape)}; "
+            "flatten it (one-hot labels: take argmax(1))"
+        )
+    if len(y) != n:
+        raise ValueError(
+            f"{where}: {name} holds {len(y)} labels but {images} holds {n} images; "
+            "need one label per image"
+        )
+    negative = int((y < 0).sum())
+    if negative:
+        raise ValueError(
+            f"{where}: {name} holds {_plural(negative, 'negative label')} (min {int(y.min())}); "
+            "labels must be 0..K-1"
+        )
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base of every data source: subclasses implement ``load()``.
 
@@ -87,19 +190,32 @@ class TensorDataModule(L.LightningDataModule):
     the model's device, where ``ClassifierModule`` casts and normalises them with this
     datamodule's ``mean`` and ``std`` (which it keeps as buffers, so checkpoints carry them).
 
+    ``setup`` checks what ``load`` returns before any training (:meth:`check_arrays`), for
+    every source: finite float images (no NaN/Inf), at least one sample, one image shape for
+    ``x`` and ``x_test``, one non-negative integer label per image, at least 2 classes, labels
+    ``0..K-1`` with a training sample of every class (or below ``num_classes``, gaps allowed),
+    test labels among those classes, and splits that are not empty: at least one image for
+    training, one for test (held out: ``max(1, N // 6)``) and, unless ``val_size=0``, one for
+    validation.
+
     Args:
         batch_size: training batch size (>= 1).
         eval_batch_size: batch size for validation, test and relevance passes (>= 1).
         val_size: number of training images held out for validation (>= 0), or a fraction in
             (0, 1).
         seed: seed of the train/validation split and of the relevance subset.
-        mean: per-channel mean of the scaled [0, 1] images; None computes it on the train split.
-        std: per-channel std; None computes it on the train split.
+        mean: per-channel mean of the scaled [0, 1] images, one entry per channel or one entry
+            for all channels; None computes it on the train split.
+        std: per-channel std (> 0), one entry per channel or one for all; None computes it on
+            the train split.
         relevance_set: which images the relevance pass explains: ``"train"`` (the training
             split) or ``"val"``.
         relevance_fraction: fraction of ``relevance_set`` used, in (0, 1].
         relevance_per_class: if set, exactly this many images per class (overrides the fraction).
         num_workers: DataLoader workers (0 is right for in-memory tensors).
+        num_classes: the number of classes K (>= 2); labels must be below it and classes
+            without a sample are allowed. None: K is the largest training label + 1 and every
+            class ``0..K-1`` must have a training sample (a gap is an error).
     """
 
     source: str = "unknown"
@@ -116,6 +232,7 @@ class TensorDataModule(L.LightningDataModule):
         relevance_fraction: float = 1.0,
         relevance_per_class: int | None = None,
         num_workers: int = 0,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -133,12 +250,24 @@ class TensorDataModule(L.LightningDataModule):
             )
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 2):
+            raise ConfigError(
+                f"data.num_classes must be an integer >= 2 or null, got {num_classes}"
+            )
+        for key, value in (("mean", mean), ("std", std)):
+            values = None if value is None else list(value)
+            numbers = values and all(isinstance(v, (int, float)) for v in values)
+            if values is not None and not (numbers and all(math.isfinite(v) for v in values)):
+                raise ConfigError(
+                    f"data.{key} must be a non-empty list of finite numbers or null, got {values}"
+                )
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_size, self.seed = val_size, int(seed)
         self._mean, self._std = mean, std
         self.relevance_set, self.relevance_fraction = relevance_set, float(relevance_fraction)
         self.relevance_per_class = None if relevance_per_class is None else int(relevance_per_class)
         self.num_workers = int(num_workers)
+        self._num_classes = None if num_classes is None else int(num_classes)
         self.train_set: TensorBatchDataset | None = None
         self.val_set: TensorBatchDataset | None = None
         self.test_set: TensorBatchDataset | None = None
@@ -148,45 +277,172 @@ class TensorDataModule(L.LightningDataModule):
         """Return ``(x_train, y_train, x_test, y_test)``; the test pair may be None."""
         raise NotImplementedError
 
+    @property
+    def origin(self) -> str:
+        """How error messages name this data (subclasses name their file or folder)."""
+        return f"data source {self.source!r}"
+
     # -- derived ------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        """Load once, split train/val (seeded), hold out a test split if the source has none."""
+        """Load once, check, split train/val (seeded), hold out a test split if there is none.
+
+        Raises:
+            ValueError: for data that cannot train a classifier (:meth:`check_arrays`) or splits
+                that leave an empty train, validation or test set.
+        """
         if self.train_set is not None:
             return
         x, y, x_test, y_test = self.load()
+        num_classes = self.check_arrays(x, y, x_test, y_test)
         gen = torch.Generator().manual_seed(self.seed)
+        n_test, n_val = self._split_sizes(len(y), held_out=x_test is None)
         if x_test is None:  # no official test set: hold out 1/6 (MNIST's 10k/60k ratio)
             perm = torch.randperm(len(y), generator=gen)
-            n_test = max(1, len(y) // 6)
             x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
             x, y = x[perm[n_test:]], y[perm[n_test:]]
-        n_val = round(self.val_size * len(y)) if 0 < self.val_size < 1 else int(self.val_size)
-        if n_val >= len(y):
-            raise ValueError(
-                f"data.val_size={self.val_size} leaves no training images ({len(y)} available)"
-            )
         perm = torch.randperm(len(y), generator=gen)
         val_idx, train_idx = perm[:n_val], perm[n_val:]
         self.train_set = TensorBatchDataset(x[train_idx], y[train_idx])
         self.val_set = TensorBatchDataset(x[val_idx], y[val_idx])
         self.test_set = TensorBatchDataset(x_test, y_test)
-        self.num_classes = int(max(y.max(), y_test.max()).item()) + 1
+        self.num_classes = num_classes
         self.in_shape = tuple(x.shape[1:])
-        if self._mean is None or self._std is None:  # estimate on (up to) 20k training images
-            scaled = to_unit_range(self.train_set.x[:20000])
-            dims = [0, 2, 3] if scaled.dim() == 4 else [0]
-        mean = scaled.mean(dims) if self._mean is None else torch.tensor(list(self._mean))
-        std = scaled.std(dims) if self._std is None else torch.tensor(list(self._std))
-        if (std <= 0).any():
-            raise ValueError(f"data.std must be > 0 per channel, got {std.tolist()}")
+        mean, std = self._normalisation(self.train_set.x)
         self.mean = mean.float().view(-1, 1, 1)
         self.std = std.float().view(-1, 1, 1)
 
+    def check_arrays(
+        self, x: Tensor, y: Tensor, x_test: Tensor | None, y_test: Tensor | None
+    ) -> int:
+        """Refuse data that cannot train a classifier; return the number of classes K.
+
+        Args:
+            x: training images ``(N, C, H, W)``, uint8 or float.
+            y: training labels ``(N,)``.
+            x_test: test images of the same ``(C, H, W)``, or None.
+            y_test: test labels, or None (exactly when ``x_test`` is None).
+
+        Returns:
+            ``num_classes`` if set, else the largest label of ``y`` + 1.
+
+        Raises:
+            ValueError: naming :attr:`origin`, the array, the count of bad values and the fix.
+        """
+        where = self.origin
+        if (x_test is None) != (y_test is None):
+            have, lack = ("x_test", "y_test") if y_test is None else ("y_test", "x_test")
+            raise ValueError(f"{where}: {have} is given without {lack}; give both or neither")
+        check_images(where, "x", x)
+        check_labels(where, "y", y, len(x), "x")
+        if x_test is not None:
+            check_images(where, "x_test", x_test)
+            check_labels(where, "y_test", y_test, len(x_test), "x_test")
+            if x_test.shape[1:] != x.shape[1:]:
+                raise ValueError(
+                    f"{where}: x_test images have shape {tuple(x_test.shape[1:])} but x images "
+                    f"{tuple(x.shape[1:])}; both need one (C, H, W)"
+                )
+        classes = torch.unique(y)  # sorted
+        if len(classes) < 2:
+            raise ValueError(
+                f"{where}: y has one class only ({int(classes[0])}); a classifier needs at least 2"
+            )
+        top = int(classes[-1])
+        if self._num_classes is not None:
+            k = self._num_classes
+            if top >= k:
+                raise ValueError(
+                    f"{where}: y holds {_plural(int((y >= k).sum()), 'label')} >= "
+                    f"data.num_classes={k} (max {top}); labels must be 0..{k - 1}, or raise "
+                    "data.num_classes"
+                )
+        else:
+            k = top + 1
+            if len(classes) < k:
+                present = classes.tolist()
+                absent = "class " if k - len(classes) == 1 else "classes "
+                absent += _show(_gaps(present)) + (" has" if k - len(classes) == 1 else " have")
+                raise ValueError(
+                    f"{where}: y has labels {{{_show(_runs(present))}}}: {absent} no sample; "
+                    f"labels must be 0..K-1, or set data.num_classes={k} if the gaps are meant"
+                )
+        if y_test is not None and (y_test >= k).any():
+            outside = y_test[y_test >= k]
+            raise ValueError(
+                f"{where}: y_test holds {_plural(len(outside), 'label')} outside 0..{k - 1}, the "
+                f"classes of y ({{{_show(_runs(torch.unique(outside).tolist()))}}}); test labels "
+                "must be classes of the training labels"
+            )
+        return k
+
+    def _split_sizes(self, n: int, held_out: bool) -> tuple[int, int]:
+        """``(test images held out, validation images)`` of ``n``; refuses an empty split."""
+        n_test = max(1, n // 6) if held_out else 0
+        rest = n - n_test
+        after = f" after {n_test} held out for test" if held_out else ""
+        if rest < 1:
+            raise ValueError(
+                f"{self.origin}: {_plural(n, 'sample')} leave none for training{after} (there is "
+                "no x_test); add samples or give x_test and y_test"
+            )
+        vs = self.val_size
+        n_val = round(vs * rest) if 0 < vs < 1 else int(vs)
+        if vs > 0 and n_val == 0:
+            raise ValueError(
+                f"{self.origin}: {_plural(n, 'sample')} leave 0 for validation "
+                f"(data.val_size={vs} of the {rest} left{after}); add samples, or set "
+                "data.val_size to a count >= 1, or to 0 for no validation"
+            )
+        if n_val >= rest:
+            raise ConfigError(
+                f"{self.origin}: data.val_size={vs} leaves no training images "
+                f"({rest} available{after})"
+            )
+        return n_test, n_val
+
+    def _normalisation(self, x_train: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, std)``: the given ones (one entry per channel, or one for all) or computed
+        per channel on (up to) 20k training images."""
+        channels = x_train.shape[1]
+        given = {}
+        for key, value in (("mean", self._mean), ("std", self._std)):
+            if value is None:
+                continue
+            given[key] = torch.tensor([float(v) for v in value])
+            if len(given[key]) not in (1, channels):
+                raise ConfigError(
+                    f"{self.origin}: data.{key} has {len(given[key])} entries but the images "
+                    f"have {_plural(channels, 'channel')}; give one per channel or one for all"
+                )
+        if len(given) < 2:
+            scaled = to_unit_range(x_train[:20000])
+        mean = given["mean"] if "mean" in given else scaled.mean((0, 2, 3))
+        std = given["std"] if "std" in given else scaled.std((0, 2, 3))
+        bad = ~torch.isfinite(std) | (std <= 0)
+        if bad.any() and "std" not in given:
+            raise ValueError(
+                f"{self.origin}: x channels {bad.nonzero().flatten().tolist()} are constant on "
+                "the train split (std 0); set data.std (and data.mean) explicitly"
+            )
+        if bad.any():
+            raise ConfigError(f"data.std must be > 0 per channel, got {std.tolist()}")
+        return mean, std
+
     def _loader(self, dataset: TensorBatchDataset, shuffle: bool, batch_size: int) -> DataLoader:
+        """A loader of whole batches: shuffled for training, else one for evaluation.
+
+        Evaluation loaders (val, test, relevance) get an ``EvalBatchSampler``: under DDP it turns
+        the padding ``DistributedSampler`` that Lightning injects into an unrepeated one, so
+        every sample counts exactly once over the ranks. Training keeps the padded sampler (DDP
+        needs the same number of steps on every rank).
+        """
+        from prune.data.samplers import EvalBatchSampler  # imports this module: import here
+
         sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        batches = IndexBatchSampler if shuffle else EvalBatchSampler
         return DataLoader(
             dataset,
-            batch_sampler=IndexBatchSampler(sampler, batch_size),
+            batch_sampler=batches(sampler, batch_size),
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

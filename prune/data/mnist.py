@@ -70,6 +70,11 @@ class TorchvisionIDXDataModule(TensorDataModule):
         self.download, self.allow_fallback = bool(download), bool(allow_fallback)
         self.source = f"{self.folder} ({self.root / self.folder / 'raw'})"
 
+    @property
+    def origin(self) -> str:
+        """How error messages name this data: the root and the dataset's folder."""
+        return f"data.root={str(self.root)!r} ({self.folder})"
+
     def check(self) -> None:
         """Fail fast (before training) when the data cannot be there and fallback is off."""
         if (

@@ -2,54 +2,99 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from prune.data.base import TensorDataModule
+from prune.data.base import TensorDataModule, check_images
+from prune.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: channel counts of a channels-last ``(N, H, W, C)`` array (grey, RGB, RGBA)
+CHANNELS_LAST = (1, 3, 4)
 
 
-def _images(array: np.ndarray, key: str, path: Path) -> Tensor:
+def _is_channels_last(shape: tuple[int, ...]) -> bool:
+    """``(N, H, W, C)``: the last axis is 1, 3 or 4 and axis 1 is none of these and larger."""
+    return (
+        len(shape) == 4
+        and shape[3] in CHANNELS_LAST
+        and shape[1] not in CHANNELS_LAST
+        and shape[1] > shape[3]
+    )
+
+
+def _images(array: np.ndarray, key: str, where: str) -> Tensor:
     if array.ndim == 3:  # (N, H, W) -> (N, 1, H, W)
         array = array[:, None]
+    elif _is_channels_last(array.shape):
+        before, array = array.shape, array.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+        log.warning(
+            "%s: %s of shape %s read as channels-last (N, H, W, C), transposed to %s",
+            where,
+            key,
+            before,
+            array.shape,
+        )
     if array.ndim != 4:
         raise ValueError(
-            f"{path}: '{key}' must be (N, H, W) or (N, C, H, W), got shape {array.shape}"
+            f"{where}: {key} must be images (N, H, W), (N, C, H, W) or channels-last "
+            f"(N, H, W, C) with C in {CHANNELS_LAST}, got shape {array.shape}"
         )
-    if array.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(array))
-    if not np.issubdtype(array.dtype, np.floating):
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
         raise ValueError(
-            f"{path}: '{key}' must be uint8 or float in [0, 1], got dtype {array.dtype}"
+            f"{where}: {key} must be uint8 (0..255) or float in [0, 1], got dtype {array.dtype}; "
+            f"convert it (e.g. {key}.astype(np.uint8) for integer pixels 0..255)"
         )
-    if array.min() < 0 or array.max() > 1:
-        raise ValueError(
-            f"{path}: float '{key}' must lie in [0, 1], got [{array.min()}, {array.max()}]"
-        )
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if array.dtype != np.uint8:  # native float32/float64 for torch (float16, float128, big-endian)
+        array = np.ascontiguousarray(array, dtype=np.float64 if array.itemsize > 4 else np.float32)
+    images = torch.from_numpy(np.ascontiguousarray(array))
+    check_images(where, key, images)  # no samples, an empty axis, NaN/Inf (counted)
+    if images.is_floating_point():
+        low, high = float(images.min()), float(images.max())
+        if low < 0 or high > 1:
+            outside = int(((images < 0) | (images > 1)).sum())
+            values = "value" if outside == 1 else "values"
+            raise ValueError(
+                f"{where}: float {key} holds {outside} {values} outside [0, 1] (min {low:g}, max "
+                f"{high:g}); scale it to [0, 1], or store uint8 pixels 0..255"
+            )
+        images = images.float()
+    return images
 
 
-def _labels(array: np.ndarray, key: str, n: int, path: Path) -> Tensor:
-    if (
-        array.ndim != 1
-        or len(array) != n
-        or not np.issubdtype(array.dtype, np.integer)
-        or array.min() < 0
-    ):
+def _labels(array: np.ndarray, key: str, where: str) -> Tensor:
+    if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(
-            f"{path}: '{key}' must be {n} non-negative integer labels, "
-            f"got {array.dtype} {array.shape}"
+            f"{where}: {key} must hold integer labels 0..K-1, got dtype {array.dtype}; store them "
+            f"as integers ({key}.astype(np.int64))"
         )
-    return torch.from_numpy(array.astype(np.int64))
+    if array.size and array.max() > np.iinfo(np.int64).max:  # uint64 beyond int64
+        raise ValueError(f"{where}: {key} holds a label of {array.max()}; labels must be 0..K-1")
+    return torch.from_numpy(array.astype(np.int64))  # shape, length, range: TensorDataModule
 
 
 class NpzDataModule(TensorDataModule):
     """Images and labels from ``path`` (any image size, any class count).
 
-    Required keys ``x`` (uint8, or float in [0, 1]; ``(N, H, W)`` or ``(N, C, H, W)``) and ``y``
-    (integer labels ``0..K-1``); optional ``x_test``/``y_test``, else 1/6 is held out for test.
+    Required keys ``x`` and ``y``; optional ``x_test`` and ``y_test`` (both or neither), else
+    1/6 of ``x`` is held out for test.
+
+    - ``x``, ``x_test``: uint8 (0..255), or float in [0, 1] without NaN/Inf; shape
+      ``(N, H, W)`` (one channel), ``(N, C, H, W)``, or channels-last ``(N, H, W, C)``. The
+      rule for channels-last: a 4-d array whose last axis is 1, 3 or 4 while axis 1 is none of
+      these and larger than the last (``(N, 28, 28, 3)``) is transposed to ``(N, C, H, W)``
+      with one warning line; any other 4-d array is read as ``(N, C, H, W)``. ``x_test`` must
+      have the image shape of ``x``.
+    - ``y``, ``y_test``: 1-d integer labels, one per image, ``0..K-1`` with a sample of every
+      class in ``y`` (or set ``num_classes`` to allow gaps); ``y_test`` holds classes of ``y``.
+
+    Everything else :class:`TensorDataModule` checks (at least 2 classes, non-empty splits)
+    applies; every error names the file (``data.path='...'``) and the array.
 
     Args:
         path: the ``.npz`` file.
@@ -65,30 +110,48 @@ class NpzDataModule(TensorDataModule):
         self.path = Path(path).expanduser()
         self.source = f"npz ({self.path})"
 
+    @property
+    def origin(self) -> str:
+        """How error messages name this data: ``data.path='...'``."""
+        return f"data.path={str(self.path)!r}"
+
     def check(self) -> None:
         """Open the file and check its keys before any training starts."""
+        if self.path.is_dir():
+            raise ConfigError(f"{self.origin} is a directory; need an .npz file")
         if not self.path.is_file():
-            raise FileNotFoundError(f"data.path={str(self.path)!r} does not exist")
+            raise FileNotFoundError(f"{self.origin} does not exist (need an .npz file)")
         try:
             with np.load(self.path, allow_pickle=False) as f:
                 keys = set(f.files)
         except Exception as err:
-            raise ValueError(
-                f"data.path={str(self.path)!r} is not a readable .npz file: {err}"
-            ) from err
+            raise ValueError(f"{self.origin} is not a readable .npz file: {err}") from err
         missing = {"x", "y"} - keys
         if missing:
             raise KeyError(
-                f"data.path={str(self.path)!r} lacks arrays {sorted(missing)}; "
+                f"{self.origin} lacks arrays {sorted(missing)}; "
                 f"it has {sorted(keys)}, needs 'x' and 'y'"
             )
+        for have, lack in (("x_test", "y_test"), ("y_test", "x_test")):
+            if have in keys and lack not in keys:
+                raise ValueError(
+                    f"{self.origin} has '{have}' but no '{lack}'; add {lack} or drop {have} "
+                    "(without both, 1/6 of x is held out for test)"
+                )
+
+    def _read(self, f: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+        try:
+            return f[key]
+        except Exception as err:  # object arrays (pickles), a corrupt member, ...
+            message = " ".join(str(err).split())
+            raise ValueError(f"{self.origin}: array '{key}' cannot be read: {message}") from None
 
     def load(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         self.check()
         with np.load(self.path, allow_pickle=False) as f:
-            x = _images(f["x"], "x", self.path)
-            y = _labels(f["y"], "y", len(x), self.path)
-            if "x_test" in f.files and "y_test" in f.files:
-                x_test = _images(f["x_test"], "x_test", self.path)
-                return x, y, x_test, _labels(f["y_test"], "y_test", len(x_test), self.path)
-        return x, y, None, None
+            x = _images(self._read(f, "x"), "x", self.origin)
+            y = _labels(self._read(f, "y"), "y", self.origin)
+            if "x_test" not in f.files:
+                return x, y, None, None
+            x_test = _images(self._read(f, "x_test"), "x_test", self.origin)
+            return x, y, x_test, _labels(self._read(f, "y_test"), "y_test", self.origin)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from prune.data.base import TensorDataModule
+from prune.errors import ConfigError
 
 
 class SyntheticDataModule(TensorDataModule):
@@ -21,7 +22,8 @@ class SyntheticDataModule(TensorDataModule):
         num_train: training images (validation is split from these).
         num_test: test images.
         image_shape: ``(C, H, W)`` of each image.
-        num_classes: number of classes (>= 2).
+        num_classes: number of classes generated (>= 2); also the datamodule's class count
+            (see :class:`TensorDataModule`), so a split without some class is allowed.
         block: ``(top, left, height, width)`` of the deciding block.
         data_seed: seed of the class patterns and the images.
         **kwargs: see :class:`TensorDataModule`.
@@ -40,12 +42,15 @@ class SyntheticDataModule(TensorDataModule):
         **kwargs,
     ) -> None:
         kwargs.setdefault("val_size", 0.1)
-        super().__init__(**kwargs)
+        if num_classes is None or isinstance(num_classes, bool) or int(num_classes) < 2:
+            raise ConfigError(
+                f"data.num_classes must be an integer >= 2 for synthetic data (the classes it "
+                f"generates), got {num_classes}"
+            )
+        super().__init__(num_classes=int(num_classes), **kwargs)
         self.image_shape = tuple(int(s) for s in image_shape)
         top, left, height, width = (int(b) for b in block)
         _, h, w = self.image_shape
-        if num_classes < 2:
-            raise ValueError(f"data.num_classes must be >= 2, got {num_classes}")
         if top < 0 or left < 0 or top + height > h or left + width > w or height * width < 2:
             raise ValueError(
                 f"data.block={list(block)} does not fit in images of shape {self.image_shape}"

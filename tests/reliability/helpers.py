@@ -101,3 +101,16 @@ __all__ = ["TINY", "TINY_BASE", "TINY_PRUNE", "CrashAt", "GlobalPoolNet", "tiny_
 
 #: relevance pass for the DDP test: 8 images per class x 4 classes, batch 16 (2 ranks x 1 batch)
 DDP_OVERRIDES = [*TINY_PRUNE, "data.eval_batch_size=16", "trainer.enable_model_summary=false"]
+
+#: DDP_OVERRIDES with sizes that no world size of 2 or 3 divides: 31 relevance images (the whole
+#: validation split) and 61 test images, in evaluation batches of 5, so that shards differ in
+#: length and ranks in their number of batches (2 ranks: 16 + 15 relevance images, 4 and 3
+#: batches; 3 ranks: 11 + 10 + 10, 3, 2 and 2 batches)
+DDP_UNEVEN_OVERRIDES = [
+    *DDP_OVERRIDES,
+    "data.num_test=61",
+    "data.val_size=31",
+    "data.relevance_set=val",
+    "data.relevance_per_class=null",
+    "data.eval_batch_size=5",
+]

@@ -19,11 +19,17 @@ from tests.reliability.helpers import ROOT, TINY, TINY_BASE, TINY_PRUNE, child_e
 SENTINEL = '{"sentinel": "earlier output"}'
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its contents."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def _fail(capsys, tmp_path, overrides, config="train", fn=pipeline.train) -> str:
     """Run ``fn`` on the composed config; assert exit 2, one error line, nothing overwritten."""
     out = tmp_path / "run"
     out.mkdir(exist_ok=True)
-    (out / "results.json").write_text(SENTINEL)
+    (out / "notes.txt").write_text(SENTINEL)
+    before = snapshot(out)
     cfg = with_output(compose_cfg(config, overrides), out)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
@@ -33,7 +39,7 @@ def _fail(capsys, tmp_path, overrides, config="train", fn=pipeline.train) -> str
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, err
     assert "Traceback" not in err
-    assert (out / "results.json").read_text() == SENTINEL  # earlier output untouched
+    assert snapshot(out) == before  # earlier output untouched, nothing new written
     assert not (out / "checkpoints").exists()  # no training started
     return lines[0]
 
