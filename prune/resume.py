@@ -56,7 +56,7 @@ IGNORED = ("resume", "overwrite", "ckpt_path", "paths")
 def _relocate(node: Any, old: str, new: str) -> Any:
     """``node`` with every string under the folder ``old`` moved under ``new``."""
     if isinstance(node, dict):
-        return {k: _relocate(v, old, new) for k, v in node.items()}
+        return {_relocate(k, old, new): _relocate(v, old, new) for k, v in node.items()}
     if isinstance(node, list):
         return [_relocate(v, old, new) for v in node]
     if isinstance(node, str) and old and (node == old or node.startswith(old.rstrip("/") + "/")):
@@ -89,6 +89,7 @@ class Resume:
         self.rows: dict[int, dict[str, Any]] = {}
         self.pending: dict[str, Any] | None = None
         self._restored = False
+        self.moved_from = ""  # the run's folder when it was interrupted, if it moved since
         if not self.active:
             return
         path = self.out / "results.json"
@@ -104,6 +105,7 @@ class Resume:
         now = OmegaConf.to_container(cfg, resolve=True)
         # where the run lived when it was interrupted: its paths inside it now point here
         old_out = str((previous.get("config", {}).get("paths") or {}).get("output_dir") or "")
+        self.moved_from = old_out if old_out != str(self.out) else ""
         previous = _relocate(previous, old_out, str(self.out))
         key = _diff(previous.get("config", {}), now)
         if key is not None:
@@ -141,6 +143,10 @@ class Resume:
             try:
                 ckpt = load_checkpoint(path, key=f"round {k} last.ckpt")
                 if isinstance(ckpt, dict) and all(key in ckpt for key in TRAINING_KEYS):
+                    if self.moved_from and rank_zero_only.rank == 0:
+                        # the run folder moved: Lightning's ModelCheckpoint state names files
+                        # by path and forgets the best model when its folder changed
+                        save_atomic(_relocate(ckpt, self.moved_from, str(self.out)), path)
                     return str(path)
                 reason = "it lacks the training state"
             except ValueError as err:

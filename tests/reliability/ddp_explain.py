@@ -5,14 +5,15 @@ other ranks. The run is configured by ``DDP_UNEVEN_OVERRIDES``. Rank 0 writes to
 
 - ``run.pt``: the reduced RelevanceStats and the resulting plan, the metrics ``trainer.test``
   returns, and the number of test samples that the ranks evaluated together;
-- ``reduce.pt`` (afterwards): what ``reduce_stats`` gives when only rank 0 has sums (a rank that
-  got no batch must still take part) and when no rank has any.
+- ``reduce.pt`` (afterwards, not in one process): what ``reduce_stats`` gives when only rank 0
+  has sums (a rank that got no batch must still take part) and when no rank has any.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -39,11 +40,12 @@ class CountTestSamples(L.Callback):
         self.total = int(trainer.strategy.reduce(self.local.clone(), reduce_op="sum"))
 
 
-def _fields(stats) -> dict:
+def _fields(stats: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(stats).items() if k != "num_classes"}
 
 
-def main(state_path: str, out_dir: str, devices: int) -> None:
+def run(state_path: str, out_dir: str, devices: int) -> tuple[Any, L.Trainer]:
+    """Explain and test; write ``run.pt``. Returns the reduced stats and the test Trainer."""
     from hydra.utils import instantiate
 
     from prune.pipeline import build_datamodule, build_module, explain, make_trainer
@@ -67,24 +69,30 @@ def main(state_path: str, out_dir: str, devices: int) -> None:
     rank = trainer.global_rank
     if rank == 0:
         plan = pruner.plan(module.net, stats=stats)
-        run = {
+        result = {
             "stats": _fields(stats),
             "plan": plan.to_dict(),
             "test": {"acc": float(metrics["test/acc"]), "loss": float(metrics["test/loss"])},
             "test_count": counter.total,
         }
-        torch.save(run, Path(out_dir) / "run.pt")
+        torch.save(result, Path(out_dir) / "run.pt")
+    return stats, trainer
 
+
+def check_reduce(stats: Any, trainer: L.Trainer, out_dir: str) -> None:
+    """``reduce_stats`` with sums on rank 0 only, and on no rank; write ``reduce.pt``."""
     from prune.callbacks.relevance import reduce_stats
     from prune.lrp import RelevanceStats
 
-    empty = RelevanceStats(dm.num_classes)
-    only_rank0 = reduce_stats(stats if rank == 0 else empty, trainer.strategy, module.device)
-    none = reduce_stats(RelevanceStats(dm.num_classes), trainer.strategy, module.device)
+    rank, device = trainer.global_rank, trainer.strategy.root_device
+    empty = RelevanceStats(stats.num_classes)
+    only_rank0 = reduce_stats(stats if rank == 0 else empty, trainer.strategy, device)
+    none = reduce_stats(RelevanceStats(stats.num_classes), trainer.strategy, device)
     if rank == 0:
         out = {"only_rank0": _fields(only_rank0), "none_samples": none.num_samples}
         torch.save(out, Path(out_dir) / "reduce.pt")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    state_path, out_dir, devices = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    check_reduce(*run(state_path, out_dir, devices), out_dir)

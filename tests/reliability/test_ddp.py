@@ -3,6 +3,8 @@ one process, also when no world size divides the data: evaluation counts every s
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,36 +58,45 @@ def model(tmp_path_factory) -> tuple[Path, float]:
 
 
 @pytest.fixture(scope="module")
-def runs(model, tmp_path_factory) -> dict[int, tuple[int, str, Path]]:
-    """``{devices: (return code, stderr, output folder)}`` of ddp_explain.py on 1, 2 and 3
-    processes. The DDP runs start together: most of their time is each process importing
-    Lightning, which overlaps well; the one-process run goes meanwhile in this process."""
+def runs(model, tmp_path_factory) -> dict[int, tuple[int | None, Path]]:
+    """``{devices: (return code, output folder)}`` of ddp_explain.py on 1, 2 and 3 processes.
+
+    The DDP runs start together: most of their time is each process importing Lightning, which
+    overlaps; the one-process run goes meanwhile in this process. Each DDP run is a session of
+    its own, so that a run past the timeout goes with all its ranks.
+    """
     state, _ = model
     env = child_env(OMP_NUM_THREADS="1")
     started = {}
     for devices in (2, 3):
         out = tmp_path_factory.mktemp(f"ddp{devices}")
         cmd = [sys.executable, str(SCRIPT), str(state), str(out), str(devices)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        with open(out / "stderr.txt", "w") as err:  # a file: a full pipe would stall a rank
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=err, start_new_session=True)
         started[devices] = proc, out
     one = tmp_path_factory.mktemp("ddp1")
-    from tests.reliability.ddp_explain import main
+    from tests.reliability.ddp_explain import run
 
-    main(str(state), str(one), 1)
-    done = {1: (0, "", one)}
+    run(str(state), str(one), 1)
+    done: dict[int, tuple[int | None, Path]] = {1: (0, one)}
     for devices, (proc, out) in started.items():
         try:
-            _, err = proc.communicate(timeout=300)
+            proc.wait(timeout=300)
         except subprocess.TimeoutExpired:
-            proc.kill()  # Lightning's children follow it: they lose their process group
-            _, err = proc.communicate()
-        done[devices] = proc.returncode, err, out
+            os.killpg(proc.pid, signal.SIGKILL)  # the run's session: its ranks, and only them
+            proc.wait()
+        done[devices] = proc.returncode, out
     return done
 
 
+def _stderr(out: Path) -> str:
+    path = out / "stderr.txt"
+    return path.read_text()[-3000:] if path.exists() else ""
+
+
 def _load(runs: dict, devices: int, name: str = "run.pt") -> dict:
-    _, err, out = runs[devices]
-    assert (out / name).exists(), err[-3000:]
+    _, out = runs[devices]
+    assert (out / name).exists(), _stderr(out)
     return torch.load(out / name, weights_only=True)
 
 
@@ -133,8 +144,8 @@ def test_ddp_test_metrics_match_one_process(devices, model, runs):
 @pytest.mark.slow
 def test_ddp_reduce_stats_joins_ranks_without_sums(runs):
     """A rank that got no batch (no lazily created sums) still takes part in the reduction."""
-    returncode, err, _ = runs[3]
-    assert returncode == 0, err[-3000:]
+    returncode, out = runs[3]
+    assert returncode == 0, _stderr(out)
     run, reduced = _load(runs, 3), _load(runs, 3, "reduce.pt")
     _close(reduced["only_rank0"], run["stats"])
     assert reduced["none_samples"] == 0
