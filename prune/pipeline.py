@@ -245,6 +245,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json(out / "results.json", results)
 
     rounds = pruner.rounds if pruner is not None else 0
+    # what pruner.keep counts, in the dense model (built dense above, whatever resume loads)
+    dense_total = pruner.total(module.net, example) if pruner is not None else None
     retrain_epochs = cfg.retrain.max_epochs
     retrain_epochs = int(cfg.trainer.max_epochs if retrain_epochs is None else retrain_epochs)
     if retrain_scheduler is not None:  # fine-tuning's own lr schedule
@@ -296,7 +298,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cost = _measure(cfg, module)
         row = {
             "round": k,
-            "prune/ratio": pruner.ratio_at(k, _total(pruner, plan)),
+            "prune/ratio": pruner.ratio_at(k, dense_total),
             "test/acc_dense": dense_acc,
             "test/acc_pruned": pruned_acc,
             "test/acc": acc,
@@ -324,15 +326,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(out / "results.json", results)
     log.info("results: %s", out / "results.json")
     return results
-
-
-def _total(pruner: Any, plan: Any) -> int | None:
-    """Number of prunable elements of the dense model (needed when pruning by count)."""
-    if pruner.keep is None:
-        return None
-    if plan.input_keep is not None:
-        return int(torch.tensor(plan.input_shape).prod())
-    return int(sum(plan.dense_widths.values()))
 
 
 def _auc(rows: list[dict[str, Any]], key: str) -> float:

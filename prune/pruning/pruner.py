@@ -108,6 +108,14 @@ class Pruner:
             final = max(0.0, 1.0 - self.keep / total)
         return ratio_at(self.schedule, final, round_index, self.rounds)
 
+    def total(self, model: nn.Module, example_input: Tensor | None = None) -> int:
+        """What ``keep`` counts in the dense ``model``: its input elements, or its prunable units
+        with each group of coupled layers (a residual sum's producers) counted once."""
+        example_input = example_input_for(model, example_input)
+        if self.target == "inputs":
+            return math.prod(example_input.shape[1:])
+        return sum(g.width for g in find_groups(model, example_input))
+
     # -- checks before any training ------------------------------------------------------------
     def validate(self, model: nn.Module, example_input: Tensor | None = None) -> None:
         """Raise now, before training, if this pruner cannot work on ``model``."""

@@ -89,6 +89,19 @@ def test_pruner_keeps_coupled_producers_together(tiny_resnet: nn.Module) -> None
     assert plan.keep["layers.1.0.conv2"] == plan.keep["layers.1.0.shortcut.0"]
 
 
+def test_pruner_total_counts_coupled_producers_once(tiny_resnet: nn.Module) -> None:
+    pruner = Pruner(RandomCriterion(seed=3), keep=12, rounds=1)
+    groups = find_groups(tiny_resnet, torch.zeros(1, *tiny_resnet.in_shape))
+    total = pruner.total(tiny_resnet)
+    assert total == sum(g.width for g in groups)
+    plan = pruner.plan(tiny_resnet)
+    removed = sum(g.width - len(plan.keep[g.producers[0]]) for g in groups)
+    # the logged ratio is what the plan removed (summing every producer would count the
+    # residual sum's channels twice and overstate it)
+    assert pruner.ratio_at(1, total) == pytest.approx(removed / total)
+    assert total < sum(plan.dense_widths.values())
+
+
 def test_pruner_lrp_plan_keeps_relevant_units(tiny_mlp: nn.Module) -> None:
     channels = {"layers.0": torch.ones(8), "layers.2": torch.ones(6)}
     channels["layers.0"][[2, 6]] = 10.0

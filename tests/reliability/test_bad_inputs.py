@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -207,6 +208,9 @@ def test_bad_checkpoint_to_evaluate(capsys, tmp_path, files, name, expected):
 
 
 def test_resume_with_another_config_is_refused(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    earlier = {"status": "running", "config": {"seed": 7}, "rounds": []}
+    (tmp_path / "run" / "results.json").write_text(json.dumps(earlier))
     line = _fail(capsys, tmp_path, [*TINY_PRUNE, "resume=true"])
     assert "resume=true" in line and "was made with" in line
 
