@@ -88,7 +88,9 @@ def claim_sweep(sweep_dir: str | Path, resume: bool = False, overwrite: bool = F
             "nothing was written. Use another hydra.sweep.dir, resume=true, or overwrite=true "
             "to move the old sweep aside"
         )
-    log.warning("overwrite=true: the earlier sweep %s was moved to %s", sweep_dir, _aside(sweep_dir))
+    log.warning(
+        "overwrite=true: the earlier sweep %s was moved to %s", sweep_dir, _aside(sweep_dir)
+    )
 
 
 def task_config(config: DictConfig, output_dir: str) -> DictConfig:

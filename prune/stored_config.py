@@ -53,7 +53,10 @@ def _is_known_class(target: str) -> bool:
         "prune.models": (prune.models, torch.nn.Module),
         "prune.data": (prune.data, prune.data.TensorDataModule),
         "torch.optim": (torch.optim, torch.optim.Optimizer),
-        "torch.optim.lr_scheduler": (torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler),
+        "torch.optim.lr_scheduler": (
+            torch.optim.lr_scheduler,
+            torch.optim.lr_scheduler.LRScheduler,
+        ),
     }
     if module_name not in kinds or name.startswith("_"):
         return False
