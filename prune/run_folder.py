@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.errors import ConfigError
@@ -51,6 +52,8 @@ def claim(out: str | Path, task: str, resume: bool = False, overwrite: bool = Fa
         ConfigError: ``out`` holds another run's output and neither ``resume`` (train only) nor
             ``overwrite`` is set, or ``out`` is not a folder.
     """
+    if rank_zero_only.rank != 0:  # DDP's other processes join the run rank 0 claimed
+        return
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"the output folder {str(out)!r} is a file; choose another hydra.run.dir")

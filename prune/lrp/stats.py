@@ -34,9 +34,8 @@ class RelevanceStats:
     key is the relevance at the *output* of that module. A conv layer's channel relevance is
     summed over positions before it is added.
 
-    Under DDP, Lightning's distributed sampler pads the last shard, so a few samples can be
-    counted twice; ``num_samples`` is derived from the (reduced) ``class_counts`` so that it
-    always matches the sums it belongs to.
+    ``num_samples`` is derived from the (reduced) ``class_counts``, so it always matches the
+    sums it belongs to, whoever reduced them.
 
     Attributes:
         num_classes: number of classes K.

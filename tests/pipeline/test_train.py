@@ -56,7 +56,7 @@ def test_evaluate_reproduces_test_accuracy(trained_run, tmp_path):
     res = evaluate(eval_cfg)
     assert res["test/acc"] == pytest.approx(results["rounds"][0]["test/acc"], abs=1e-6)
     assert res["cost/flops"] == results["rounds"][0]["cost/flops"]
-    assert json.loads((tmp_path / "results.json").read_text())["status"] == "complete"
+    assert json.loads((tmp_path / "evaluation.json").read_text())["status"] == "complete"
 
 
 def test_evaluate_refuses_missing_and_corrupt_checkpoints(tmp_path):

@@ -155,3 +155,20 @@ def test_command_line_sweep_into_a_finished_sweep_is_refused(tmp_path):
     line = _one_error(_cli(*args, cwd=tmp_path))
     assert "already holds results of 1 jobs" in line
     assert snapshot(sweep) == before
+
+
+@pytest.mark.slow
+def test_command_line_ddp_run_claims_its_folder_once(tmp_path):
+    # Lightning re-runs train.py for rank 1, after rank 0 wrote results.json: rank 1 joins the
+    # run rank 0 claimed instead of refusing the folder
+    out = tmp_path / "run"
+    args = [
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        *TINY,
+        f"hydra.run.dir={out}",
+    ]
+    proc = _cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["status"] == "complete"
