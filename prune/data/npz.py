@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prune.data.base import TensorDataModule, check_images
+from prune.data.base import TensorDataModule
+from prune.data.checks import check_images
 from prune.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,42 @@
-"""Evaluation batch sampler: under DDP every sample is evaluated exactly once across the ranks."""
+"""Batch samplers: batches of indices sliced from one index tensor per epoch, and the evaluation
+sampler under which every sample is evaluated exactly once across DDP ranks."""
 
 from __future__ import annotations
 
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor
 from torch.utils.data import DistributedSampler, Sampler
 
-from prune.data.base import IndexBatchSampler
+
+class IndexBatchSampler(Sampler[Tensor]):
+    """Batches of indices as slices of one index tensor per epoch.
+
+    ``BatchSampler`` collects each batch from its sampler one Python int at a time, and the
+    dataset then turns the list back into a tensor: for a small model that is a noticeable
+    share of the step. This draws the sampler's whole order once per epoch and slices it. The
+    signature is ``BatchSampler``'s, so Lightning can rebuild it around a ``DistributedSampler``.
+
+    Args:
+        sampler: the order of the indices (random, sequential, distributed, ...).
+        batch_size: indices per batch.
+        drop_last: drop a last, smaller batch.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.sampler, self.batch_size, self.drop_last = sampler, int(batch_size), bool(drop_last)
+
+    def __iter__(self):
+        order = torch.as_tensor(list(self.sampler), dtype=torch.long)
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 class EvalBatchSampler(IndexBatchSampler):

@@ -160,7 +160,7 @@ def test_index_batch_sampler_covers_every_index_once_per_epoch():
     the sampler around a DistributedSampler (BatchSampler's signature)."""
     from torch.utils.data import DistributedSampler, RandomSampler
 
-    from prune.data.base import IndexBatchSampler
+    from prune.data.samplers import IndexBatchSampler
 
     data = list(range(103))
     sampler = IndexBatchSampler(RandomSampler(data), batch_size=10)
