@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from prune.errors import ConfigError
+from prune.stored_config import check_stored_config
 
 if TYPE_CHECKING:
     from prune.module import ClassifierModule
@@ -45,11 +46,14 @@ def save_atomic(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -111,19 +115,22 @@ def check_checkpoint_fits(
     key: str = "ckpt_path",
     training: bool = False,
     checkpoint: Mapping[str, Any] | None = None,
+    foreign: bool = True,
 ) -> dict[str, Any]:
     """Load ``path`` safely and check it holds ``module``'s (dense or equally pruned) model.
 
     With ``training=True`` it must also hold what ``Trainer.fit`` resumes from (optimizer
     and loop state), not weights only. ``checkpoint``: the file's contents when the caller
-    has loaded them already (``path`` then only names it in errors).
+    has loaded them already (``path`` then only names it in errors). ``foreign``: the file
+    comes from outside this run, so its stored config must pass
+    :func:`prune.stored_config.check_stored_config` too (a run's own checkpoints, read back on
+    resume, hold the config the run was checked with).
     """
     ckpt = load_checkpoint(path, key=key) if checkpoint is None else checkpoint
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
-    from prune.stored_config import check_stored_config
-
-    check_stored_config(ckpt.get("run_config"), key, path)
+    if foreign:
+        check_stored_config(ckpt.get("run_config"), key, path)
     missing = [k for k in TRAINING_KEYS if k not in ckpt] if training else []
     if missing:
         raise ConfigError(

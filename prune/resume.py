@@ -185,7 +185,9 @@ class Resume:
         stored = ckpt.get("pruning_plan") if isinstance(ckpt, dict) else None
         if stored is not None and module.plan is None:
             module.apply_plan(PruningPlan.from_dict(stored))
-        check_checkpoint_fits(ckpt_path, module, key=f"round {k - 1} checkpoint", checkpoint=ckpt)
+        check_checkpoint_fits(
+            ckpt_path, module, key=f"round {k - 1} checkpoint", checkpoint=ckpt, foreign=False
+        )
         module.load_state_dict(ckpt["state_dict"])
         self._restored = True
 

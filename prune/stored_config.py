@@ -106,8 +106,8 @@ def check_stored_config(stored: Any, key: str, path: str | Path) -> None:
                 raise ConfigError(
                     f"{where}: its run_config names {dotted}={value!r}, which is not a class of "
                     "the project's configs (conf/**/*.yaml), prune.models, prune.data or "
-                    "torch.optim; refusing to instantiate it (evaluate.py "
-                    "use_checkpoint_config=false model=... data=... rebuilds from the command line)"
+                    "torch.optim; refusing it (a class of your own: give it a conf/ yaml file; "
+                    "evaluate.py use_checkpoint_config=false rebuilds from the command line)"
                 )
         if isinstance(value, str) and "${" in value:
             raise ConfigError(

@@ -230,3 +230,28 @@ def test_battery_of_malformed_checkpoints_never_runs_code_nor_writes(
     if cut is not None:  # a file cut short, as a kill while copying leaves it
         ckpt.write_bytes(ckpt.read_bytes()[: int(cut * ckpt.stat().st_size)])
     _evaluate_fails(capsys, tmp_path, ckpt, victim)
+
+
+def test_evaluate_refuses_nan_weights(capsys, tmp_path):
+    state = tiny_state((24, 12))
+    state["run_config"] = _good_config()
+    state["state_dict"]["net.layers.2.weight"][3, :5] = float("nan")
+    torch.save(state, tmp_path / "diverged.ckpt")
+    line = _evaluate_fails(capsys, tmp_path, tmp_path / "diverged.ckpt", tmp_path / "victim")
+    assert "5 NaN/infinite weights" in line and "net.layers.2.weight" in line, line
+
+
+def test_checkpoints_are_replaced_atomically(tmp_path, monkeypatch):
+    import prune.checkpoint as checkpoint
+
+    path = tmp_path / "last.ckpt"
+    SafeCheckpointIO().save_checkpoint({"epoch": 1}, path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        SafeCheckpointIO().save_checkpoint({"epoch": 2}, path)
+    assert SafeCheckpointIO().load_checkpoint(path) == {"epoch": 1}  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left
