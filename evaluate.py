@@ -6,14 +6,14 @@ python evaluate.py ckpt_path=logs/train/runs/<date>/checkpoints/round_0/last.ckp
 import hydra
 from omegaconf import DictConfig
 
-from prune.entry import cli, run
-from prune.run_names import safe_dirname  # noqa: F401  (registers ${safe_dirname:})
+from prune.run.entry import cli, run
+from prune.run.run_names import safe_dirname  # noqa: F401  (registers ${safe_dirname:})
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point."""
-    from prune import pipeline
+    from prune.run import pipeline
 
     return run(pipeline.evaluate, cfg).get("test/acc")
 

@@ -3,14 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from prune.entry import cli, run
-from prune.run_names import safe_dirname  # noqa: F401  (registers ${safe_dirname:})
+from prune.run.entry import cli, run
+from prune.run.run_names import safe_dirname  # noqa: F401  (registers ${safe_dirname:})
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the optimised metric for sweepers."""
-    from prune import pipeline
+    from prune.run import pipeline
 
     results = run(pipeline.train, cfg)
     final = results.get("final") or (results.get("rounds") or [{}])[-1]  # {} for a failed job

@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from prune.hydra_callbacks import summarize
+from prune.run.hydra_callbacks import summarize
 
 
 def main(folders: list[str]) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from prune.data import NpzDataModule, SyntheticDataModule, TensorDataModule
 from prune.errors import ConfigError
-from prune.validation import validate_config
+from prune.run.validation import validate_config
 from tests.conftest import compose_cfg
 
 

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from prune.pipeline import build_datamodule, build_module
+from prune.run.pipeline import build_datamodule, build_module
 from tests.conftest import CONF, FAST, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))

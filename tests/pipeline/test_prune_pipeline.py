@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from prune.data import SyntheticDataModule
-from prune.hydra_callbacks import write_summary
-from prune.pipeline import build_datamodule, build_module, evaluate, explain, load_checkpoint, train
+from prune.run.hydra_callbacks import write_summary
+from prune.run.pipeline import (
+    build_datamodule,
+    build_module,
+    evaluate,
+    explain,
+    load_checkpoint,
+    train,
+)
 from tests.conftest import CONF, FAST, compose_cfg, with_output
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))

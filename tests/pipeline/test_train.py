@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prune.module import ClassifierModule
-from prune.pipeline import build_datamodule, build_module, evaluate, load_checkpoint, train
+from prune.run.pipeline import build_datamodule, build_module, evaluate, load_checkpoint, train
 from tests.conftest import FAST, compose_cfg, with_output
 
 
@@ -131,7 +131,7 @@ def test_only_rank_zero_writes_results(tmp_path, monkeypatch):
     from lightning.pytorch.utilities import rank_zero_only
 
     from prune.models import MLP
-    from prune.pipeline import save_weights, write_json
+    from prune.run.pipeline import save_weights, write_json
 
     module = ClassifierModule(MLP(in_shape=(1, 4, 4), num_classes=3, hidden=[5]))
     monkeypatch.setattr(rank_zero_only, "rank", 1)

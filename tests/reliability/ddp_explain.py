@@ -48,7 +48,7 @@ def run(state_path: str, out_dir: str, devices: int) -> tuple[Any, L.Trainer]:
     """Explain and test; write ``run.pt``. Returns the reduced stats and the test Trainer."""
     from hydra.utils import instantiate
 
-    from prune.pipeline import build_datamodule, build_module, explain, make_trainer
+    from prune.run.pipeline import build_datamodule, build_module, explain, make_trainer
     from tests.conftest import compose_cfg
     from tests.reliability.helpers import DDP_UNEVEN_OVERRIDES
 

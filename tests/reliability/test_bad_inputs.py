@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from prune import pipeline
-from prune.entry import run
+from prune.run import pipeline
+from prune.run.entry import run
 from tests.conftest import FAST, compose_cfg, with_output
 from tests.reliability.helpers import ROOT, TINY, TINY_BASE, TINY_PRUNE, child_env, tiny_state
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from prune import pipeline
-from prune.entry import run
+from prune.run import pipeline
+from prune.run.entry import run
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_PRUNE
 from tests.reliability.test_bad_inputs import snapshot

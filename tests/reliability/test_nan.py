@@ -8,9 +8,9 @@ import torch
 from prune.callbacks.relevance import NonFiniteRelevanceError, check_finite
 from prune.lrp.stats import RelevanceStats
 from prune.models import MLP
-from prune.pipeline import build_datamodule, build_module, explain
 from prune.pruning.criteria.lrp import LRPCriterion
 from prune.pruning.pruner import Pruner
+from prune.run.pipeline import build_datamodule, build_module, explain
 from tests.conftest import compose_cfg
 from tests.reliability.helpers import TINY_PRUNE
 

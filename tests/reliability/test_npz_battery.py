@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, open_dict
 
-from prune import pipeline
-from prune.entry import run
-from prune.validation import validate_config
+from prune.run import pipeline
+from prune.run.entry import run
+from prune.run.validation import validate_config
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_BASE
 

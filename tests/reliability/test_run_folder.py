@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from prune import pipeline
-from prune.entry import one_line, run
+from prune.run import pipeline
+from prune.run.entry import one_line, run
 from tests.conftest import FAST, compose_cfg, with_output
 from tests.reliability.helpers import ROOT, TINY, child_env
 from tests.reliability.test_bad_inputs import snapshot

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from prune import pipeline
-from prune.checkpoint import SafeCheckpointIO
-from prune.entry import run
-from prune.pipeline import make_trainer
-from prune.stored_config import check_stored_config, registered_targets
+from prune.run import pipeline
+from prune.run.checkpoint import SafeCheckpointIO
+from prune.run.entry import run
+from prune.run.pipeline import make_trainer
+from prune.run.stored_config import check_stored_config, registered_targets
 from tests.conftest import FAST, compose_cfg, with_output
 from tests.reliability.helpers import ROOT, TINY, child_env, tiny_state
 from tests.reliability.test_bad_inputs import snapshot
@@ -242,7 +242,7 @@ def test_evaluate_refuses_nan_weights(capsys, tmp_path):
 
 
 def test_checkpoints_are_replaced_atomically(tmp_path, monkeypatch):
-    import prune.checkpoint as checkpoint
+    import prune.run.checkpoint as checkpoint
 
     path = tmp_path / "last.ckpt"
     SafeCheckpointIO().save_checkpoint({"epoch": 1}, path)

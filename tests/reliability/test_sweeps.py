@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from prune.hydra_callbacks import summarize, write_summary
+from prune.run.hydra_callbacks import summarize, write_summary
 from tests.reliability.helpers import ROOT, TINY_BASE, child_env
 
 UNSAFE = '/\\:*?"<>|\x00'
@@ -56,7 +56,7 @@ def _job(root: Path, name: str, results: dict | None = None, error: str | None =
 
 def _subdir(num: int, override_dirname: str) -> str:
     """``hydra.sweep.subdir`` of ``conf/hydra/default.yaml`` for a job, as Hydra resolves it."""
-    from prune.run_names import safe_dirname  # noqa: F401  (registers the resolver)
+    from prune.run.run_names import safe_dirname  # noqa: F401  (registers the resolver)
 
     hydra = OmegaConf.load(ROOT / "conf" / "hydra" / "default.yaml")
     hydra.job.num, hydra.job.override_dirname = num, override_dirname
@@ -64,7 +64,7 @@ def _subdir(num: int, override_dirname: str) -> str:
 
 
 def test_sweep_job_folder_is_one_safe_readable_name():
-    from prune.run_names import MAX_BYTES, safe_dirname
+    from prune.run.run_names import MAX_BYTES, safe_dirname
 
     name = _subdir(3, "data.path=/tmp/x/a.npz,seed=1")
     assert name == "3_data.path=_tmp_x_a.npz,seed=1"

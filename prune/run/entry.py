@@ -127,7 +127,7 @@ def run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str
         if _in_multirun():
             message = _message(err)
             report(message, traceback=not isinstance(err, USER_ERRORS))
-            from prune.results import write_text
+            from prune.run.results import write_text
 
             error = f"{type(err).__name__}: {message}\n"
             write_text(Path(cfg.paths.output_dir) / "error.txt", error)

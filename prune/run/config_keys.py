@@ -1,5 +1,6 @@
 """Read and check one key of a composed config. Each check raises a one-line ConfigError that
-names the key, the value and what is allowed (the building blocks of :mod:`prune.validation`)."""
+names the key, the value and what is allowed (the building blocks of
+:mod:`prune.run.validation`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from prune.errors import ConfigError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def group_options(group: str) -> list[str]:

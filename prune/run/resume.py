@@ -39,13 +39,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from prune import rng
-from prune.checkpoint import (
+from prune.pruning.plan import PruningPlan
+from prune.run.checkpoint import (
     TRAINING_KEYS,
     check_checkpoint_fits,
     load_checkpoint,
     save_atomic,
 )
-from prune.pruning.plan import PruningPlan
 
 log = logging.getLogger(__name__)
 

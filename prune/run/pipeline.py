@@ -14,17 +14,17 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.callbacks.relevance import RelevanceAccumulator
-from prune.checkpoint import SafeCheckpointIO, check_finite, load_checkpoint, save_weights
 from prune.errors import ConfigError
 from prune.evaluation import run_explanations
 from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
-from prune.results import write_json as _write_json
-from prune.resume import Resume
-from prune.run_folder import claim
-from prune.stored_config import check_stored_config
-from prune.validation import validate_config, validate_run
+from prune.run.checkpoint import SafeCheckpointIO, check_finite, load_checkpoint, save_weights
+from prune.run.results import write_json as _write_json
+from prune.run.resume import Resume
+from prune.run.run_folder import claim
+from prune.run.stored_config import check_stored_config
+from prune.run.validation import validate_config, validate_run
 from prune.visualize import keep_mask, log_relevance
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def check_evaluate(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """The config to rebuild the checkpoint's model with, and the checkpoint, both checked.
 
     The checkpoint's stored ``data`` and ``model`` replace the command line's (unless
-    ``use_checkpoint_config=false``) only after :func:`prune.stored_config.check_stored_config`
+    ``use_checkpoint_config=false``) only after :func:`prune.run.stored_config.check_stored_config`
     and the same value checks as the command line's; where the data lives (``data.root``,
     ``data.download``) stays this machine's.
     """
@@ -195,7 +195,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the dense model (round 0), then prune and retrain for ``pruner.rounds`` rounds.
 
     Writes ``results.json`` (atomically, after every round) in ``cfg.paths.output_dir``.
-    With ``resume=true`` continues the interrupted run in that folder (see ``prune.resume``).
+    With ``resume=true`` continues the interrupted run in that folder (see ``prune.run.resume``).
     """
     check_train(cfg)  # before any work
     start = time.perf_counter()

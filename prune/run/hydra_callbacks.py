@@ -1,7 +1,7 @@
 """Hydra callback: after a multirun, write summary.csv and an accuracy-vs-FLOPs plot.
 
 Importing it also registers the ``${safe_dirname:}`` resolver of ``hydra.sweep.subdir``
-(:mod:`prune.run_names`), for launchers that run jobs in other processes and send Hydra's
+(:mod:`prune.run.run_names`), for launchers that run jobs in other processes and send Hydra's
 callbacks, this one included, along with them (submitit pickles its launcher's context).
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from prune.results import write_text
-from prune.run_names import safe_dirname  # noqa: F401  (the resolver, in job processes too)
+from prune.run.results import write_text
+from prune.run.run_names import safe_dirname  # noqa: F401  (the resolver, in job processes too)
 
 log = logging.getLogger(__name__)
 

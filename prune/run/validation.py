@@ -6,7 +6,7 @@ written. :func:`validate_run` runs right after the datamodule and the model are 
 before training: the checks that need them (``pruner.keep`` against the number of inputs or
 units, input pruning of a model it cannot apply to, a relevance set larger than its split, a
 ``ckpt_path`` of another model). Both raise :class:`ConfigError` (a ``ValueError``) or
-``FileNotFoundError``, which ``prune.entry.run`` turns into ``error: ...`` and exit status 2.
+``FileNotFoundError``, which ``prune.run.entry.run`` turns into ``error: ...`` and exit status 2.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from prune.callbacks.relevance import OUTPUTS as RELEVANCE_OUTPUTS
 from prune.callbacks.relevance import TARGETS as RELEVANCE_TARGETS
-from prune.checkpoint import check_checkpoint_fits
-from prune.config_keys import (
+from prune.errors import ConfigError
+from prune.run.checkpoint import check_checkpoint_fits
+from prune.run.config_keys import (
     check_choice,
     check_class,
     check_int_at_least,
@@ -33,7 +34,6 @@ from prune.config_keys import (
     is_number,
     is_present,
 )
-from prune.errors import ConfigError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRUNE_TARGETS = ("units", "inputs")

@@ -114,7 +114,7 @@ class RunFolderGuard(Callback):
             return
         out = str(Path(str(config.hydra.run.dir)).absolute())
         cfg = task_config(config, out)
-        from prune import pipeline
+        from prune.run import pipeline
 
         _exit_on_error(pipeline.preflight, cfg)  # one-line errors before anything is written
 
@@ -131,7 +131,7 @@ class RunFolderGuard(Callback):
 
 def _exit_on_error(fn: Any, *args: Any, **kwargs: Any) -> None:
     """Hydra turns a callback's exception into a warning and goes on: stop here instead."""
-    from prune.entry import USER_ERRORS, exit_with
+    from prune.run.entry import USER_ERRORS, exit_with
 
     try:
         fn(*args, **kwargs)

@@ -10,7 +10,7 @@ without importing anything, as a model or dataset class of ``prune.models`` / ``
 an optimizer or learning-rate scheduler of ``torch.optim``; it may use none of
 Hydra's other special keys but ``_partial_``, ``_recursive_`` and ``_convert_``, and holds no
 ``${...}`` interpolation (a stored config is saved resolved, so one is never legitimate). The
-values are then checked by :func:`prune.validation.validate_config`, as on the command line.
+values are then checked by :func:`prune.run.validation.validate_config`, as on the command line.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from prune.config_keys import CONF
 from prune.errors import ConfigError
+from prune.run.config_keys import CONF
 
 #: Hydra keys a stored config may hold besides ``_target_``
 ALLOWED_SPECIAL = frozenset({"_target_", "_partial_", "_recursive_", "_convert_"})

@@ -13,7 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from prune.errors import ConfigError
-from prune.stored_config import check_stored_config
+from prune.run.stored_config import check_stored_config
 
 if TYPE_CHECKING:
     from prune.module import ClassifierModule
@@ -123,7 +123,7 @@ def check_checkpoint_fits(
     and loop state), not weights only. ``checkpoint``: the file's contents when the caller
     has loaded them already (``path`` then only names it in errors). ``foreign``: the file
     comes from outside this run, so its stored config must pass
-    :func:`prune.stored_config.check_stored_config` too (a run's own checkpoints, read back on
+    :func:`prune.run.stored_config.check_stored_config` too (a run's own checkpoints, read back on
     resume, hold the config the run was checked with).
     """
     ckpt = load_checkpoint(path, key=key) if checkpoint is None else checkpoint
