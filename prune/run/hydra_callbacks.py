@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from omegaconf import DictConfig
 
 from prune.run.results import write_text
 from prune.run.run_names import safe_dirname  # noqa: F401  (the resolver, in job processes too)
+from prune.run.sweep_plot import plot_summary, trajectory
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ COLUMNS = [
     "ratio",  # fraction removed after the last round (results' prune/ratio), whatever set it
     "ratio_config",  # pruner.ratio as configured (empty when pruner.keep set the size)
     "seed",
+    "model",
     "data_source",
     "test/acc_dense",
     "test/acc_pruned",
@@ -140,6 +141,10 @@ def _row(name: str, res: dict[str, Any]) -> dict[str, Any]:
         "ratio_config": pruner.get("ratio") if pruner.get("keep") is None else None,
         "seed": config.get("seed"),
         "data_source": (res.get("data") or {}).get("source"),
+        "model": str(((config.get("model") or {}).get("net") or {}).get("_target_", "?")).rsplit(
+            ".", 1
+        )[-1],
+        "trajectory": trajectory(res),  # for the plot, not a CSV column
     }
     row.update({k: final[k] for k in COLUMNS if "/" in k and k in final})  # the metrics
     row.update({k: res[k] for k in ("prune/auc_pruned", "prune/auc") if k in res})
@@ -212,34 +217,6 @@ def write_summary(
     csv_path = sweep_dir / "summary.csv"
     write_text(csv_path, buffer.getvalue())
     return csv_path, plot_summary(rows, sweep_dir / "acc_vs_flops.png")
-
-
-def plot_summary(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Test accuracy against FLOPs (2 x MACs), one curve per criterion, mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row.get("cost/flops") is not None and row.get("test/acc") is not None:
-            groups[row["criterion"]][float(row["cost/flops"])].append(float(row["test/acc"]))
-    if not groups:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in sorted(groups.items()):
-        xs = sorted(points)
-        ax.plot(xs, [sum(points[x]) / len(points[x]) for x in xs], marker="o", label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("FLOPs per sample (2 x MACs)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(title="criterion")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 class SweepSummary(Callback):
