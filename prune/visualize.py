@@ -1,4 +1,5 @@
-"""Pictures of dataset-level relevance for TensorBoard: heatmaps, kept-pixel masks, histograms."""
+"""Pictures of dataset-level relevance for TensorBoard: heatmaps with a colour key, labelled
+per-class tiles, kept-pixel masks, and histograms of input and unit relevance."""
 
 from __future__ import annotations
 
@@ -10,44 +11,89 @@ from torch import Tensor
 
 from prune.lrp import RelevanceStats
 
-
-def heatmap(relevance: Tensor) -> Tensor:
-    """Signed relevance ``(C, H, W)`` -> RGB ``(3, H, W)``: red positive, blue negative."""
-    r = relevance.float().sum(0) if relevance.dim() == 3 else relevance.float()
-    scale = r.abs().max().clamp_min(1e-12)
-    r = r / scale
-    pos, neg = r.clamp(min=0), (-r).clamp(min=0)
-    return torch.stack([1 - neg, 1 - pos - neg, 1 - pos]).clamp(0, 1)
+#: a diverging map: red for relevance for the class, blue against it, white for none
+CMAP = "bwr"
 
 
-def class_grid(per_class: Tensor, columns: int = 5) -> Tensor:
-    """Heatmaps of ``(K, C, H, W)`` per-class relevance tiled into one image."""
-    tiles = [heatmap(r) for r in per_class]
-    k, (_, h, w) = len(tiles), tiles[0].shape
+def _plane(relevance: Tensor) -> Tensor:
+    """``(C, H, W)`` or ``(H, W)`` relevance as one ``(H, W)`` plane (channels summed)."""
+    r = relevance.detach().float().cpu()
+    return r.sum(0) if r.dim() == 3 else r
+
+
+def heatmap_figure(relevance: Tensor, title: str) -> Any:
+    """One heatmap, colour scale symmetric around zero, with a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = _plane(relevance)
+    limit = float(r.abs().max().clamp_min(1e-12))
+    fig, ax = plt.subplots(figsize=(4, 3.4))
+    image = ax.imshow(r.numpy(), cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="relevance per sample")
+    fig.tight_layout()
+    return fig
+
+
+def class_figure(per_class: Tensor, counts: Tensor, columns: int = 5) -> Any:
+    """Per-class heatmaps ``(K, C, H, W)`` labelled with their class and sample count, on one
+    colour scale (so classes compare), with one colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(per_class)
+    means = [_plane(r) / max(int(n), 1) for r, n in zip(per_class, counts, strict=True)]
+    limit = max(float(m.abs().max()) for m in means) or 1e-12
     rows = (k + columns - 1) // columns
-    grid = torch.ones(3, rows * (h + 2), columns * (w + 2))
-    for i, tile in enumerate(tiles):
-        y, x = divmod(i, columns)
-        grid[:, y * (h + 2) + 1 : y * (h + 2) + 1 + h, x * (w + 2) + 1 : x * (w + 2) + 1 + w] = tile
-    return grid
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns + 1, 2.1 * rows), squeeze=False)
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            image = ax.imshow(
+                means[i].numpy(), cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest"
+            )
+            ax.set_title(f"class {i} (n={int(counts[i])})", fontsize=9)
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, label="relevance per sample")
+    return fig
 
 
-def keep_mask(input_keep: Sequence[int], in_shape: Sequence[int]) -> Tensor:
-    """White where a pixel is kept, black where it is pruned: ``(1, H, W)``."""
+def keep_mask(input_keep: Sequence[int], in_shape: Sequence[int], scale: int = 8) -> Tensor:
+    """White where a pixel is kept, black where it is pruned: ``(1, H * scale, W * scale)``,
+    each pixel a ``scale`` x ``scale`` block so the browser shows it sharp."""
     mask = torch.zeros(int(torch.tensor(in_shape).prod()))
     mask[torch.as_tensor(list(input_keep), dtype=torch.long)] = 1.0
-    return mask.view(*in_shape)[:1]
+    plane = mask.view(*in_shape)[:1]
+    return plane.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
 
 
 def log_relevance(logger: Any, stats: RelevanceStats, step: int) -> None:
-    """Write the input heatmaps (overall, per class) and per-layer histograms to TensorBoard."""
+    """Write the input heatmaps (signed, absolute, per class) and histograms of input and
+    per-layer unit relevance (per sample) to TensorBoard."""
     writer = getattr(logger, "experiment", None)
-    if writer is None or not hasattr(writer, "add_image"):
+    if writer is None or not hasattr(writer, "add_figure"):
         return
+    n = max(stats.num_samples, 1)
     if stats.input is not None and stats.input.dim() == 3:
-        writer.add_image("relevance/input", heatmap(stats.input), step)
-        writer.add_image("relevance/input_abs", heatmap(stats.input_abs), step)
-        writer.add_image("relevance/input_per_class", class_grid(stats.per_class_input), step)
+        writer.add_figure(
+            "relevance/input", heatmap_figure(stats.input / n, "input relevance"), step
+        )
+        writer.add_figure(
+            "relevance/input_abs", heatmap_figure(stats.input_abs / n, "|input relevance|"), step
+        )
+        writer.add_figure(
+            "relevance/input_per_class",
+            class_figure(stats.per_class_input, stats.class_counts),
+            step,
+        )
+    if stats.input is not None:
+        writer.add_histogram("relevance/input", stats.input.flatten() / n, step)
     for name, values in stats.channels.items():
-        writer.add_histogram(f"relevance/{name}", values / max(stats.num_samples, 1), step)
+        writer.add_histogram(f"relevance/{name}", values / n, step)
     writer.flush()
