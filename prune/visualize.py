@@ -51,7 +51,7 @@ def class_figure(per_class: Tensor, counts: Tensor, columns: int = 5) -> Any:
     means = [_plane(r) / max(int(n), 1) for r, n in zip(per_class, counts, strict=True)]
     limit = max(float(m.abs().max()) for m in means) or 1e-12
     rows = (k + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns + 1, 2.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns + 1, 2.2 * rows), squeeze=False)
     image = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -59,7 +59,7 @@ def class_figure(per_class: Tensor, counts: Tensor, columns: int = 5) -> Any:
             image = ax.imshow(
                 means[i].numpy(), cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest"
             )
-            ax.set_title(f"class {i} (n={int(counts[i])})", fontsize=9)
+            ax.set_title(f"class {i}\nn={int(counts[i])}", fontsize=11)
     fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, label="relevance per sample")
     return fig
 
@@ -93,7 +93,8 @@ def log_relevance(logger: Any, stats: RelevanceStats, step: int) -> None:
             step,
         )
     if stats.input is not None:
-        writer.add_histogram("relevance/input", stats.input.flatten() / n, step)
+        # a tag of its own: TensorBoard shows one of an image and a histogram sharing a tag
+        writer.add_histogram("relevance/input_histogram", stats.input.flatten() / n, step)
     for name, values in stats.channels.items():
         writer.add_histogram(f"relevance/{name}", values / n, step)
     writer.flush()

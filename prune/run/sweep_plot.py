@@ -8,6 +8,7 @@ accuracy right after each cut, before fine-tuning. The dense model is one black 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +47,10 @@ def _curve_name(row: dict[str, Any], several_sizes: bool) -> str:
 
 def _title(rows: Sequence[dict[str, Any]]) -> str:
     models = sorted({str(r.get("model") or "?") for r in rows})
-    sources = sorted({str(r.get("data_source") or "?") for r in rows})
+    # "MNIST (/data/MNIST/raw)" -> "MNIST": where the files were is no part of the title
+    sources = sorted(
+        {re.sub(r" \([^()]*/[^()]*\)$", "", str(r.get("data_source") or "?")) for r in rows}
+    )
     return f"{', '.join(models)} on {'; '.join(sources)}"
 
 

@@ -54,8 +54,8 @@ def test_heatmaps_have_a_symmetric_diverging_scale_and_a_colour_bar():
     assert low == -high and image.get_cmap().name == "bwr"  # white is zero relevance
     assert len(heat.axes) == 2  # the map and its colour bar
     titles = [ax.get_title() for ax in figures["relevance/input_per_class"].axes]
-    assert [t for t in titles if t][:3] == ["class 0 (n=4)", "class 1 (n=5)", "class 2 (n=6)"]
-    assert set(logger.experiment.histograms) == {"relevance/input", "relevance/fc1"}
+    assert [t for t in titles if t][:3] == ["class 0\nn=4", "class 1\nn=5", "class 2\nn=6"]
+    assert set(logger.experiment.histograms) == {"relevance/input_histogram", "relevance/fc1"}
 
 
 def test_keep_mask_is_upscaled_with_sharp_blocks():
