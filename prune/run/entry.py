@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -34,8 +35,76 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
+#: Lightning's INFO lines that every Trainer repeats (about 16 Trainers in a pruning run), about
+#: the machine or about a default value, never about the run: dropped wherever they would go
+LIGHTNING_BANNERS = (
+    "GPU available: ",
+    "TPU available: ",
+    "HPU available: ",
+    "`Trainer(limit_train_batches=1.0)` was configured so 100%",
+    "`Trainer(limit_val_batches=1.0)` was configured so 100%",
+    "`Trainer(limit_test_batches=1.0)` was configured so 100%",
+    "`Trainer(limit_predict_batches=1.0)` was configured so 100%",
+    "💡 Tip: For seamless cloud",  # litlogger / litmodels advertising
+)
+#: Lightning's INFO lines about each fit and test of a round: kept in the run's log file, where
+#: they say which checkpoint was tested, but not on the console, which has one line a round
+LIGHTNING_PROGRESS = (
+    "`Trainer.fit` stopped: ",
+    "Restoring states from the checkpoint path at ",
+    "Loaded model weights from the checkpoint at ",
+)
+#: (message, category) of the warnings Lightning gives on every run that are not about the user's
+#: setup: regular expressions matched from the message's start, and only when Lightning's own
+#: code raises the warning
+LIGHTNING_WARNINGS = (
+    # torch 2.14 deprecates the LeafSpec check that Lightning's own _pytree.py still makes
+    (re.escape("`isinstance(treespec, LeafSpec)` is deprecated"), FutureWarning),
+    # the module's overrides are deliberate: uint8 batches are moved as a pair, then normalised
+    # on the device by the module (its mean and std travel in its checkpoints)
+    (
+        re.escape("You have overridden `")
+        + "(transfer_batch_to_device|on_after_batch_transfer)"
+        + re.escape("` in `LightningModule` but have passed in a `LightningDataModule`"),
+        UserWarning,
+    ),
+    # ClassifierModule logs the epoch's training loss and accuracy at the epoch's end whatever
+    # the interval, so a short epoch loses nothing this warning is about
+    (
+        re.escape("The number of training batches (")
+        + r"\d+"
+        + re.escape(") is smaller than the logging interval"),
+        UserWarning,
+    ),
+)
+
+
+class KnownLines(logging.Filter):
+    """Drop log records whose message starts with one of ``prefixes``; let all others through."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a known line (dropped), True otherwise."""
+        return not record.getMessage().startswith(self.prefixes)
+
+
+# one instance each, so that calling _quiet_lightning again adds nothing twice
+_BANNERS = KnownLines(LIGHTNING_BANNERS)
+_PROGRESS = KnownLines(LIGHTNING_PROGRESS)
+
+
 def _quiet_lightning() -> None:
-    """Lightning logs through its own console handler *and* Hydra's root logger: keep Hydra's."""
+    """Keep Lightning's console to what is about the run, at the source of each known line.
+
+    Lightning logs through its own console handler *and* Hydra's root logger: keep Hydra's.
+    Its per-Trainer banners (:data:`LIGHTNING_BANNERS`) are dropped, its per-fit notes
+    (:data:`LIGHTNING_PROGRESS`) go to the log file only, and its known warnings
+    (:data:`LIGHTNING_WARNINGS`) are ignored by exact text when Lightning raises them. Any other
+    record or warning, Lightning's or the user's, still shows. Safe to call more than once.
+    """
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
@@ -43,11 +112,16 @@ def _quiet_lightning() -> None:
                 handler, logging.FileHandler
             ):
                 logger.removeHandler(handler)
-    # our datamodules leave normalisation to the module on purpose (it travels in checkpoints)
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()
-    )
+    # a logger's filters see only the records logged to it: rank_zero_info's logger, by name
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_BANNERS)
+    for handler in logging.getLogger().handlers:  # Hydra's console handler, not its file one
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.addFilter(_PROGRESS)
+    for message, category in LIGHTNING_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=r"lightning\.")
 
 
 def one_line(text: str) -> str:

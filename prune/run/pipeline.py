@@ -20,6 +20,7 @@ from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
 from prune.run.checkpoint import SafeCheckpointIO, check_finite, load_checkpoint, save_weights
+from prune.run.report import figures_table, plain_text, print_table, round_line, rounds_table
 from prune.run.results import write_json as _write_json
 from prune.run.resume import Resume
 from prune.run.run_folder import claim
@@ -60,6 +61,10 @@ def build_module(cfg: DictConfig, dm: Any) -> ClassifierModule:
     )
 
 
+#: the Trainer's batch limits; at 1.0 (all batches, Lightning's default) they are not passed on
+_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+
+
 def make_trainer(
     cfg: DictConfig, version: str | None, callbacks: bool = True, **overrides: Any
 ) -> L.Trainer:
@@ -83,6 +88,10 @@ def make_trainer(
     # every checkpoint Lightning reads is loaded as data only, and written atomically
     plugins = [*(cfg.trainer.get("plugins") or []), SafeCheckpointIO()]
     kwargs = {"callbacks": cbs, "logger": logger, "plugins": plugins, **overrides}
+    for key in _LIMITS:  # the default given explicitly: Lightning would say so, every Trainer
+        value = kwargs[key] if key in kwargs else cfg.trainer.get(key)
+        if isinstance(value, float) and value == 1.0:  # (1, an int, is one batch)
+            kwargs[key] = None
     if not cbs:
         kwargs.setdefault("enable_checkpointing", False)
     return instantiate(cfg.trainer, **kwargs)
@@ -136,7 +145,7 @@ def explain(
         callbacks=False,
         inference_mode=False,  # LRP needs gradients; validate() defaults to inference mode
         enable_progress_bar=False,
-        limit_val_batches=1.0,
+        limit_val_batches=None,  # all of the relevance set, whatever trainer.limit_val_batches
     )
     trainer.callbacks.append(acc)
     trainer.validate(module, dataloaders=dm.relevance_dataloader(), verbose=False)
@@ -212,6 +221,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume = Resume(cfg, out)
     if resume.complete:
         log.info("resume=true: %s is complete already", out / "results.json")
+        _show_rounds(resume.previous, out)
         return resume.previous
     results: dict[str, Any] = {
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -225,6 +235,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not resume.active:  # the folder holds a run from now on: resumable, and claimed
         write_json(out / "results.json", results)
     summary = _summary_logger(cfg)
+    rounds = pruner.rounds if pruner is not None else 0
     if resume.done(0):  # finished before the interruption: keep its row
         results["rounds"] = [resume.rows[k] for k in sorted(resume.rows)]
         dense_acc = resume.rows[0]["test/acc"]
@@ -242,9 +253,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             {"round": 0, "test/acc": dense_acc, **dense_cost, "checkpoint": _best_ckpt(trainer)}
         )
         _log_summary(summary, 0, {"test/acc": dense_acc, **dense_cost})
+        _log_round(results["rounds"][-1], rounds)
         write_json(out / "results.json", results)
 
-    rounds = pruner.rounds if pruner is not None else 0
     # what pruner.keep counts, in the dense model (built dense above, whatever resume loads)
     dense_total = pruner.total(module.net, example) if pruner is not None else None
     retrain_epochs = cfg.retrain.max_epochs
@@ -313,6 +324,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["rounds"].append(row)
         results["plan"] = plan.to_dict()
         _log_summary(summary, k, {k2: v for k2, v in row.items() if isinstance(v, (int, float))})
+        _log_round(row, rounds, fine_tuned=retrain_epochs > 0)
         write_json(out / "results.json", results)
 
     if rounds > 1:
@@ -324,7 +336,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     results["status"] = "complete"
     results["wall_s"] = time.perf_counter() - start
     write_json(out / "results.json", results)
-    log.info("results: %s", out / "results.json")
+    _show_rounds(results, out)
     return results
 
 
@@ -345,6 +357,33 @@ def _batches(
             break
         batches.append((module.normalize(x.to(module.device)), y.to(module.device)))
     return batches
+
+
+# -- what the user sees ------------------------------------------------------------------------
+@rank_zero_only
+def _log_round(row: dict[str, Any], rounds: int, fine_tuned: bool = True) -> None:
+    """The round's one line (console and log file), from rank 0 only."""
+    log.info("%s", round_line(row, rounds, fine_tuned))
+
+
+@rank_zero_only
+def _show(table: Any, notes: list[str]) -> None:
+    """Print ``table`` and ``notes`` on stdout, and put them in the run's log file too."""
+    print_table(table, notes)
+    # into the log file as well, where the console's copy is not: a run's folder tells all
+    record = log.makeRecord(
+        log.name, logging.INFO, __file__, 0, "%s", ("\n" + plain_text(table, notes),), None
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _show_rounds(results: dict[str, Any], out: Path) -> None:
+    """The run's summary: the rounds' table, the data warning again, and the results' path."""
+    warning = [f"warning: {results['warning']}"] if results.get("warning") else []
+    _show(rounds_table(results["rounds"], title="results by round"), warning)
+    log.info("results: %s", out / "results.json")
 
 
 def _summary_logger(cfg: DictConfig) -> Any:
@@ -390,5 +429,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         results["explanations"] = run_explanations(cfg, module, dm, out, trainer.logger or None)
     results["status"] = "complete"
     write_json(out / "evaluation.json", results)
-    log.info("test/acc=%.4f results: %s", acc, out / "evaluation.json")
+    kept = None if module.plan is None else module.plan.summary()
+    name = Path(str(ckpt_path))
+    _show(figures_table({**results, "kept": kept}, title=f"{name.parent.name}/{name.name}"), [])
+    log.info("results: %s", out / "evaluation.json")
     return results
