@@ -336,8 +336,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     results["status"] = "complete"
     results["wall_s"] = time.perf_counter() - start
     write_json(out / "results.json", results)
+    _log_hparams(summary, cfg, results["final"])
     _show_rounds(results, out)
     return results
+
+
+def _log_hparams(logger: Any, cfg: DictConfig, final: dict[str, Any]) -> None:
+    """The run's config and final figures in TensorBoard's HPARAMS tab (which compares the
+    jobs of a sweep), under ``hparams/<metric>``."""
+    if logger is None:
+        return
+    metrics = {
+        f"hparams/{k}": float(v)
+        for k, v in final.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "round"
+    }
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics=metrics)
+    logger.save()
 
 
 def _auc(rows: list[dict[str, Any]], key: str) -> float:

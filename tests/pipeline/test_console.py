@@ -239,3 +239,14 @@ def test_a_run_logs_one_line_a_round_and_ends_with_the_table(tmp_path, capsys, c
     everything = "\n".join([*messages, *(r.getMessage() for r in caplog.records), out])
     for text in KNOWN:
         assert text not in everything, text
+
+
+def test_run_logs_its_config_and_final_figures_for_the_hparams_tab(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_cfg("train", [o for o in TINY_PRUNE if o != "~logger"])
+    pipeline.train(with_output(cfg, tmp_path))
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "summary"))
+    events.Reload()
+    assert events.PluginTagToContent("hparams")  # the HPARAMS tab's session data
+    assert "hparams/test/acc" in events.Tags()["scalars"]
