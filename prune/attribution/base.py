@@ -13,7 +13,7 @@ class AttributionMethod(ABC):
 
     Subclasses implement :meth:`attribute`. Calling the method puts the model in
     ``eval()`` mode with gradients enabled, checks shapes, and restores the previous
-    mode afterwards (design.md, decision 5), so it is safe to call from training hooks
+    mode afterwards, so it is safe to call from training hooks
     and from ``torch.no_grad()`` blocks. It cannot run under ``torch.inference_mode``,
     where no graph is recorded.
 

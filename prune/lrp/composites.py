@@ -230,7 +230,7 @@ class EpsilonAlpha2Beta1(LayerMap):
 class EpsilonPlusFlat(SpecialFirstLayer):
     """:class:`EpsilonPlus` with flat on the first linear or conv layer (Zennit's preset).
 
-    Not for input pruning: flat makes input relevance independent of the pixels (design.md).
+    Not for input pruning: flat makes input relevance independent of the pixels.
 
     Args:
         epsilon: stabiliser of the epsilon rule.

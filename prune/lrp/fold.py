@@ -3,9 +3,9 @@
 On CPU, oneDNN's input-gradient kernel is slow for a 2-d convolution with one to three input
 channels and many output channels: the first layer of an image model. There the same product is
 faster as ``W^T grad`` per output position (one matrix product) scattered back onto the input
-grid by ``F.fold`` (measured at batch 128, 2 threads: LeNet-5's 1 -> 20 channels, 5x5 on 28x28,
-12.4 ms against 6.7-7.0 ms; VGG's 3 -> 64, 3x3 on 32x32, 33.6 ms against 9.8 ms; with fewer
-output channels per input channel, e.g. 2 -> 16, the native kernel wins, 4.3 ms against 5.8 ms).
+grid by ``F.fold`` when each input channel feeds many output channels (LeNet-5's 1 -> 20,
+VGG's 3 -> 64); with fewer output channels per input channel (2 -> 16, say) the native kernel
+wins (the measurements are in the docs' performance page).
 The engine routes exactly those layers here (:func:`use_fold`): the rules' transposed products
 through :meth:`prune.lrp.core.LinearOp.transpose`, the native fast path through
 :class:`FoldConv`. The result equals the native one up to float rounding.

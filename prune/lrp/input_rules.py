@@ -67,7 +67,7 @@ class WSquare(LinearRule):
     """LRP-w^2 (Montavon et al. 2017): ``R_i = sum_j w_ij^2 / sum_i w_ij^2 R_j``, ignores ``x``.
 
     For a first layer with unbounded inputs. Like Zennit, the bias is squared too and absorbs
-    its share. Relevance does not depend on the input values (see design.md, pitfalls).
+    its share. Relevance does not depend on the input values, so it cannot rank pixels.
 
     Args:
         stabilizer: added to the denominator with its sign, >= 0.
@@ -95,7 +95,7 @@ class Flat(WSquare):
     """LRP-flat (Lapuschkin et al. 2019): spread relevance uniformly over the receptive field.
 
     ``w^2`` with all weights one and no bias. First layer only; makes input relevance useless for
-    input pruning (design.md, pitfalls).
+    input pruning (every pixel of a receptive field gets the same share).
 
     Args:
         stabilizer: added to the denominator with its sign, >= 0.

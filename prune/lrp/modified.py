@@ -44,9 +44,9 @@ class _ModifiedLayer(torch.autograd.Function):
 
 #: Slices of the batch in which a rebuilt first layer (a spec's ``recompute_h``) is processed
 #: on the CPU; on a GPU, where each slice costs kernel launches that a small batch cannot hide,
-#: slices of at most ``GPU_SLICE_BYTES`` of ``h`` (one slice up to that size). H100, batch 1024,
-#: alpha-beta, time / peak memory vs forward+backward: 1 MiB 8.2x / 1.06 (VGG11), 14.8x / 1.05
-#: (LeNet-5); 16 MiB 1.78x / 1.06, 3.07x / 1.53; 64 MiB 1.76x / 1.06, 3.34x / 2.05.
+#: slices of at most ``GPU_SLICE_BYTES`` of ``h`` (one slice up to that size): smaller slices
+#: multiply the launches, larger ones the peak memory (the sweep behind the size is in the docs'
+#: performance page).
 SLICES, GPU_SLICE_BYTES = 8, 1 << 24
 
 

@@ -114,8 +114,7 @@ def gradient_seeds(
     class) under a one-map composite take a narrow path with the same values: the relevance
     sits on one logit per sample, so the seed is that column's ratio scattered into zeros and
     the explained output is that logit. On a small model the full-width path's extra
-    operations cost 3% of a forward+backward (the MLP's epsilon pass: 1.11-1.12x against
-    1.08-1.09x of it).
+    operations are a visible share of a forward+backward.
     """
     one_map = passes == 1 and type(composite).seeds is Composite.seeds
     if one_map and (target is None or (isinstance(target, Tensor) and target.dtype in INDEX)):

@@ -93,7 +93,7 @@ class RelevanceStats:
                 self.num_classes, dtype=torch.float64, device=ref.device
             )
         # Per-class sums as one (K, B) @ (B, D) product: a BLAS call, where index_add_ over B
-        # rows runs serially on CPU (10x slower at B = 1000). The plain sums over the batch are
+        # rows runs serially on CPU (far slower at large B). The plain sums over the batch are
         # the per-class sums summed over classes, so they cost nothing more. Batch sums are
         # taken in the relevance's dtype and accumulated in float64.
         onehot = torch.nn.functional.one_hot(labels, self.num_classes).T  # (K, B)

@@ -43,8 +43,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _forward_copy(model: nn.Module, enabled: bool) -> nn.Module:
-    """A channels-last copy of ``model`` for plain forward passes (2x faster for small CNNs
-    on CPU), or ``model`` itself; the caller's model is never converted."""
+    """A channels-last copy of ``model`` for plain forward passes (oneDNN's faster layout for
+    small CNNs on CPU), or ``model`` itself; the caller's model is never converted."""
     if not enabled or not any(p.dim() == 4 for p in model.parameters()):
         return model
     return copy.deepcopy(model).to(memory_format=torch.channels_last).eval()

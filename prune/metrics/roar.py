@@ -105,8 +105,8 @@ def remove_and_retrain(
     trained by ``train_fn`` and its test accuracy recorded. Removing the least relevant
     pixels should keep accuracy (the pruned inputs are not needed); removing the most
     relevant should lose it faster than the random baseline. The random and pixel
-    variance baselines are added when ``baselines`` (design.md, sec. 6: input pruning is
-    always shown beside them).
+    variance baselines are added when ``baselines`` (input pruning is always shown beside
+    them).
 
     Args:
         scores: method name -> pixel scores ``(P,)`` (e.g. from :func:`dataset_relevance`).

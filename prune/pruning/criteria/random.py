@@ -17,7 +17,7 @@ class RandomCriterion(Criterion):
     """Uniform random scores from a seeded generator (units or input elements).
 
     Show it beside every criterion from the same run: on MNIST input pruning, random pixels
-    beat an LRP ranking under a flat first-layer rule (design.md, measured pitfalls).
+    beat an LRP ranking under a flat first-layer rule, whose input relevance ignores the pixels.
 
     Args:
         seed: seed of the generator; the same seed gives the same scores on every call.
