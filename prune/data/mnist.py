@@ -112,7 +112,7 @@ class TorchvisionIDXDataModule(TensorDataModule):
             self.dataset_cls(str(self.root), train=False, download=True)
             return True
         except Exception as err:  # no network, read-only root, mirror down: all mean "not here"
-            log.info("download of %s failed: %s", self.folder, err)
+            log.info("download of %s failed: %s", self.folder, " ".join(str(err).split())[:200])
             return False
         finally:
             socket.setdefaulttimeout(previous)

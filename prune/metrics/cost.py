@@ -3,19 +3,31 @@
 FLOPs convention: FLOPs = 2 x MACs of convolutions and matrix products, as counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of one sample. Bias
 additions, activations, pooling and BatchNorm are not counted.
+
+Latency: the median of timed repeats at a fixed intra-op thread count, with its interquartile
+range and a flag when that range is too wide, relative to the median, to trust the figure.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import os
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+#: IQR / median above which a latency is flagged noisy (``cost/latency_ms_..._noisy``). On a
+#: quiet machine the quartiles of a forward pass lie within a few percent of each other; a
+#: spread over a quarter of the median means other work (jobs on the same cores, frequency
+#: scaling, swapping) moved the timings, by as much as the differences between pruning rounds
+#: that the figure is read for, so its median cannot be compared with another's.
+NOISY_IQR = 0.25
 
 
 def _example(model: nn.Module, in_shape: Sequence[int], batch: int) -> torch.Tensor:
@@ -51,6 +63,70 @@ def state_dict_bytes(model: nn.Module) -> int:
 
 
 @torch.no_grad()
+def _time_once(model: nn.Module, x: torch.Tensor) -> float:
+    """Wall time in seconds of one forward pass of ``x`` (synchronised on CUDA)."""
+    cuda = x.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(x.device)
+    start = time.perf_counter()
+    model(x)
+    if cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - start
+
+
+def default_threads() -> int:
+    """Intra-op threads latency is timed with unless told: the cores this process may run on,
+    capped at torch's own count (by default the machine's physical cores, or OMP_NUM_THREADS),
+    so hyperthreads are not counted twice and a CPU limit set by the user is kept."""
+    try:
+        available = len(os.sched_getaffinity(0))  # respects taskset, cgroups' cpusets, Slurm
+    except AttributeError:  # macOS, Windows
+        available = os.cpu_count() or 1
+    return max(1, min(available, torch.get_num_threads()))
+
+
+def _check_threads(threads: Any) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"latency threads must be an integer >= 1 or None, got {threads!r}")
+    return threads
+
+
+@torch.no_grad()
+def timings(
+    model: nn.Module,
+    in_shape: Sequence[int],
+    batch: int,
+    repeats: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+) -> list[float]:
+    """Wall times in seconds of ``repeats`` forward passes at ``batch`` on the model's device,
+    after ``warmup`` untimed ones.
+
+    The intra-op thread count is fixed to ``threads`` (default: :func:`default_threads`) while
+    timing and restored afterwards; on CUDA every pass is synchronised before the clock is read.
+    """
+    threads = _check_threads(threads)
+    was_training = model.training
+    model.eval()
+    x = _example(model, in_shape, batch)
+    old_threads = torch.get_num_threads()
+    times = []
+    try:
+        torch.set_num_threads(threads)
+        for i in range(warmup + repeats):
+            elapsed = _time_once(model, x)
+            if i >= warmup:
+                times.append(elapsed)
+    finally:
+        torch.set_num_threads(old_threads)
+        model.train(was_training)
+    return times
+
+
 def latency(
     model: nn.Module,
     in_shape: Sequence[int],
@@ -59,33 +135,27 @@ def latency(
     warmup: int = 5,
     threads: int | None = None,
 ) -> float:
-    """Median wall time in seconds of one forward pass at ``batch`` on the model's device.
+    """Median wall time in seconds of one forward pass at ``batch`` (see :func:`timings`)."""
+    return statistics.median(timings(model, in_shape, batch, repeats, warmup, threads))
 
-    On CPU the thread count is fixed to ``threads`` (default: the current setting) for the
-    measurement; on CUDA every pass is synchronised before the clock is read.
+
+def spread(times: Sequence[float]) -> tuple[float, float, bool]:
+    """Median, interquartile range (q75 - q25) and noisy flag of ``times``.
+
+    Args:
+        times: the timed repeats (at least one).
+
+    Returns:
+        ``(median, iqr, noisy)``, in the unit of ``times``. ``noisy`` is True when the IQR is
+        above :data:`NOISY_IQR` times the median. With a single repeat there is no spread to
+        measure: the IQR is 0 and the figure is not flagged.
     """
-    was_training = model.training
-    model.eval()
-    x = _example(model, in_shape, batch)
-    cuda = x.device.type == "cuda"
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    times = []
-    try:
-        for i in range(warmup + repeats):
-            if cuda:
-                torch.cuda.synchronize(x.device)
-            start = time.perf_counter()
-            model(x)
-            if cuda:
-                torch.cuda.synchronize(x.device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(old_threads)
-        model.train(was_training)
-    return statistics.median(times)
+    median = statistics.median(times)
+    if len(times) < 2:
+        return median, 0.0, False
+    q25, _, q75 = statistics.quantiles(times, n=4, method="inclusive")
+    iqr = max(0.0, q75 - q25)
+    return median, iqr, iqr > NOISY_IQR * median
 
 
 def measure(
@@ -99,24 +169,38 @@ def measure(
     """All cost figures in one dict with ``cost/...`` keys (latency in milliseconds).
 
     Latency is measured on each of ``devices`` (``cpu``, ``cuda``; default: the model's own
-    device), on a copy of the model where it lives elsewhere: ``cost/latency_ms_b{batch}_{dev}``.
+    device), on a copy of the model where it lives elsewhere, with the intra-op thread count
+    fixed to ``threads`` (default: :func:`default_threads`) and restored afterwards. For each
+    device and batch size:
+
+    - ``cost/latency_ms_b{batch}_{device}``: the median of ``repeats`` timed passes;
+    - ``cost/latency_ms_b{batch}_{device}_iqr``: their interquartile range (q75 - q25);
+    - ``cost/latency_ms_b{batch}_{device}_noisy``: True when the IQR is above
+      :data:`NOISY_IQR` times the median, too wide a spread to trust the median.
+
+    ``cost/latency_threads`` is the thread count used.
     """
     own = next(model.parameters()).device.type
-    out: dict[str, float] = {
-        "cost/flops": count_flops(model, in_shape),
-        "cost/params": count_params(model),
-        "cost/state_dict_bytes": state_dict_bytes(model),
-    }
+    threads = _check_threads(threads)
     devices = list(devices or [own])
-    for device in devices:  # all checked before anything is timed
+    for device in devices:  # all checked before anything is measured
         if device not in ("cpu", "cuda"):
             raise ValueError(f"latency device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("latency on device 'cuda' asked for, but no GPU is available")
+    out: dict[str, float] = {
+        "cost/flops": count_flops(model, in_shape),
+        "cost/params": count_params(model),
+        "cost/state_dict_bytes": state_dict_bytes(model),
+        "cost/latency_threads": threads,
+    }
     for device in devices:
         net = model if device == own else copy.deepcopy(model).to(device)
         for b in latency_batches:
-            out[f"cost/latency_ms_b{b}_{device}"] = 1e3 * latency(
-                net, in_shape, b, repeats, threads=threads
-            )
+            times = timings(net, in_shape, b, repeats, threads=threads)
+            median, iqr, noisy = spread(times)
+            key = f"cost/latency_ms_b{b}_{device}"
+            out[key] = 1e3 * median
+            out[f"{key}_iqr"] = 1e3 * iqr
+            out[f"{key}_noisy"] = noisy
     return out

@@ -123,6 +123,7 @@ def _measure(cfg: DictConfig, module: ClassifierModule) -> dict[str, float]:
         module.in_shape,
         latency_batches=list(cfg.measure.latency_batches),
         repeats=int(cfg.measure.latency_repeats),
+        threads=cfg.measure.get("latency_threads"),  # None: cost.default_threads()
         devices=latency_devices(cfg),
     )
 

@@ -8,6 +8,7 @@ The builders are pure: rows in, a string or a :class:`rich.table.Table` out. Onl
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -17,9 +18,16 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-#: ``cost/latency_ms_b{batch}_{device}``, as :func:`prune.metrics.cost.measure` names them
-_LATENCY = re.compile(r"cost/latency_ms_b(\d+)_(\w+)$")
+from prune.metrics.cost import NOISY_IQR
+
+#: ``cost/latency_ms_b{batch}_{device}``, as :func:`prune.metrics.cost.measure` names them (the
+#: median; not its ``..._iqr`` and ``..._noisy`` companions)
+_LATENCY = re.compile(r"cost/latency_ms_b(\d+)_([^\W_]+)$")
 _NONE = "-"
+#: under a table with a latency marked ``*`` (its ``cost/latency_ms_..._noisy`` flag set)
+NOISY_NOTE = f"* spread too wide to trust: IQR above {NOISY_IQR:.0%} of the median"
+#: what a latency cell ``median ± spread`` shows
+SPREAD_CAPTION = "latency: median ± IQR/2 of the timed repeats"
 
 
 def _percent(value: Any) -> str:
@@ -32,6 +40,50 @@ def _count(value: Any) -> str:
 
 def _ms(value: Any) -> str:
     return _NONE if value is None else f"{float(value):.3g}"
+
+
+def _decimals(value: float) -> int:
+    """Decimal places that show ``value`` to 3 significant figures (none from 100 up)."""
+    return max(0, 2 - math.floor(math.log10(abs(value)))) if value else 0
+
+
+def _latency(row: Mapping[str, Any], key: str) -> str:
+    """A latency cell: ``0.0746 ± 0.0042`` (median ± IQR/2, to the median's decimals) where
+    ``row`` has the IQR (``{key}_iqr``), the median alone where not (older results), and ``*``
+    after it where ``{key}_noisy`` is set."""
+    median, iqr = row.get(key), row.get(f"{key}_iqr")
+    if median is None:
+        return _NONE
+    if iqr is None:
+        cell = _ms(median)
+    else:
+        places = _decimals(float(median))
+        cell = f"{float(median):.{places}f} ± {float(iqr) / 2:.{places}f}"
+    return cell + ("*" if row.get(f"{key}_noisy") else "")
+
+
+def _latency_notes(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[str]:
+    """:data:`NOISY_NOTE` where any of ``keys`` is flagged noisy in any of ``rows``."""
+    noisy = any(row.get(f"{key}_noisy") for row in rows for key in keys)
+    return [NOISY_NOTE] if noisy else []
+
+
+def _has_spread(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> bool:
+    return any(row.get(f"{key}_iqr") is not None for row in rows for key in keys)
+
+
+class NotedTable(Table):
+    """A :class:`rich.table.Table` with lines that :func:`print_table` prints under it.
+
+    Args:
+        *args: as :class:`rich.table.Table`.
+        notes: one line each, e.g. what a ``*`` in a cell means.
+        **kwargs: as :class:`rich.table.Table`.
+    """
+
+    def __init__(self, *args: Any, notes: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes = list(notes)
 
 
 def _pixels(kept: Mapping[str, Any]) -> str | None:
@@ -101,15 +153,19 @@ def _latency_header(key: str) -> str:
     return f"latency ms\n{device} b={batch}"
 
 
-def rounds_table(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> Table:
+def rounds_table(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> NotedTable:
     """The summary of a run: one row per round of ``results.json``'s ``rounds``.
 
     Columns: round, what it kept, test accuracy right after the cut (before fine-tuning) and at
     the round's end, FLOPs (with their share of the dense model's), parameters, and one column
-    per measured latency (``cost/latency_ms_b{batch}_{device}``).
+    per measured latency (``cost/latency_ms_b{batch}_{device}``: median ± IQR/2, ``*`` where
+    flagged noisy, with :data:`NOISY_NOTE` in the table's notes).
     """
-    table = Table(title=title, caption="acc pruned: right after the cut, before fine-tuning")
     latency = _latency_keys(rows)
+    caption = "acc pruned: right after the cut, before fine-tuning"
+    if _has_spread(rows, latency):
+        caption += f"\n{SPREAD_CAPTION}"
+    table = NotedTable(title=title, caption=caption, notes=_latency_notes(rows, latency))
     table.add_column("round", justify="right")
     table.add_column("kept")
     table.add_column("acc\npruned", justify="right")
@@ -129,15 +185,19 @@ def rounds_table(rows: Sequence[Mapping[str, Any]], title: str | None = None) ->
             _percent(row.get("test/acc")),
             flops,
             _count(row.get("cost/params")),
-            *(_ms(row.get(key)) for key in latency),
+            *(_latency(row, key) for key in latency),
         ]
         table.add_row(*(Text(cell) for cell in cells))  # Text: no markup read into the values
     return table
 
 
-def figures_table(figures: Mapping[str, Any], title: str | None = None) -> Table:
-    """A checkpoint's figures (``evaluation.json``): accuracy, what it keeps, cost, latency."""
-    table = Table(title=title)
+def figures_table(figures: Mapping[str, Any], title: str | None = None) -> NotedTable:
+    """A checkpoint's figures (``evaluation.json``): accuracy, what it keeps, cost, latency
+    (median ± IQR/2, ``*`` where flagged noisy, with :data:`NOISY_NOTE` in the table's notes)."""
+    latency = _latency_keys([figures])
+    caption = SPREAD_CAPTION if _has_spread([figures], latency) else None
+    notes = _latency_notes([figures], latency)
+    table = NotedTable(title=title, caption=caption, notes=notes)
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [("test accuracy", _percent(figures.get("test/acc")))]
@@ -150,9 +210,9 @@ def figures_table(figures: Mapping[str, Any], title: str | None = None) -> Table
     ]
     if figures.get("cost/state_dict_bytes") is not None:
         rows.append(("weights (bytes)", _count(figures["cost/state_dict_bytes"])))
-    for key in _latency_keys([figures]):
+    for key in latency:
         batch, device = _LATENCY.match(key).groups()
-        rows.append((f"latency ms, {device}, batch {batch}", _ms(figures[key])))
+        rows.append((f"latency ms, {device}, batch {batch}", _latency(figures, key)))
     for name, value in rows:
         table.add_row(Text(name), Text(value))
     return table
@@ -164,7 +224,8 @@ def _width(console: Console, table: Table) -> int:
 
 
 def print_table(table: Table, notes: Sequence[str] = (), file: io.TextIOBase | None = None) -> None:
-    """Print ``table``, then each of ``notes`` on its own line, to ``file`` (default stdout).
+    """Print ``table``, then each of its own notes (a :class:`NotedTable`'s) and of ``notes`` on
+    its own line, to ``file`` (default stdout).
 
     On a terminal rich fits the table to its width, with colours; elsewhere (a pipe, a log, a
     test's captured output) it is plain text at the width the table needs, so no cell wraps.
@@ -173,7 +234,7 @@ def print_table(table: Table, notes: Sequence[str] = (), file: io.TextIOBase | N
     if not console.is_terminal:  # print's own width= is capped at the console's
         console.width = max(console.width, _width(console, table))
     console.print(table)
-    for note in notes:  # one line each, however long: a log reader greps them
+    for note in [*getattr(table, "notes", ()), *notes]:  # one line each: a log reader greps them
         console.print(Text(note), soft_wrap=True)
 
 

@@ -70,6 +70,7 @@ def validate_config(cfg: DictConfig) -> None:
                 f"measure.latency_batches must be a list of integers >= 1, got {batches!r}"
             )
         check_int_at_least(cfg, "measure.latency_repeats", 1)
+        check_int_at_least(cfg, "measure.latency_threads", 1, nullable=True)
         _check_latency_devices(cfg)
     if cfg.get("pruner") is not None:
         _check_pruner(cfg, composite)

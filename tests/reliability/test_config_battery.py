@@ -27,6 +27,7 @@ INTS = {
     "pruner.rounds": 1,
     "pruner.min_width": 1,
     "measure.latency_repeats": 1,
+    "measure.latency_threads": 1,
     "retrain.max_epochs": 0,
 }
 #: keys that take one of a few names
