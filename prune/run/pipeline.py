@@ -25,6 +25,7 @@ from prune.run.results import write_json as _write_json
 from prune.run.resume import Resume
 from prune.run.run_folder import claim
 from prune.run.stored_config import check_stored_config
+from prune.run.threads import apply_threads
 from prune.run.validation import validate_config, validate_run
 from prune.visualize import keep_mask, log_relevance
 
@@ -224,9 +225,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("resume=true: %s is complete already", out / "results.json")
         _show_rounds(resume.previous, out)
         return resume.previous
+    # a resumed run computes on the interrupted run's thread count: float sums then add up in
+    # the same order, and the run ends as it would have
+    earlier = (resume.previous or {}).get("threads")
+    threads = apply_threads(earlier if earlier is not None else cfg.get("threads", "auto"))
     results: dict[str, Any] = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "data": dm.describe(),
+        "threads": threads,
         "status": "running",
         "rounds": [],
     }
@@ -418,6 +424,7 @@ def _log_summary(logger: Any, step: int, metrics: dict[str, float]) -> None:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
     run_cfg, ckpt = check_evaluate(cfg)  # before any work; nothing instantiated yet
+    apply_threads(cfg.get("threads", "auto"))  # intra-op threads: auto, the cores left free
     ckpt_path = cfg.ckpt_path
     out = Path(cfg.paths.output_dir)
     L.seed_everything(int(cfg.seed), workers=True)

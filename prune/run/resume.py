@@ -22,10 +22,12 @@ with (``rng/round_<k>_fit.pt``). A ``last.ckpt`` that cannot be read (a file dam
 run: the pipeline writes checkpoints atomically) is moved aside with its round's folder, and the
 round's retraining starts again from the round's saved start.
 
+The interrupted run's intra-op thread count (``results.json``'s ``threads``) is used again.
+
 The config must be the one of the interrupted run (only ``resume``, ``overwrite``,
-``ckpt_path``, ``paths`` and the locations inside the run folder may differ, so a run folder
-that was moved or copied resumes); otherwise resuming stops with an error naming the first
-differing key.
+``ckpt_path``, ``paths``, ``threads`` and the locations inside the run folder may differ, so a
+run folder that was moved or copied resumes); otherwise resuming stops with an error naming the
+first differing key.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from prune.run.checkpoint import (
 log = logging.getLogger(__name__)
 
 #: top-level keys that may differ between the interrupted run and its resumption
-IGNORED = ("resume", "overwrite", "ckpt_path", "paths")
+IGNORED = ("resume", "overwrite", "ckpt_path", "paths", "threads")
 
 
 def _relocate(node: Any, old: str, new: str) -> Any:

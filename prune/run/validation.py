@@ -103,6 +103,9 @@ def _check_top(cfg: DictConfig) -> None:
     overwrite = get_value(cfg, "overwrite")
     if overwrite is not None and not isinstance(overwrite, bool):
         raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
+    threads = get_value(cfg, "threads")
+    if is_present(cfg, "threads") and threads != "auto" and not (is_int(threads) and threads >= 1):
+        raise ConfigError(f"threads must be 'auto' or an integer >= 1, got {threads!r}")
     if resume and overwrite:
         raise ConfigError(
             "resume=true continues the run in the folder, overwrite=true moves it aside: "

@@ -26,6 +26,7 @@ def child_env(**extra: str) -> dict[str, str]:
 TINY_BASE = [
     *FAST,
     "~logger",
+    "threads=1",  # the same float sums whatever else the machine runs (threads=auto adapts)
     "data.batch_size=32",
     "data.eval_batch_size=32",
     "model.net.hidden=[24,12]",
