@@ -42,9 +42,14 @@ CHOICES = {
 #: keys that take true or false
 BOOLS = ("resume", "overwrite", "pruner.global_ranking")
 
-_junk = st.one_of(
+#: values of no number type: wrong for every numeric key
+_not_numbers = st.one_of(
     st.text(min_size=1, max_size=12).filter(lambda s: "${" not in s and s.strip() != ""),
     st.lists(st.integers(), max_size=3),
+)
+#: ... and fractional floats: wrong for integer and boolean keys (not for a fraction)
+_junk = st.one_of(
+    _not_numbers,
     st.floats(allow_nan=True, allow_infinity=True).filter(lambda f: not float(f).is_integer()),
 )
 
@@ -63,7 +68,9 @@ _bad_values = st.one_of(
     *(st.tuples(st.just(k), st.one_of(st.integers(), _junk)) for k in BOOLS),
     st.tuples(
         st.just("pruner.ratio"),
-        st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9), st.just(math.nan), _junk),
+        st.one_of(
+            st.floats(min_value=1.0), st.floats(max_value=-1e-9), st.just(math.nan), _not_numbers
+        ),
     ),
     st.tuples(
         st.just("data.relevance_fraction"),
