@@ -109,6 +109,24 @@ def save_weights(module: ClassifierModule, path: Path) -> Path:
 TRAINING_KEYS = ("pytorch-lightning_version", "optimizer_states", "loops")
 
 
+def checked_checkpoint(
+    path: str | Path,
+    key: str = "ckpt_path",
+    checkpoint: Mapping[str, Any] | None = None,
+    foreign: bool = True,
+) -> Mapping[str, Any]:
+    """``path``'s contents, loaded as data, holding a ``state_dict``; with ``foreign`` (a file
+    from outside this run) its stored config must pass
+    :func:`prune.run.stored_config.check_stored_config` too. ``checkpoint``: the contents when
+    the caller has loaded them already (``path`` then only names it in errors)."""
+    ckpt = load_checkpoint(path, key=key) if checkpoint is None else checkpoint
+    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
+        raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
+    if foreign:
+        check_stored_config(ckpt.get("run_config"), key, path)
+    return ckpt
+
+
 def check_checkpoint_fits(
     path: str | Path,
     module: Any,
@@ -121,16 +139,11 @@ def check_checkpoint_fits(
 
     With ``training=True`` it must also hold what ``Trainer.fit`` resumes from (optimizer
     and loop state), not weights only. ``checkpoint``: the file's contents when the caller
-    has loaded them already (``path`` then only names it in errors). ``foreign``: the file
-    comes from outside this run, so its stored config must pass
-    :func:`prune.run.stored_config.check_stored_config` too (a run's own checkpoints, read back on
-    resume, hold the config the run was checked with).
+    has loaded them already (``path`` then only names it in errors). ``foreign``: see
+    :func:`checked_checkpoint` (a run's own checkpoints, read back on resume, hold the config the
+    run was checked with).
     """
-    ckpt = load_checkpoint(path, key=key) if checkpoint is None else checkpoint
-    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
-        raise ConfigError(f"{key}={str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
-    if foreign:
-        check_stored_config(ckpt.get("run_config"), key, path)
+    ckpt = checked_checkpoint(path, key, checkpoint, foreign)
     missing = [k for k in TRAINING_KEYS if k not in ckpt] if training else []
     if missing:
         raise ConfigError(

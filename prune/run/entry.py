@@ -108,17 +108,13 @@ def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
+            if _is_console(handler):
                 logger.removeHandler(handler)
     # a logger's filters see only the records logged to it: rank_zero_info's logger, by name
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_BANNERS)
     for handler in logging.getLogger().handlers:  # Hydra's console handler, not its file one
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
-        ):
+        if _is_console(handler):
             handler.addFilter(_PROGRESS)
     for message, category in LIGHTNING_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=r"lightning\.")
@@ -150,15 +146,27 @@ def _message(err: BaseException) -> str:
     return one_line(str(message))
 
 
+def _is_console(handler: logging.Handler) -> bool:
+    """A handler that writes to a terminal stream (a ``FileHandler`` is a ``StreamHandler`` too)."""
+    return isinstance(handler, logging.StreamHandler) and not isinstance(
+        handler, logging.FileHandler
+    )
+
+
+def to_log_file(logger: logging.Logger, level: int, message: str, exc_info: Any = None) -> None:
+    """Put ``message`` into the run's log file(s) only: for what the console shows otherwise."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, "%s", (message,), exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def report(message: str, traceback: bool = False) -> None:
     """Print ``error: <message>`` once on stderr, and put it in the run's log file (not on the
     console a second time), with the traceback when ``traceback`` (a bug, not bad input)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     exc_info = sys.exc_info() if traceback else None
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "error: %s", (message,), exc_info)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+    to_log_file(log, logging.ERROR, f"error: {message}", exc_info)
 
 
 def exit_with(err: BaseException) -> NoReturn:

@@ -1,4 +1,5 @@
-"""Hydra callback: after a multirun, write summary.csv and an accuracy-vs-FLOPs plot.
+"""Hydra callbacks: before a run, check its config and folder (:class:`RunFolderGuard`); after a
+multirun, write summary.csv and an accuracy-vs-FLOPs plot (:class:`SweepSummary`).
 
 Importing it also registers the ``${safe_dirname:}`` resolver of ``hydra.sweep.subdir``
 (:mod:`prune.run.run_names`), for launchers that run jobs in other processes and send Hydra's
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from prune.run.entry import USER_ERRORS, exit_with
 from prune.run.results import write_text
+from prune.run.run_folder import OWNED, claim_sweep
 from prune.run.run_names import safe_dirname  # noqa: F401  (the resolver, in job processes too)
 from prune.run.sweep_plot import plot_summary, trajectory
 
@@ -232,3 +235,44 @@ class SweepSummary(Callback):
         log.info("sweep summary: %s%s", csv_path, f", plot: {plot}" if plot else "")
         if failed:
             log.warning("jobs without complete results: %s", ", ".join(failed))
+
+
+def task_config(config: DictConfig, output_dir: str) -> DictConfig:
+    """The job's config without the ``hydra`` node, its output folder set to ``output_dir``."""
+    cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir
+    return cfg
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): check the config and the run folder before
+    Hydra creates the folder, so that bad input leaves no trace and nothing is overwritten."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        task = str(config.get("task_name", ""))
+        if task not in OWNED:
+            return
+        out = str(Path(str(config.hydra.run.dir)).absolute())
+        cfg = task_config(config, out)
+        from prune.run import pipeline  # here: Hydra loads this module before any job
+
+        _exit_on_error(pipeline.preflight, cfg)  # one-line errors before anything is written
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.get("task_name", "")) not in OWNED:
+            return
+        _exit_on_error(
+            claim_sweep,
+            config.hydra.sweep.dir,
+            resume=bool(config.get("resume", False)),
+            overwrite=bool(config.get("overwrite", False)),
+        )
+
+
+def _exit_on_error(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Hydra turns a callback's exception into a warning and goes on: stop here instead."""
+    try:
+        fn(*args, **kwargs)
+    except USER_ERRORS as err:
+        exit_with(err)

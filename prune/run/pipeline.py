@@ -19,12 +19,12 @@ from prune.evaluation import run_explanations
 from prune.lrp import RelevanceStats
 from prune.metrics.cost import measure
 from prune.module import ClassifierModule
-from prune.run.checkpoint import SafeCheckpointIO, check_finite, load_checkpoint, save_weights
+from prune.run.checkpoint import SafeCheckpointIO, check_finite, checked_checkpoint, save_weights
+from prune.run.entry import to_log_file
 from prune.run.report import figures_table, plain_text, print_table, round_line, rounds_table
 from prune.run.results import write_json as _write_json
 from prune.run.resume import Resume
 from prune.run.run_folder import claim
-from prune.run.stored_config import check_stored_config
 from prune.run.threads import apply_threads
 from prune.run.validation import validate_config, validate_run
 from prune.visualize import keep_mask, log_relevance
@@ -171,11 +171,8 @@ def check_evaluate(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
     """
     validate_config(cfg)  # a missing ckpt_path or a bad value stops here, before any work
     path = str(cfg.ckpt_path)
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise ConfigError(f"ckpt_path={path!r} is not a Lightning checkpoint (no 'state_dict')")
+    ckpt = checked_checkpoint(path)
     stored = ckpt.get("run_config")
-    check_stored_config(stored, "ckpt_path", path)
     run_cfg = cfg
     if cfg.get("use_checkpoint_config", True) and stored:
         missing = [k for k in ("data", "model") if not isinstance(stored.get(k), dict)]
@@ -193,7 +190,7 @@ def check_evaluate(cfg: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
         validate_config(run_cfg)
     check_finite(ckpt["state_dict"], "ckpt_path", path)
     claim(cfg.paths.output_dir, "evaluate", overwrite=bool(cfg.get("overwrite")))
-    return run_cfg, ckpt
+    return run_cfg, dict(ckpt)
 
 
 def preflight(cfg: DictConfig) -> None:
@@ -393,12 +390,7 @@ def _show(table: Any, notes: list[str]) -> None:
     """Print ``table`` and ``notes`` on stdout, and put them in the run's log file too."""
     print_table(table, notes)
     # into the log file as well, where the console's copy is not: a run's folder tells all
-    record = log.makeRecord(
-        log.name, logging.INFO, __file__, 0, "%s", ("\n" + plain_text(table, notes),), None
-    )
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+    to_log_file(log, logging.INFO, "\n" + plain_text(table, notes))
 
 
 def _show_rounds(results: dict[str, Any], out: Path) -> None:

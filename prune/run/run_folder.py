@@ -7,9 +7,9 @@ new run). ``evaluate.py`` writes ``evaluation.json`` (and ``explanations/``), ne
 run's ``results.json``; it refuses a folder that holds those unless ``overwrite=true`` moves them
 aside (``<name>.replaced-<time>``). A sweep refuses a sweep folder whose jobs left results.
 
-:class:`RunFolderGuard` runs these checks, and the config checks, from Hydra's ``on_run_start``,
-before Hydra creates the folder and writes its ``.hydra/`` files into it; the pipeline runs
-:func:`claim` again for callers that do not go through Hydra.
+:class:`prune.run.hydra_callbacks.RunFolderGuard` runs these checks, and the config checks,
+from Hydra's ``on_run_start``, before Hydra creates the folder and writes its ``.hydra/`` files
+into it; the pipeline runs :func:`claim` again for callers that do not go through Hydra.
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.errors import ConfigError
 
@@ -94,46 +91,3 @@ def claim_sweep(sweep_dir: str | Path, resume: bool = False, overwrite: bool = F
     log.warning(
         "overwrite=true: the earlier sweep %s was moved to %s", sweep_dir, _aside(sweep_dir)
     )
-
-
-def task_config(config: DictConfig, output_dir: str) -> DictConfig:
-    """The job's config without the ``hydra`` node, its output folder set to ``output_dir``."""
-    cfg = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = output_dir
-    return cfg
-
-
-class RunFolderGuard(Callback):
-    """Hydra callback (``conf/hydra/default.yaml``): check the config and the run folder before
-    Hydra creates the folder, so that bad input leaves no trace and nothing is overwritten."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        task = str(config.get("task_name", ""))
-        if task not in OWNED:
-            return
-        out = str(Path(str(config.hydra.run.dir)).absolute())
-        cfg = task_config(config, out)
-        from prune.run import pipeline
-
-        _exit_on_error(pipeline.preflight, cfg)  # one-line errors before anything is written
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if str(config.get("task_name", "")) not in OWNED:
-            return
-        _exit_on_error(
-            claim_sweep,
-            config.hydra.sweep.dir,
-            resume=bool(config.get("resume", False)),
-            overwrite=bool(config.get("overwrite", False)),
-        )
-
-
-def _exit_on_error(fn: Any, *args: Any, **kwargs: Any) -> None:
-    """Hydra turns a callback's exception into a warning and goes on: stop here instead."""
-    from prune.run.entry import USER_ERRORS, exit_with
-
-    try:
-        fn(*args, **kwargs)
-    except USER_ERRORS as err:
-        exit_with(err)

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from prune.data import SyntheticDataModule
+from prune.run.checkpoint import load_checkpoint
 from prune.run.hydra_callbacks import write_summary
 from prune.run.pipeline import (
     build_datamodule,
     build_module,
     evaluate,
     explain,
-    load_checkpoint,
     train,
 )
 from tests.conftest import CONF, FAST, compose_cfg, with_output

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from prune.module import ClassifierModule
-from prune.run.pipeline import build_datamodule, build_module, evaluate, load_checkpoint, train
+from prune.run.checkpoint import load_checkpoint
+from prune.run.pipeline import build_datamodule, build_module, evaluate, train
 from tests.conftest import FAST, compose_cfg, with_output
 
 
