@@ -2,7 +2,7 @@
 
 from prune.lrp.attribution import Explainer, LRPResult, attribute, relevance_report
 from prune.lrp.composites import COMPOSITES, Composite, get_composite
-from prune.lrp.engine import UnsupportedLayerError
+from prune.lrp.errors import UnsupportedLayerError
 from prune.lrp.seeds import log_probability, logit_margin, softmax_gradient
 from prune.lrp.stats import RelevanceStats
 

@@ -61,8 +61,12 @@ class Explainer:
         composite: a :class:`~prune.lrp.composites.Composite` or a registered name.
         record: qualified names of modules whose output relevance to return.
         trace: from the first call on, run the model as a ``torch.fx`` program (the same
-            relevance with less work per batch, see :mod:`prune.lrp.program`); where the model
+            relevance with less work per batch, see :mod:`prune.lrp.fast.program`); where the model
             cannot be traced, or while hooks are registered on it, it runs as without.
+        backend: ``"fast"`` (default) runs each rule's kernel where it has one
+            (:mod:`prune.lrp.fast`); ``"reference"`` runs every rule's reference form, the
+            formula of its paper (:mod:`prune.lrp.rules`). Both give the same relevance up to
+            float rounding.
 
     Raises:
         KeyError: for an unknown composite name or record name.
@@ -75,9 +79,10 @@ class Explainer:
         composite: Composite | str = "epsilon_plus",
         record: Sequence[str] = (),
         trace: bool = True,
+        backend: str = "fast",
     ) -> None:
         self.model, self.composite = model, get_composite(composite)
-        self.engine = Engine(model, self.composite, record, trace)
+        self.engine = Engine(model, self.composite, record, trace, backend)
         self._modules = [m for _, m, _ in self.engine.modules]
         self._param = next(
             (p for m in self._modules for p in m._parameters.values() if p is not None), None
@@ -166,6 +171,7 @@ def attribute(
     target: Tensor | Callable[[Tensor], Tensor] | None = None,
     composite: Composite | str = "epsilon_plus",
     record: Sequence[str] = (),
+    backend: str = "fast",
 ) -> LRPResult:
     """Explain ``model(x)`` with LRP: relevance at the input and at the outputs of ``record``.
 
@@ -186,6 +192,7 @@ def attribute(
             class.
         composite: a :class:`~prune.lrp.composites.Composite` or a registered name.
         record: qualified names of modules whose output relevance to return.
+        backend: ``"fast"`` or ``"reference"``, see :class:`Explainer`.
 
     Returns:
         An :class:`LRPResult`.
@@ -194,7 +201,7 @@ def attribute(
         RuntimeError: under ``torch.inference_mode`` (LRP needs gradients).
         UnsupportedLayerError: for a layer or functional op the composite has no rule for.
     """
-    return Explainer(model, composite, record, trace=False)(x, target)  # one pass: no tracing
+    return Explainer(model, composite, record, trace=False, backend=backend)(x, target)
 
 
 def _weighted_add(total: Tensor | None, weight: float, t: Tensor) -> Tensor:

@@ -9,21 +9,36 @@ BatchNorm as the identity. Restoring is therefore exact by construction (bit-ide
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.core import BATCHNORM_TYPES, LINEAR_TYPES
+from prune.lrp.types import BATCHNORM_TYPES, LINEAR_TYPES
 
 
 class Canonizer:
-    """Base class: find module patterns and describe how the engine should treat them."""
+    """Base class: find module patterns and describe how the engine should treat them.
 
-    def merges(self, leaves: Sequence[nn.Module]) -> dict[nn.Module, nn.Module]:  # pragma: no cover
+    A canonizer answers two questions, each with nothing by default: which BatchNorms to merge
+    into the layer before them (:meth:`merges`), and which modules to run with another, equivalent
+    forward (:meth:`replacements`, for example an attention module written out as explicit
+    products whose functional ops then get the composite's rules).
+    """
+
+    def merges(self, leaves: Sequence[nn.Module]) -> dict[nn.Module, nn.Module]:
         """``{batchnorm: linear}`` pairs to merge (the BatchNorm runs as identity), given the
         model's leaf modules in registration order."""
-        raise NotImplementedError
+        return {}
+
+    def replacements(
+        self, modules: Sequence[tuple[str, nn.Module, bool]]
+    ) -> dict[nn.Module, Callable[..., Any]]:
+        """``{module: forward}``: modules that run ``forward`` instead of their own during the
+        pass, as containers (their functional ops get the composite's ``op_map`` rules), given
+        ``(name, module, is_leaf)`` of every module. ``forward`` must compute the same output."""
+        return {}
 
 
 class MergeBatchNorm(Canonizer):

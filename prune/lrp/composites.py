@@ -1,30 +1,46 @@
-"""Composites: which rule goes on which layer, with named presets and a registry for configs.
+"""Composites: which rule goes on which layer and functional op, with named presets.
 
 Presets follow Zennit's names and mixes (Montavon et al. 2019, sec. 10.3; Kohlbrenner et al.
 2020): epsilon for dense layers, a rule favouring positive contributions for convolutions, and an
-optional special first layer. Activations pass relevance through, average pools and residual sums
-use the z-rule, max-pools winner-takes-all; BatchNorm is merged into the layer before it.
+optional special first layer. Activations pass relevance through, average pools, residual sums
+and means use the z-rule, max-pools winner-takes-all; BatchNorm is merged into the layer before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
-from prune.lrp.abslrp import AbsBatchNorm, AbsLinear, AbsNorm, AbsSum
 from prune.lrp.canonizers import Canonizer, MergeBatchNorm
-from prune.lrp.core import (
+from prune.lrp.rules import (
+    AbsBatchNorm,
+    AbsLinear,
+    AbsNorm,
+    AbsSum,
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    Norm,
+    Pass,
+    Rule,
+    ZBox,
+    ZPlus,
+)
+from prune.lrp.types import (
     ACTIVATION_TYPES,
     AVGPOOL_TYPES,
     BATCHNORM_TYPES,
     CONV_TYPES,
     LINEAR_TYPES,
     TRANSPARENT_TYPES,
-    Rule,
 )
-from prune.lrp.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, ZBox, ZPlus
+from prune.registry import Registry
+
+#: Registry of named composites, for configs and ``attribute(..., composite="name")``.
+COMPOSITES: Registry[Composite] = Registry("composite")
 
 LayerMapping = Sequence[tuple[type[nn.Module] | tuple[type[nn.Module], ...], Rule]]
 
@@ -38,23 +54,31 @@ class Composite:
     Args:
         canonizers: model rewrites applied for the pass (default: merge BatchNorm into the layer
             before it); pass ``[]`` to keep BatchNorm as a layer of its own.
-        sum_rule: rule for functional residual sums ``a + b`` in a module's forward.
+        op_map: rules for functional ops in a module's forward, by op: ``add`` (``a + b``),
+            ``sum``, ``mean``, ``mul``, ``matmul`` (also ``bmm``, ``@``), ``softmax``,
+            ``layer_norm``, ``scaled_dot_product_attention``, ``cat``. Default: the z-rule
+            (:class:`~prune.lrp.rules.Norm`) for ``add``, ``sum`` and ``mean``. An op without a
+            rule is an error, except ``cat``, which then only moves values.
         transparent: leaf types that run natively (their gradient is the rule).
     """
 
     def __init__(
         self,
         canonizers: Sequence[Canonizer] | None = None,
-        sum_rule: Rule | None = None,
+        op_map: Mapping[str, Rule] | None = None,
         transparent: tuple[type[nn.Module], ...] = TRANSPARENT_TYPES,
     ) -> None:
         self.canonizers = [MergeBatchNorm()] if canonizers is None else list(canonizers)
-        self.sum_rule = Norm() if sum_rule is None else sum_rule
+        self.op_map = default_op_map() if op_map is None else dict(op_map)
+        unknown = sorted(set(self.op_map) - set(OPS))
+        if unknown:
+            raise KeyError(f"op_map has unknown ops {unknown}; choose from {list(OPS)}")
         self.transparent = transparent
         self.num_maps = 1
 
     def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
-        """The rule for leaf ``module`` called ``name``; ``state`` is fresh for each model pass."""
+        """The rule for ``module`` called ``name`` (a leaf, or a container that a composite
+        treats as one layer), or None; ``state`` is fresh for each model pass."""
         raise NotImplementedError
 
     def is_transparent(self, module: nn.Module) -> bool:
@@ -67,6 +91,26 @@ class Composite:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: The functional ops an ``op_map`` can give a rule to.
+OPS = (
+    "add",
+    "sum",
+    "mean",
+    "mul",
+    "matmul",
+    "softmax",
+    "layer_norm",
+    "scaled_dot_product_attention",
+    "cat",
+)
+
+
+def default_op_map(stabilizer: float = 1e-6) -> dict[str, Rule]:
+    """The z-rule for sums and means: the rules of residual connections and global pooling."""
+    rule = Norm(stabilizer)
+    return {"add": rule, "sum": rule, "mean": rule}
 
 
 def base_layer_map(stabilizer: float = 1e-6) -> list[tuple[tuple[type[nn.Module], ...], Rule]]:
@@ -84,16 +128,16 @@ class LayerMap(Composite):
     Args:
         layer_map: ``[(types, rule), ...]``.
         canonizers: see :class:`Composite`.
-        sum_rule: see :class:`Composite`.
+        op_map: see :class:`Composite`.
     """
 
     def __init__(
         self,
         layer_map: LayerMapping,
         canonizers: Sequence[Canonizer] | None = None,
-        sum_rule: Rule | None = None,
+        op_map: Mapping[str, Rule] | None = None,
     ) -> None:
-        super().__init__(canonizers=canonizers, sum_rule=sum_rule)
+        super().__init__(canonizers=canonizers, op_map=op_map)
         self.layer_map = list(layer_map)
 
     def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
@@ -110,7 +154,7 @@ class SpecialFirstLayer(LayerMap):
         layer_map: ``[(types, rule), ...]`` for all other layers.
         first_map: ``[(types, rule), ...]`` for the first matching layer.
         canonizers: see :class:`Composite`.
-        sum_rule: see :class:`Composite`.
+        op_map: see :class:`Composite`.
     """
 
     def __init__(
@@ -118,9 +162,9 @@ class SpecialFirstLayer(LayerMap):
         layer_map: LayerMapping,
         first_map: LayerMapping,
         canonizers: Sequence[Canonizer] | None = None,
-        sum_rule: Rule | None = None,
+        op_map: Mapping[str, Rule] | None = None,
     ) -> None:
-        super().__init__(layer_map, canonizers=canonizers, sum_rule=sum_rule)
+        super().__init__(layer_map, canonizers=canonizers, op_map=op_map)
         self.first_map = list(first_map)
 
     def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
@@ -140,6 +184,7 @@ class NameMap(Composite):
         name_map: ``{name: rule}`` or ``[(names, rule), ...]``.
         fallback: composite asked for layers not in ``name_map`` (its canonizers and sum rule are
             used too); without one, unnamed layers other than transparent ones are an error.
+            A name may be a container's: it then runs as one layer with that rule.
     """
 
     def __init__(
@@ -154,7 +199,7 @@ class NameMap(Composite):
         self.fallback = fallback
         super().__init__(
             canonizers=fallback.canonizers if fallback else [],
-            sum_rule=fallback.sum_rule if fallback else None,
+            op_map=fallback.op_map if fallback else None,
         )
 
     def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
@@ -164,6 +209,7 @@ class NameMap(Composite):
         return self.fallback.rule_for(state, name, module) if self.fallback else None
 
 
+@COMPOSITES.register("epsilon")
 class EpsilonOnly(LayerMap):
     """LRP-epsilon on every linear and convolutional layer (Bach et al. 2015).
 
@@ -182,13 +228,14 @@ class EpsilonOnly(LayerMap):
         canonizers: Sequence[Canonizer] | None = None,
     ) -> None:
         layer_map = [*base_layer_map(stabilizer), (LINEAR_TYPES, Epsilon(epsilon))]
-        super().__init__(layer_map, canonizers=canonizers, sum_rule=Norm(stabilizer))
+        super().__init__(layer_map, canonizers=canonizers, op_map=default_op_map(stabilizer))
 
 
 def _conv_dense(conv_rule: Rule, epsilon: float, stabilizer: float) -> list:
     return [*base_layer_map(stabilizer), (CONV_TYPES, conv_rule), (nn.Linear, Epsilon(epsilon))]
 
 
+@COMPOSITES.register("epsilon_plus")
 class EpsilonPlus(LayerMap):
     """z+ on convolutions, epsilon on dense layers (Kohlbrenner et al. 2020; Zennit's preset).
 
@@ -205,9 +252,10 @@ class EpsilonPlus(LayerMap):
         canonizers: Sequence[Canonizer] | None = None,
     ) -> None:
         layer_map = _conv_dense(ZPlus(stabilizer), epsilon, stabilizer)
-        super().__init__(layer_map, canonizers=canonizers, sum_rule=Norm(stabilizer))
+        super().__init__(layer_map, canonizers=canonizers, op_map=default_op_map(stabilizer))
 
 
+@COMPOSITES.register("epsilon_alpha2_beta1")
 class EpsilonAlpha2Beta1(LayerMap):
     """alpha2-beta1 on convolutions, epsilon on dense layers (Zennit ``EpsilonAlpha2Beta1``).
 
@@ -224,9 +272,10 @@ class EpsilonAlpha2Beta1(LayerMap):
         canonizers: Sequence[Canonizer] | None = None,
     ) -> None:
         layer_map = _conv_dense(AlphaBeta(2.0, 1.0, stabilizer), epsilon, stabilizer)
-        super().__init__(layer_map, canonizers=canonizers, sum_rule=Norm(stabilizer))
+        super().__init__(layer_map, canonizers=canonizers, op_map=default_op_map(stabilizer))
 
 
+@COMPOSITES.register("epsilon_plus_flat")
 class EpsilonPlusFlat(SpecialFirstLayer):
     """:class:`EpsilonPlus` with flat on the first linear or conv layer (Zennit's preset).
 
@@ -246,9 +295,10 @@ class EpsilonPlusFlat(SpecialFirstLayer):
     ) -> None:
         layer_map = _conv_dense(ZPlus(stabilizer), epsilon, stabilizer)
         first = [(LINEAR_TYPES, Flat(stabilizer))]
-        super().__init__(layer_map, first, canonizers=canonizers, sum_rule=Norm(stabilizer))
+        super().__init__(layer_map, first, canonizers=canonizers, op_map=default_op_map(stabilizer))
 
 
+@COMPOSITES.register("epsilon_alpha2_beta1_flat")
 class EpsilonAlpha2Beta1Flat(SpecialFirstLayer):
     """:class:`EpsilonAlpha2Beta1` with flat on the first linear or conv layer (Zennit's preset).
 
@@ -266,9 +316,10 @@ class EpsilonAlpha2Beta1Flat(SpecialFirstLayer):
     ) -> None:
         layer_map = _conv_dense(AlphaBeta(2.0, 1.0, stabilizer), epsilon, stabilizer)
         first = [(LINEAR_TYPES, Flat(stabilizer))]
-        super().__init__(layer_map, first, canonizers=canonizers, sum_rule=Norm(stabilizer))
+        super().__init__(layer_map, first, canonizers=canonizers, op_map=default_op_map(stabilizer))
 
 
+@COMPOSITES.register("epsilon_gamma_box")
 class EpsilonGammaBox(SpecialFirstLayer):
     """z^B on the first convolution, gamma on the others, epsilon on dense layers (Zennit's preset).
 
@@ -296,9 +347,10 @@ class EpsilonGammaBox(SpecialFirstLayer):
     ) -> None:
         layer_map = _conv_dense(Gamma(gamma, stabilizer), epsilon, stabilizer)
         first = [(CONV_TYPES, ZBox(low, high, stabilizer))]
-        super().__init__(layer_map, first, canonizers=canonizers, sum_rule=Norm(stabilizer))
+        super().__init__(layer_map, first, canonizers=canonizers, op_map=default_op_map(stabilizer))
 
 
+@COMPOSITES.register("abslrp")
 class AbsLRP(LayerMap):
     """absLRP, relative absolute magnitude propagation (Vukadin et al. 2024).
 
@@ -319,7 +371,7 @@ class AbsLRP(LayerMap):
             (BATCHNORM_TYPES, AbsBatchNorm()),
             (AVGPOOL_TYPES, AbsNorm()),
         ]
-        super().__init__(layer_map, canonizers=[], sum_rule=AbsSum())
+        super().__init__(layer_map, canonizers=[], op_map={"add": AbsSum()})
         self.contrastive = contrastive
         self.num_maps = 2 if contrastive else 1
 
@@ -341,18 +393,6 @@ class AbsLRP(LayerMap):
         return f"AbsLRP(contrastive={self.contrastive})"
 
 
-#: Registry of named composites, for configs and ``attribute(..., composite="name")``.
-COMPOSITES: dict[str, Callable[..., Composite]] = {
-    "epsilon": EpsilonOnly,
-    "epsilon_plus": EpsilonPlus,
-    "epsilon_plus_flat": EpsilonPlusFlat,
-    "epsilon_gamma_box": EpsilonGammaBox,
-    "epsilon_alpha2_beta1": EpsilonAlpha2Beta1,
-    "epsilon_alpha2_beta1_flat": EpsilonAlpha2Beta1Flat,
-    "abslrp": AbsLRP,
-}
-
-
 def get_composite(name: str | Composite, **kwargs: Any) -> Composite:
     """A composite from its registered name (with constructor kwargs) or as given.
 
@@ -363,6 +403,4 @@ def get_composite(name: str | Composite, **kwargs: Any) -> Composite:
         if kwargs:
             raise TypeError("keyword arguments only apply when the composite is given by name")
         return name
-    if name not in COMPOSITES:
-        raise KeyError(f"unknown composite {name!r}; choose from {sorted(COMPOSITES)}")
-    return COMPOSITES[name](**kwargs)
+    return COMPOSITES.get(name, **kwargs)

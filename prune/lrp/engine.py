@@ -2,11 +2,13 @@
 
 Each module's ``forward`` is replaced by an instance attribute for the duration of the pass (and
 the attribute removed afterwards, so no hooks or wrappers are left behind). Leaves with a rule run
-the rule; max-pool, flatten, dropout and identity run natively (their gradient is already the
-right rule; 2-d max-pools keep only their indices); any other leaf is an error that names it.
-Container modules run their own ``forward`` under the mode of :mod:`prune.lrp.functional`.
-Every consumer of a layer output that still owes its rule's rescale (:mod:`prune.lrp.flow`)
-either fuses it (a ReLU) or has it materialised first (anything else).
+the rule: its kernel (:mod:`prune.lrp.fast`) with the fast backend where the rule has one, else
+its reference form (:mod:`prune.lrp.reference`). Max-pool, flatten, dropout and identity run
+natively (their gradient is already the right rule; 2-d max-pools keep only their indices); any
+other leaf is an error that names it. A container with a rule runs as one layer; other containers
+run their own ``forward`` (or a canonizer's replacement) under the mode of
+:mod:`prune.lrp.functional`. Every consumer of a layer output that still owes its kernel's
+rescale (:mod:`prune.lrp.fast.flow`) either fuses it (a ReLU) or has it materialised first.
 """
 
 from __future__ import annotations
@@ -19,13 +21,21 @@ from torch import Tensor, nn
 from torch._C import DisableTorchFunction
 
 from prune.lrp.canonizers import merged_weight_bias
-from prune.lrp.core import DATA_MOVEMENT_TYPES, TRANSPARENT_TYPES, LinearRule, Rule
-from prune.lrp.direct import direct_step
-from prune.lrp.flow import materialize, materialize_all, max_pool
-from prune.lrp.functional import UnsupportedLayerError, _Mode, _tensors
-from prune.lrp.program import Program, trace_program
-from prune.lrp.rules import Pass
+from prune.lrp.errors import UnsupportedLayerError
+from prune.lrp.fast import kernel_for
+from prune.lrp.fast.base import LinearKernel
+from prune.lrp.fast.direct import direct_step
+from prune.lrp.fast.flow import materialize, materialize_all, max_pool
+from prune.lrp.fast.free import PassKernel
+from prune.lrp.fast.program import Program, trace_program
+from prune.lrp.functional import OpMode, _tensors
+from prune.lrp.reference import reference_apply
+from prune.lrp.rules.base import Layer, Op, Rule
 from prune.lrp.state import RunState, _live
+from prune.lrp.types import DATA_MOVEMENT_TYPES, LINEAR_TYPES, TRANSPARENT_TYPES
+
+#: The two ways to run a composite's rules: kernels where a rule has one, or reference forms only.
+BACKENDS = ("fast", "reference")
 
 
 def walk(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
@@ -63,9 +73,12 @@ class Engine:
         composite: assigns a rule to each layer (see :mod:`prune.lrp.composites`).
         record: names of modules whose output relevance to keep.
         trace: on the first pass, trace the forward with ``torch.fx`` and from then on call the
-            wrappers in graph order instead of installing them (:mod:`prune.lrp.program`: the
+            wrappers in graph order instead of installing them (:mod:`prune.lrp.fast.program`: the
             same relevance with less work per pass, worth it for many passes). Where the model
             cannot be traced, or a recorded module is a container, the wrappers are installed.
+            Only with the fast backend.
+        backend: ``"fast"`` runs each rule's kernel where it has one; ``"reference"`` runs every
+            rule in its reference form (the rule's formula, one autograd node per layer).
 
     Attributes:
         run: state of the current pass, shared with the rules.
@@ -74,9 +87,16 @@ class Engine:
     """
 
     def __init__(
-        self, model: nn.Module, composite: Any, record: Sequence[str] = (), trace: bool = False
+        self,
+        model: nn.Module,
+        composite: Any,
+        record: Sequence[str] = (),
+        trace: bool = False,
+        backend: str = "fast",
     ) -> None:
-        self.model, self.composite = model, composite
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown LRP backend {backend!r}; choose from {list(BACKENDS)}")
+        self.model, self.composite, self.fast = model, composite, backend == "fast"
         self.modules = walk(model)
         names = [name for name, _, _ in self.modules]
         missing = [n for n in record if n not in set(names)]
@@ -85,34 +105,58 @@ class Engine:
         self.record = set(record)
         self.run = RunState()
         self.relevance: dict[str, Tensor] = {}
-        self.leaf_depth = 0
         self._stack: list[str] = []
         self._saved: list[tuple[nn.Module, Any]] = []
         self._recorded_values: dict[int, tuple[weakref.ref, list[Tensor]]] = {}
         self._last_output: dict[nn.Module, Tensor] = {}
         self._merges: dict[nn.Module, nn.Module] = {}
+        self._replaced: dict[nn.Module, Callable[..., Any]] = {}
         if composite.canonizers:
             leaves = [module for _, module, leaf in self.modules if leaf]
             for canonizer in composite.canonizers:
                 self._merges.update(canonizer.merges(leaves))
+                self._replaced.update(canonizer.replacements(self.modules))
         self._partners = set(self._merges.values())
+        self._op_kernels = {}
+        if self.fast:
+            for op, rule in composite.op_map.items():
+                if (kernel := kernel_for(rule)) is not None:
+                    self._op_kernels[op] = kernel
         self._plan = self._build_plan()
-        self._mode = _Mode(self)
-        # a recorded container's output is no node of a traced graph: such engines install
-        self._trace = trace and not any(
-            name in self.record for name, _, leaf in self.modules if not leaf
+        self._mode = self._new_mode()
+        # a recorded container's output is no node of a traced graph: such engines install;
+        # a rule's reference form is its own node, so only the fast backend traces
+        self._trace = (
+            trace
+            and self.fast
+            and not self._replaced
+            and not any(name in self.record for name, _, leaf in self.modules if not leaf)
         )
         self._program: Program | None = None
         self._running: Program | None = None
         self._mode_on = False
+
+    def _new_mode(self) -> OpMode:
+        return OpMode(
+            self.run, self.composite.op_map, self._op_kernels, self.before_inplace, self.where
+        )
 
     def _build_plan(self) -> list[tuple[nn.Module, Callable[..., Any]]]:
         """``(module, forward)`` for every module: the rule of each layer, chosen once."""
         state: dict[str, Any] = {}
         plan, unsupported = [], []
         self._natives: dict[nn.Module, Callable[..., Any]] = {}
+        inside: str | None = None  # a container with a rule runs as one layer: skip its inside
         for name, module, leaf in self.modules:
-            if module in self._merges:
+            if inside is not None and name.startswith(inside):
+                continue
+            inside = None
+            leaf = leaf and module not in self._replaced
+            rule = None if leaf else self.composite.rule_for(state, name, module)
+            if rule is not None:  # a container with a rule of its own
+                inside = f"{name}." if name else ""
+                forward = self._ruled(name, module, rule)
+            elif module in self._merges:
                 forward = self._merged(name, module, self._merges[module])
             elif not leaf:
                 if type(module) is nn.Sequential and name not in self.record:
@@ -141,8 +185,8 @@ class Engine:
         self.run = RunState()
         self.run.passes = int(getattr(self.composite, "num_maps", 1))
         self.relevance = {}
-        self.leaf_depth = 0
         self._recorded_values = {}
+        self._mode = self._new_mode()
         program = self._traced()
         self._running = program if program is not None and program.usable() else None
         try:
@@ -185,10 +229,9 @@ class Engine:
     def _under_mode(self, forward: Callable[..., Any]) -> Callable[..., Any]:
         """A custom native layer's wrapper (``lrp_transparent``) for a program run without the
         functional mode: its ops still run under the mode, as they would installed."""
-        mode = self._mode
 
         def step(*args: Any, **kwargs: Any) -> Any:
-            with mode:
+            with self._mode:
                 return forward(*args, **kwargs)
 
         return step
@@ -217,6 +260,8 @@ class Engine:
 
     # -- module wrappers ----------------------------------------------------------------------
     def _original(self, module: nn.Module) -> Callable[..., Any]:
+        if module in self._replaced:
+            return self._replaced[module]
         previous = module.__dict__.get("forward")
         return previous if previous is not None else type(module).forward.__get__(module)
 
@@ -268,15 +313,15 @@ class Engine:
                         run.roots.add(out)
                     return out if plain else self._finish(name, module, out)
             args = materialize_all(args, run)
-            self.leaf_depth += 1
+            run.leaf_depth += 1
             try:
                 out = max_pool(module, args[0]) if pool and len(args) == 1 else None
                 if out is None:
                     out = original(*args, **kwargs)
             finally:
-                self.leaf_depth -= 1
+                run.leaf_depth -= 1
             if builtin and not self._mode_on and any(run.is_root(a) for a in _tensors(args)):
-                # a program without the functional mode (prune.lrp.program): what the mode
+                # a program without the functional mode (prune.lrp.fast.program): what the mode
                 # does for the model input in a built-in native layer is done here
                 if moves and isinstance(out, Tensor):
                     run.roots.add(out)  # an alias of the input
@@ -287,9 +332,12 @@ class Engine:
         return forward
 
     def _ruled(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
-        fuses = isinstance(rule, Pass) and isinstance(module, nn.ReLU)
-        linear, plain = isinstance(rule, LinearRule), self._plain(name, module)
-        direct = direct_step(module, rule, fuses)
+        kernel = kernel_for(rule) if self.fast else None
+        if kernel is None:
+            return self._reference(name, module, rule)
+        fuses = type(kernel) is PassKernel and isinstance(module, nn.ReLU)
+        linear, plain = isinstance(kernel, LinearKernel), self._plain(name, module)
+        direct = direct_step(module, kernel, fuses)
 
         def forward(x: Tensor) -> Tensor:
             run = self.run
@@ -304,7 +352,29 @@ class Engine:
             run.inside += 1
             try:
                 with DisableTorchFunction():  # the mode has nothing to do inside a rule
-                    out = rule.apply(module, x, run)
+                    out = kernel.apply(module, x, run)
+            finally:
+                run.inside -= 1
+            return out if plain else self._finish(name, module, out)
+
+        return forward
+
+    def _reference(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
+        """The wrapper of a layer whose rule runs in its reference form."""
+        plain, linear = self._plain(name, module), isinstance(module, LINEAR_TYPES)
+        forward_of = type(module).forward
+        op = None if linear else Op(lambda *xs: forward_of(module, *xs), module)
+
+        def forward(*args: Tensor) -> Tensor:
+            run = self.run
+            args = materialize_all(args, run)
+            if linear:
+                weight, bias = run.weight_bias(module)
+                layer = Layer(module, weight, bias, args[0].shape)
+            run.inside += 1
+            try:
+                with DisableTorchFunction():
+                    out = reference_apply(rule, layer if linear else op, args, run)
             finally:
                 run.inside -= 1
             return out if plain else self._finish(name, module, out)

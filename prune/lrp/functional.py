@@ -1,23 +1,26 @@
-"""Functional ops in container forwards (``x + f(x)``, ``F.relu``, ``flatten``) and their rules.
+"""Functional ops in container forwards (``x + f(x)``, ``F.relu``, ``x.mean(1)``) and their rules.
 
-A ``TorchFunctionMode`` active during the explained forward gives a functional sum the composite's
-sum rule, lets ReLU (fused with any owed rescale, see :mod:`prune.lrp.flow`) and pure data
-movement through, and stops at any other op with a message that names it and the module whose
-forward called it.
+A ``TorchFunctionMode`` active during the explained forward gives each functional op the rule of
+the composite's ``op_map`` (its kernel where the backend is fast and the rule has one, else the
+rule's reference form), lets ReLU (fused with any owed rescale, see :mod:`prune.lrp.fast.flow`)
+and pure data movement through, and stops at any other op with a message that names it and the
+module whose forward called it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from prune.lrp.flow import fused_relu, is_owing, materialize_all
-
-if TYPE_CHECKING:
-    from prune.lrp.engine import Engine
+from prune.lrp.errors import UnsupportedLayerError
+from prune.lrp.fast.base import Kernel
+from prune.lrp.fast.flow import fused_relu, is_owing, materialize_all
+from prune.lrp.reference import reference_apply
+from prune.lrp.rules.base import Op, Rule
+from prune.lrp.state import RunState
 
 #: Functional ops that only move or copy values: their gradient is the right rule.
 DATA_MOVEMENT = frozenset(
@@ -78,12 +81,16 @@ PASSIVE = frozenset(
         "register_hook",
     ]
 )
-ADD = frozenset({"add", "__add__", "__radd__", "add_", "__iadd__"})
 RELU = frozenset({"relu", "relu_"})
-
-
-class UnsupportedLayerError(NotImplementedError):
-    """A layer or functional op for which the composite defines no LRP rule."""
+#: torch function names -> the op of a composite's ``op_map``
+OPS: dict[str, str] = {
+    **dict.fromkeys(("add", "__add__", "__radd__", "add_", "__iadd__"), "add"),
+    **dict.fromkeys(("mul", "__mul__", "__rmul__", "multiply"), "mul"),
+    **dict.fromkeys(("matmul", "__matmul__", "bmm", "mm"), "matmul"),
+    **dict.fromkeys(("cat", "concat", "concatenate"), "cat"),
+}
+OPS.update((op, op) for op in ("sum", "mean", "softmax", "layer_norm"))
+OPS["scaled_dot_product_attention"] = "scaled_dot_product_attention"
 
 
 def _tensors(args: Iterable[Any]) -> Iterable[Tensor]:
@@ -94,16 +101,52 @@ def _tensors(args: Iterable[Any]) -> Iterable[Tensor]:
             yield from _tensors(a)
 
 
-class _Mode(TorchFunctionMode):
-    """Routes functional ops in container forwards to rules, or stops at unsupported ones."""
+def _rebuild(args: Any, values: Iterable[Tensor], holes: set[int]) -> Any:
+    """``args`` with the tensors at the flat positions ``holes`` replaced by ``values``."""
+    values, position = iter(values), [0]
 
-    def __init__(self, engine: Engine) -> None:
+    def walk(a: Any) -> Any:
+        if isinstance(a, list | tuple):
+            return type(a)(walk(v) for v in a)
+        i, position[0] = position[0], position[0] + 1
+        return next(values) if i in holes else a
+
+    return walk(args)
+
+
+def _flat(args: Any) -> list[Any]:
+    out: list[Any] = []
+    for a in args:
+        out.extend(_flat(a) if isinstance(a, list | tuple) else [a])
+    return out
+
+
+class OpMode(TorchFunctionMode):
+    """Routes functional ops in container forwards to rules, or stops at unsupported ones.
+
+    Args:
+        run: the state of the pass.
+        rules: ``{op: rule}``, a composite's ``op_map``.
+        kernels: ``{op: kernel}`` of the rules that run in their fast form.
+        before_inplace: called with a tensor about to be changed in place.
+        where: names the module whose forward is running (for error messages).
+    """
+
+    def __init__(
+        self,
+        run: RunState,
+        rules: Mapping[str, Rule],
+        kernels: Mapping[str, Kernel],
+        before_inplace: Callable[[Tensor], None],
+        where: Callable[[], str],
+    ) -> None:
         super().__init__()
-        self.engine = engine
+        self.run, self.rules, self.kernels = run, rules, kernels
+        self.before_inplace, self.where = before_inplace, where
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        run = self.engine.run
+        run = self.run
         if run.inside:
             return func(*args, **kwargs)
         name = getattr(func, "__name__", repr(func))
@@ -112,33 +155,64 @@ class _Mode(TorchFunctionMode):
             return func(*args, **kwargs)
         root = any(t in run.roots for t in tensors)
         inplace = name in ("relu_", "add_", "__iadd__") or bool(kwargs.get("inplace"))
-        if name in RELU and not inplace and not self.engine.leaf_depth:
+        if name in RELU and not inplace and not run.leaf_depth:
             fused = fused_relu(args[0], run)
             if fused is not None:
                 return fused
         if inplace and args and isinstance(args[0], Tensor):  # about to change: copy recorded
-            self.engine.before_inplace(args[0])  # values that are it or a view of it
+            self.before_inplace(args[0])  # values that are it or a view of it
         if inplace or any(is_owing(t, run) for t in tensors):  # a consumer other than a ReLU
             args = materialize_all(args, run, inplace_first=inplace)
-        if name in DATA_MOVEMENT:
+        op = OPS.get(name)
+        if name in DATA_MOVEMENT and (op is None or op not in self.rules):
             out = func(*args, **kwargs)
             if root:
                 for t in _tensors([out]):
                     run.roots.add(t)
             return out
-        run.root_other_used |= root
-        if self.engine.leaf_depth:  # inside max-pool & co: native gradient is the rule
+        if run.leaf_depth:  # inside max-pool & co: native gradient is the rule
+            run.root_other_used |= root
             return func(*args, **kwargs)
         if name in RELU:
+            run.root_other_used |= root
             return func(*args, **kwargs)
-        if name in ADD and len(args) == 2 and not kwargs:
-            a, b = args
-            inplace = name in ("add_", "__iadd__")
-            if not (isinstance(a, Tensor) and a.requires_grad) and not inplace:
-                a, b = b, a
-            return self.engine.composite.sum_rule.add(a, b, inplace=inplace, run=run)
+        if op is not None and op in self.rules:
+            return self._rule(op, name, func, args, kwargs, inplace, root)
+        run.root_other_used |= root
         raise UnsupportedLayerError(
             f"LRP has no rule for the functional op {name!r} called in the forward of "
-            f"{self.engine.where()}; use a module with a rule (or add a rule for it) instead of "
-            f"the functional form"
+            f"{self.where()}; use a module with a rule, or give the composite's op_map a rule "
+            f"for it"
         )
+
+    def _rule(self, op, name, func, args, kwargs, inplace, root):
+        """``func(*args, **kwargs)`` with the rule of ``op``: its kernel, else its reference."""
+        run, kernel = self.run, self.kernels.get(op)
+        if kernel is not None and not kwargs:
+            if op == "add" and len(args) == 2:
+                a, b = args
+                if not (isinstance(a, Tensor) and a.requires_grad) and not inplace:
+                    args = (b, a)
+            out = kernel.op(op, args, inplace, run)
+            if out is not None:
+                run.root_other_used |= root
+                return out
+        if inplace and name != "__iadd__":
+            raise UnsupportedLayerError(
+                f"the in-place op {name!r} in the forward of {self.where()} has a rule without a "
+                f"kernel ({type(self.rules[op]).__name__}); write it out of place (x = x + y)"
+            )
+        flat = _flat(args)
+        holes = {i for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad}
+        inputs = tuple(flat[i] for i in sorted(holes))
+        if inplace:  # __iadd__ runs out of place: Python binds its result to the name
+            func = Tensor.__add__
+
+        def fn(*xs: Tensor) -> Tensor:
+            return func(*_rebuild(args, xs, holes), **kwargs)
+
+        run.inside += 1
+        try:
+            return reference_apply(self.rules[op], Op(fn, name=op), inputs, run)
+        finally:
+            run.inside -= 1

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from prune.lrp.composites import Composite
-from prune.lrp.core import divide_by_input, ratio
+from prune.lrp.rules.base import divide_by_input, ratio
 
 
 def softmax_gradient(logits: Tensor, labels: Tensor) -> Tensor:

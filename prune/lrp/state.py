@@ -40,6 +40,8 @@ class RunState:
         params: parameter overrides set by canonizers ``{module: (weight, bias)}``.
         passes: backward passes that will run through the graph; state saved for the backward
             is freed by the last one.
+        inside: depth of rule calls running (the functional mode lets their ops through).
+        leaf_depth: depth of native layers running (max-pool & co.: their ops need no rule).
     """
 
     def __init__(self) -> None:
@@ -48,6 +50,7 @@ class RunState:
         self.root_other_used = False
         self.params: dict[nn.Module, tuple[Tensor, Tensor | None]] = {}
         self.inside = 0
+        self.leaf_depth = 0
         self.pending: dict[int, tuple[weakref.ref, float]] = {}
         self.deferred: dict[int, tuple[weakref.ref, list[Callable[..., None]]]] = {}
         self.passes = 1  # backward passes through this graph (absLRP's contrastive pair: 2)

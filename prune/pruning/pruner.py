@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria.base import Batches, Criterion
 from prune.pruning.groups import ChannelGroup, build_graph, example_input_for, find_groups
 from prune.pruning.importance import group_scores
@@ -16,6 +16,9 @@ from prune.pruning.plan import PruningPlan
 from prune.pruning.schedule import SCHEDULES, ratio_at
 from prune.pruning.selection import keep_top, select_global, select_per_layer
 from prune.pruning.surgery import applied_plan, check_input_pruning
+
+if TYPE_CHECKING:
+    from prune.lrp import RelevanceStats
 
 TARGETS = ("units", "inputs")
 
@@ -89,9 +92,9 @@ class Pruner:
         self.global_ranking = bool(global_ranking)
 
     @property
-    def requires(self) -> frozenset[str]:
-        """What :meth:`plan` needs besides the model: ``"relevance"``, ``"batches"``, or nothing."""
-        return self.criterion.requires
+    def needs(self) -> frozenset[str]:
+        """What :meth:`plan` needs besides the model: ``"stats"``, ``"batches"``, or nothing."""
+        return self.criterion.needs
 
     def ratio_at(self, round_index: int, total: int | None = None) -> float:
         """Cumulative fraction of the dense units (or inputs) removed after ``round_index``.
@@ -145,7 +148,7 @@ class Pruner:
 
     def record_names(self, model: nn.Module, example_input: Tensor | None = None) -> list[str]:
         """Modules whose output relevance the LRP pass must record (for ``attribute(record=)``)."""
-        if self.target != "units" or "relevance" not in self.requires:
+        if self.target != "units" or "stats" not in self.needs:
             return []
         groups = find_groups(model, example_input_for(model, example_input))
         return [p for g in groups for p in g.producers]
@@ -165,8 +168,8 @@ class Pruner:
         Args:
             model: the current model (already cut to ``current_plan``, if any).
             example_input: one dense sample; built from ``model.in_shape`` when None.
-            stats: relevance statistics recorded on ``model`` (criteria needing "relevance").
-            batches: ``(x, y)`` batches on the model's device (criteria needing "batches").
+            stats: relevance statistics recorded on ``model`` (criteria that need "stats").
+            batches: ``(x, y)`` batches on the model's device (criteria that need "batches").
             round_index: which round this is; the schedule gives its cumulative ratio.
             current_plan: the plan ``model`` was cut to; defaults to the one recorded on it.
 
@@ -175,28 +178,20 @@ class Pruner:
         """
         if not 1 <= round_index <= self.rounds:
             raise ValueError(f"round_index must be in [1, {self.rounds}], got {round_index}")
-        if "relevance" in self.requires and stats is None:
-            raise ValueError(f"{self.criterion!r} requires relevance stats (stats=...)")
-        if "batches" in self.requires and batches is None:
-            raise ValueError(f"{self.criterion!r} requires batches of (x, y) (batches=...)")
+        needed = self.criterion.needed({"stats": stats, "batches": batches})
         example_input = example_input_for(model, example_input)
         current = current_plan if current_plan is not None else applied_plan(model)
         current = current if current is not None else PruningPlan()
         generator = torch.Generator().manual_seed(self.seed + round_index)
-        if self.target == "inputs":
-            step = self._plan_inputs(
-                model, example_input, stats, batches, round_index, current, generator
-            )
-        else:
-            step = self._plan_units(
-                model, example_input, stats, batches, round_index, current, generator
-            )
-        return current.compose(step)
+        plan_step = self._plan_inputs if self.target == "inputs" else self._plan_units
+        return current.compose(
+            plan_step(model, example_input, needed, round_index, current, generator)
+        )
 
-    def _plan_inputs(self, model, example_input, stats, batches, round_index, current, generator):
+    def _plan_inputs(self, model, example_input, needed, round_index, current, generator):
         shape = tuple(example_input.shape[1:])
         n = math.prod(shape)
-        scores = self.criterion.input_scores(model, example_input, stats, batches)
+        scores = self.criterion.input_scores(model, example_input, **needed)
         if tuple(scores.shape) != shape:
             raise ValueError(f"input scores have shape {tuple(scores.shape)}, samples {shape}")
         kept_now = current.input_keep if current.input_keep is not None else list(range(n))
@@ -205,12 +200,12 @@ class Pruner:
         scores = scores.flatten().to("cpu", torch.float64)[torch.as_tensor(kept_now)]
         return PruningPlan(input_keep=keep_top(scores, target, generator), input_shape=shape)
 
-    def _plan_units(self, model, example_input, stats, batches, round_index, current, generator):
+    def _plan_units(self, model, example_input, needed, round_index, current, generator):
         graph = build_graph(model, example_input)
         groups: list[ChannelGroup] = find_groups(model, example_input, graph)
         if not groups:
             raise ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
-        raw = self.criterion.scores(model, groups, stats, batches)
+        raw = self.criterion.scores(model, groups, **needed)
         scores = group_scores(model, graph, groups, raw)
         dense = {g.name: current.dense_widths.get(g.name, g.width) for g in groups}
         total = sum(dense.values())
@@ -238,17 +233,4 @@ class Pruner:
         )
 
 
-def scores_for(
-    model: nn.Module, criterion: Criterion, example_input: Tensor | None = None, **kwargs: object
-) -> dict[str, Tensor]:
-    """Group scores of ``model`` under ``criterion`` (for logging histograms).
-
-    Keyword arguments (``stats``, ``batches``) go to the criterion.
-    """
-    example_input = example_input_for(model, example_input)
-    graph = build_graph(model, example_input)
-    groups = find_groups(model, example_input, graph)
-    return group_scores(model, graph, groups, criterion.scores(model, groups, **kwargs))
-
-
-__all__: Sequence[str] = ["TARGETS", "Pruner", "scores_for"]
+__all__: Sequence[str] = ["TARGETS", "Pruner"]

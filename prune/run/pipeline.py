@@ -15,19 +15,19 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prune.callbacks.relevance import RelevanceAccumulator
 from prune.errors import ConfigError
-from prune.evaluation import run_explanations
+from prune.evaluation.cost import measure
+from prune.evaluation.tensorboard import keep_mask, log_relevance
 from prune.lrp import RelevanceStats
-from prune.metrics.cost import measure
 from prune.module import ClassifierModule
 from prune.run.checkpoint import SafeCheckpointIO, check_finite, checked_checkpoint, save_weights
 from prune.run.entry import to_log_file
+from prune.run.explanations import run_explanations
 from prune.run.report import figures_table, plain_text, print_table, round_line, rounds_table
 from prune.run.results import write_json as _write_json
 from prune.run.resume import Resume
 from prune.run.run_folder import claim
 from prune.run.threads import apply_threads
 from prune.run.validation import validate_config, validate_run
-from prune.visualize import keep_mask, log_relevance
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             resume.replay(k, "fit")  # random states as its retraining first started
         else:
             stats = None
-            if "relevance" in pruner.requires:
+            if "stats" in pruner.needs:
                 record = pruner.record_names(module.net, example)
                 stats = explain(cfg, module, dm, composite, record)
                 log_relevance(summary, stats, k)
-            batches = _batches(dm, module) if "batches" in pruner.requires else None
+            batches = _batches(dm, module) if "batches" in pruner.needs else None
             plan = pruner.plan(
                 module.net,
                 example,

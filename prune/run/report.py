@@ -18,10 +18,10 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from prune.metrics.cost import NOISY_IQR
+from prune.evaluation.cost import NOISY_IQR
 
-#: ``cost/latency_ms_b{batch}_{device}``, as :func:`prune.metrics.cost.measure` names them (the
-#: median; not its ``..._iqr`` and ``..._noisy`` companions)
+#: ``cost/latency_ms_b{batch}_{device}``, as :func:`prune.evaluation.cost.measure` names them
+#: (the median; not its ``..._iqr`` and ``..._noisy`` companions)
 _LATENCY = re.compile(r"cost/latency_ms_b(\d+)_([^\W_]+)$")
 _NONE = "-"
 #: under a table with a latency marked ``*`` (its ``cost/latency_ms_..._noisy`` flag set)

@@ -205,15 +205,25 @@ def _check_data(cfg: DictConfig) -> None:
             "per channel (or one for all)"
         )
     if is_present(cfg, "data.path"):
-        path = get_value(cfg, "data.path")  # '???' raises "required"
-        if path is None or str(path) == "":
-            raise ConfigError("data.path must name an .npz file with arrays 'x' and 'y'")
-        if Path(str(path)).expanduser().is_dir():
-            raise ConfigError(f"data.path={str(path)!r} is a directory; need an .npz file")
-        if not Path(str(path)).expanduser().is_file():
-            raise FileNotFoundError(f"data.path={str(path)!r} does not exist (need an .npz file)")
+        _check_data_path(cfg, getattr(cls, "path_kind", "file"))
     if cls is not None and is_present(cfg, "data.allow_fallback"):
         _check_data_root(cfg, cls)
+
+
+def _check_data_path(cfg: DictConfig, kind: str) -> None:
+    """``data.path`` names what the data class reads: a file (``.npz``) or a folder (images)."""
+    path = get_value(cfg, "data.path")  # '???' raises "required"
+    need = "a folder of images, one sub-folder per class" if kind == "dir" else "an .npz file"
+    if path is None or str(path) == "":
+        arrays = "" if kind == "dir" else " with arrays 'x' and 'y'"
+        raise ConfigError(f"data.path must name {need}{arrays}")
+    found = Path(str(path)).expanduser()
+    if kind == "dir" and found.is_file():
+        raise ConfigError(f"data.path={str(path)!r} is a file; need {need}")
+    if kind != "dir" and found.is_dir():
+        raise ConfigError(f"data.path={str(path)!r} is a directory; need {need}")
+    if not found.exists():
+        raise FileNotFoundError(f"data.path={str(path)!r} does not exist (need {need})")
 
 
 def _check_data_root(cfg: DictConfig, cls: type) -> None:
@@ -315,7 +325,7 @@ def _check_pruner(cfg: DictConfig, composite: type | None) -> None:
     ranking = get_value(cfg, "pruner.global_ranking")
     if ranking is not None and not isinstance(ranking, bool):
         raise ConfigError(f"pruner.global_ranking must be true or false, got {ranking!r}")
-    if criterion is not None and "relevance" in criterion.requires:
+    if criterion is not None and "stats" in criterion.needs:
         if cfg.get("lrp") is None:
             raise ConfigError(
                 f"pruner.criterion {criterion.__name__} needs relevance statistics, but lrp=null "
@@ -341,7 +351,7 @@ def validate_run(cfg: DictConfig, dm: Any, module: Any, pruner: Any = None) -> N
     import torch
 
     if pruner is not None:
-        if "relevance" in pruner.requires:
+        if "stats" in pruner.needs:
             dm.relevance_indices()  # raises naming data.relevance_per_class and the class
         try:
             pruner.validate(module.net, torch.zeros(1, *dm.in_shape))

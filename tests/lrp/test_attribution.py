@@ -18,8 +18,8 @@ from prune.lrp import (
     relevance_report,
 )
 from prune.lrp.composites import LayerMap, base_layer_map
-from prune.lrp.core import LINEAR_TYPES
 from prune.lrp.rules import LRP0, AlphaBeta
+from prune.lrp.types import LINEAR_TYPES
 
 
 def _no_leftovers(model: nn.Module) -> None:
@@ -63,7 +63,7 @@ def test_lrp0_equals_gradient_times_input(kind, build, inputs) -> None:
     if kind in ("vgg", "resnet"):
         pytest.skip("BatchNorm merges with its shift as a bias; gradient x input then differs")
     model, x = build(kind), inputs()
-    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())])
     res = attribute(model, x, torch.tensor([2, 0, 1]), composite)
     xx = x.clone().requires_grad_()
     (grad,) = torch.autograd.grad(model(xx)[[0, 1, 2], [2, 0, 1]].sum(), xx)
@@ -103,7 +103,7 @@ def test_softmax_gradient_target_is_the_probability_gradient(build, inputs) -> N
     labels = torch.tensor([2, 0, 1])
     seed = softmax_gradient(model(x), labels)
     torch.testing.assert_close(seed.sum(1), torch.zeros(3, dtype=seed.dtype), atol=1e-15, rtol=0)
-    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())])
     res = attribute(model, x, partial(softmax_gradient, labels=labels), composite)
     torch.testing.assert_close(res.explained, torch.zeros(3, dtype=x.dtype), atol=1e-15, rtol=0)
     xx = x.clone().requires_grad_()
@@ -130,7 +130,7 @@ def test_logit_margin_target_explains_the_margin_over_the_strongest_rival(
     margin = logits[rows, labels] - logits[rows, rival]
     torch.testing.assert_close(seed.sum(1), margin, rtol=1e-12, atol=0)
     assert int((seed != 0).sum()) == 6 and bool((rival != labels).all())
-    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())])
     res = attribute(model, x, partial(logit_margin, labels=labels), composite)
     xx = x.clone().requires_grad_()
     out = model(xx)
@@ -164,7 +164,7 @@ def test_log_probability_target_explains_the_linearised_log_probability(
     xl = logits.clone().requires_grad_()
     (g,) = torch.autograd.grad(xl.log_softmax(1)[rows, labels].sum(), xl)
     torch.testing.assert_close(seed, logits * g, rtol=1e-12, atol=1e-12)
-    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())], sum_rule=None)
+    composite = LayerMap([*base_layer_map(0.0), (LINEAR_TYPES, LRP0())])
     res = attribute(model, x, partial(log_probability, labels=labels), composite, ["features.3"])
     xx = x.clone().requires_grad_()
     seen = []

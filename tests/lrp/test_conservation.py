@@ -8,8 +8,8 @@ from torch import nn
 
 from prune.lrp import attribute
 from prune.lrp.composites import LayerMap, NameMap, SpecialFirstLayer, base_layer_map
-from prune.lrp.core import CONV_TYPES, LINEAR_TYPES
 from prune.lrp.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Norm, WSquare, ZBox, ZPlus
+from prune.lrp.types import CONV_TYPES, LINEAR_TYPES
 from prune.models.resnet_small import BasicBlock
 
 TINY = 1e-12
@@ -30,12 +30,14 @@ def _composite(model: nn.Module, rule_name: str) -> NameMap:
     base = base_layer_map(TINY)
     output_layer = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
     if rule_name in EVERYWHERE:
-        fallback = LayerMap([*base, (LINEAR_TYPES, EVERYWHERE[rule_name])], sum_rule=Norm(TINY))
+        fallback = LayerMap(
+            [*base, (LINEAR_TYPES, EVERYWHERE[rule_name])], op_map={"add": Norm(TINY)}
+        )
     else:
         types = CONV_TYPES if rule_name == "zbox" else LINEAR_TYPES
         layer_map = [*base, (LINEAR_TYPES, LRP0())]
         first = [(types, FIRST_LAYER[rule_name])]
-        fallback = SpecialFirstLayer(layer_map, first, sum_rule=Norm(TINY))
+        fallback = SpecialFirstLayer(layer_map, first, op_map={"add": Norm(TINY)})
     return NameMap({output_layer: LRP0()}, fallback=fallback)
 
 
@@ -129,7 +131,7 @@ def test_recorded_output_with_several_consumers(inplace, epsilon) -> None:
         nn.init.zeros_(m.bias)
     x = torch.randn(5, 6, dtype=torch.float64)
     rules = [*base_layer_map(epsilon), (LINEAR_TYPES, Epsilon(epsilon))]
-    composite = LayerMap(rules, sum_rule=Norm(epsilon or TINY))
+    composite = LayerMap(rules, op_map={"add": Norm(epsilon or TINY)})
     res = attribute(model, x, torch.tensor([0, 1, 2, 0, 1]), composite, record=["fc1"])
     z = model.fc1(x).detach().requires_grad_()
     h = model.fc2(torch.relu(z)) + model.fc3(z)

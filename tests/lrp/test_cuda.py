@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from prune.lrp import COMPOSITES, Explainer, attribute
-from prune.lrp.core import LINEAR_TYPES
+from prune.lrp.types import LINEAR_TYPES
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

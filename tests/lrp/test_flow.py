@@ -1,4 +1,4 @@
-"""The fast relevance flow (native autograd, rescale fused into ReLU) equals the reference rules."""
+"""The fast relevance flow (native autograd, rescale fused into ReLU) equals the reference forms."""
 
 from __future__ import annotations
 
@@ -8,19 +8,15 @@ from torch import nn
 
 from prune.lrp import attribute
 from prune.lrp.composites import LayerMap, base_layer_map
-from prune.lrp.core import LINEAR_TYPES, LinearRule
-from prune.lrp.rules import LRP0, AlphaBeta, Epsilon, Gamma, ZPlus
+from prune.lrp.rules import AlphaBeta
+from prune.lrp.types import LINEAR_TYPES
 
-FAST_RULES = (Epsilon, LRP0, ZPlus, AlphaBeta, Gamma)
 PRESETS = ["epsilon", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"]
 
 
-def _reference(monkeypatch, model, x, preset, record):
-    """The same attribution with every fast path switched off (one custom node per layer)."""
-    with monkeypatch.context() as m:
-        for cls in FAST_RULES:
-            m.setattr(cls, "fast", LinearRule.fast)
-        return attribute(model, x, composite=preset, record=record)
+def _reference(model, x, preset, record):
+    """The same attribution from the rules' reference forms."""
+    return attribute(model, x, composite=preset, record=record, backend="reference")
 
 
 class _Fork(nn.Module):
@@ -42,24 +38,24 @@ class _Fork(nn.Module):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_fast_flow_matches_reference(monkeypatch, build, inputs, kind, preset) -> None:
+def test_fast_flow_matches_reference(build, inputs, kind, preset) -> None:
     model = build(kind)
     x = inputs()
     layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     fast = attribute(model, x, composite=preset, record=layers)
-    ref = _reference(monkeypatch, model, x, preset, layers)
+    ref = _reference(model, x, preset, layers)
     torch.testing.assert_close(fast.input, ref.input, rtol=1e-9, atol=1e-12)
     for name in layers:
         torch.testing.assert_close(fast.output[name], ref.output[name], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_fast_flow_handles_forks(monkeypatch, inputs, preset) -> None:
+def test_fast_flow_handles_forks(inputs, preset) -> None:
     torch.manual_seed(0)
     model = _Fork().double().eval()
     x = inputs()
     fast = attribute(model, x, composite=preset, record=["conv2"])
-    ref = _reference(monkeypatch, model, x, preset, ["conv2"])
+    ref = _reference(model, x, preset, ["conv2"])
     torch.testing.assert_close(fast.input, ref.input, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(fast.output["conv2"], ref.output["conv2"], rtol=1e-9, atol=1e-12)
     unrecorded = attribute(model, x, composite=preset)
@@ -67,12 +63,12 @@ def test_fast_flow_handles_forks(monkeypatch, inputs, preset) -> None:
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_fused_flow_matches_reference(monkeypatch, build, inputs, kind, preset) -> None:
+def test_fused_flow_matches_reference(build, inputs, kind, preset) -> None:
     """Nothing recorded: every ReLU fuses with the rule before it (recording switches that off)."""
     model = build(kind)
     x = inputs()
     fused = attribute(model, x, composite=preset)
-    ref = _reference(monkeypatch, model, x, preset, [])
+    ref = _reference(model, x, preset, [])
     torch.testing.assert_close(fused.input, ref.input, rtol=1e-9, atol=1e-12)
 
 
@@ -108,7 +104,8 @@ def test_alpha_beta_recomputed_scales_equal_kept_ones(
     """A first layer may rebuild its alpha-beta scales in the backward instead of keeping them,
     in slices of the batch (19 rows: uneven slices); the relevance is the same, also where a
     whole receptive field is zero (z- = 0)."""
-    from prune.lrp import rules, specs
+    from prune.lrp.fast import linear as rules
+    from prune.lrp.fast import specs
 
     model = build(kind_)
     x = inputs(batch=batch)
@@ -125,12 +122,14 @@ def test_alpha_beta_recomputed_scales_equal_kept_ones(
         results.append(attribute(model, x, torch.arange(batch) % 3, composite))
     assert calls, "no scale was recomputed"
     torch.testing.assert_close(results[0].input, results[1].input, rtol=1e-9, atol=1e-12)
+    reference = attribute(model, x, torch.arange(batch) % 3, composite, backend="reference")
+    torch.testing.assert_close(results[0].input, reference.input, rtol=1e-9, atol=1e-12)
     assert torch.isfinite(results[0].input).all()
 
 
 def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) -> None:
     """A layer whose stacked output is rebuilt in the backward, read by a ReLU and a sum."""
-    from prune.lrp import rules
+    from prune.lrp.fast import linear as rules
 
     torch.manual_seed(0)
     model = _Fork().double().eval()
@@ -150,7 +149,7 @@ def test_alpha_beta_rebuilt_layer_with_a_second_consumer(monkeypatch, inputs) ->
 
 @pytest.mark.parametrize("n", [1, 3, 8, 9, 19, 128])
 def test_batch_slices_cover_every_row_once(n) -> None:
-    from prune.lrp.modified import GPU_SLICE_BYTES, SLICES, batch_slices
+    from prune.lrp.fast.modified import GPU_SLICE_BYTES, SLICES, batch_slices
 
     rows = [i for s in batch_slices(n) for i in range(n)[s]]
     assert rows == list(range(n)) and len(batch_slices(n)) <= SLICES

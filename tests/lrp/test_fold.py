@@ -1,4 +1,4 @@
-"""The first convolution's transposed product by matrix products and col2im (prune/lrp/fold.py)."""
+"""The first convolution's transposed product by matrix products and col2im (lrp/fast/fold.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from prune import lrp
-from prune.lrp import core, fold
+from prune.lrp.fast import base, fold
 from prune.models import LeNet5
 
 GEOMETRIES = [  # (in_ch, out_ch, kernel, input size, stride, padding, dilation)
@@ -58,7 +58,7 @@ def test_use_fold_picks_first_layers_on_the_cpu_only() -> None:
 @pytest.mark.parametrize("preset", sorted(lrp.COMPOSITES))
 def test_lenet_relevance_is_the_same_with_and_without_fold(preset, monkeypatch) -> None:
     """LeNet-5's first layer (1 -> 20 channels) takes the fold path in every preset that reaches
-    it with one input block, and its relevance equals the native kernels' at every layer."""
+    it with one input block, and its relevance equals the reference backend's at every layer."""
     torch.manual_seed(0)
     model = LeNet5((1, 28, 28), 10).eval()
     x = torch.rand(4, 1, 28, 28)
@@ -70,10 +70,9 @@ def test_lenet_relevance_is_the_same_with_and_without_fold(preset, monkeypatch) 
         used.append(fold.use_fold(weight, t))
         return used[-1]
 
-    monkeypatch.setattr(core, "use_fold", spy)
+    monkeypatch.setattr(base, "use_fold", spy)
     with_fold = lrp.attribute(model, x, target, preset, record)
-    monkeypatch.setattr(fold, "MAX_IN", 0)
-    native = lrp.attribute(model, x, target, preset, record)
+    native = lrp.attribute(model, x, target, preset, record, backend="reference")
     assert any(used)
     torch.testing.assert_close(with_fold.input, native.input, rtol=1e-5, atol=1e-6)
     for name in record:

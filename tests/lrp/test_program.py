@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 from prune.lrp import COMPOSITES, Explainer, UnsupportedLayerError, attribute
-from prune.lrp.core import LINEAR_TYPES
+from prune.lrp.types import LINEAR_TYPES
 
 
 def _leaves(model: nn.Module) -> list[str]:

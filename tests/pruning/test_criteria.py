@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria import (
+    Criterion,
     GradientCriterion,
     GradientXInputCriterion,
     LRPCriterion,
@@ -15,6 +18,7 @@ from prune.pruning.criteria import (
     VarianceCriterion,
 )
 from prune.pruning.groups import find_groups
+from prune.pruning.pruner import Pruner
 
 
 def _batches(
@@ -49,7 +53,8 @@ def test_unit_criterion_scores_every_producer(criterion, tiny_resnet: nn.Module)
     widths = _widths(tiny_resnet)
     stats = RelevanceStats(num_classes=3, channels={p: torch.rand(w) for p, w in widths.items()})
     groups = find_groups(tiny_resnet, None)
-    scores = criterion.scores(tiny_resnet, groups, stats=stats, batches=_batches(tiny_resnet))
+    needed = criterion.needed({"stats": stats, "batches": _batches(tiny_resnet)})
+    scores = criterion.scores(tiny_resnet, groups, **needed)
     assert {p: s.shape for p, s in scores.items()} == {p: (w,) for p, w in widths.items()}
     assert all(s.dtype == torch.float64 for s in scores.values())
 
@@ -103,9 +108,48 @@ def test_lrp_names_missing_layer(tiny_mlp: nn.Module) -> None:
         LRPCriterion().scores(tiny_mlp, find_groups(tiny_mlp, None), stats=stats)
 
 
-def test_lrp_requires_stats(tiny_mlp: nn.Module) -> None:
-    with pytest.raises(ValueError, match="relevance"):
-        LRPCriterion().scores(tiny_mlp, find_groups(tiny_mlp, None))
+def test_needed_gives_exactly_what_a_criterion_declares() -> None:
+    available = {"stats": "S", "batches": "B", "other": "O"}
+    assert LRPCriterion().needed(available) == {"stats": "S"}
+    assert TaylorCriterion().needed(available) == {"batches": "B"}
+    assert VarianceCriterion().needed(available) == {"batches": "B"}
+    assert MagnitudeCriterion().needed(available) == {}
+    assert RandomCriterion().needed({}) == {}
+    with pytest.raises(ValueError, match=r"LRPCriterion\(.*\) needs stats=\.\.\. \(relevance"):
+        LRPCriterion().needed({"stats": None, "batches": "B"})
+    with pytest.raises(ValueError, match=r"needs batches=\.\.\. \(batches of \(x, y\)"):
+        GradientXInputCriterion().needed({"stats": "S"})
+
+
+def test_criterion_whose_needs_and_signature_disagree_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"Wrong\.scores takes .*'batches'.*needs=\['stats'\]"):
+
+        class Wrong(Criterion):
+            needs = frozenset({"stats"})
+
+            def scores(self, model, groups, batches):
+                return {}
+
+    with pytest.raises(TypeError, match=r"Unknown\.needs holds \['labels'\]; allowed"):
+
+        class Unknown(Criterion):
+            needs = frozenset({"labels"})
+
+    with pytest.raises(TypeError, match=r"NoInputs does not implement input_scores"):
+
+        class NoInputs(Criterion):
+            targets = frozenset({"inputs"})
+
+    class Fine(Criterion):
+        needs = frozenset({"stats", "batches"})
+        targets = frozenset({"inputs"})
+
+        def input_scores(self, model, example_input, batches, stats):
+            return example_input[0]
+
+    assert Fine().input_scores(
+        None, torch.ones(1, 2), **Fine().needed(dict.fromkeys(("stats", "batches"), 1))
+    ).shape == (2,)
 
 
 def test_lrp_input_scores_from_input_relevance(tiny_mlp: nn.Module) -> None:
@@ -198,3 +242,79 @@ def test_layer_normalisation_l1_l2_none_and_bad_values():
     assert [layer_norm(v) for v in (True, False, "L2", "none")] == ["l1", "none", "l2", "none"]
     with pytest.raises(ValueError, match="normalize='l3'.*'l2'"):
         MagnitudeCriterion(normalize="l3")
+
+
+def test_backprop_criteria_match_an_independent_computation(tiny_lenet: nn.Module) -> None:
+    model = copy.deepcopy(tiny_lenet)
+    names = [p for g in find_groups(model, None) for p in g.producers]
+    batches = _batches(model)
+    outputs: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook(_m, _a, out):
+            out.retain_grad()
+            outputs[name] = out
+
+        return hook
+
+    for name in names:
+        model.get_submodule(name).register_forward_hook(keep(name))
+    taylor = dict.fromkeys(names, 0.0)
+    gradient = dict.fromkeys(names, 0.0)
+    for x, y in batches:
+        nn.functional.cross_entropy(model(x), y, reduction="sum").backward()
+        for name in names:
+            a, g = outputs[name], outputs[name].grad
+            dims = tuple(range(2, a.dim()))
+            prod, mag = (a * g).detach(), g.abs()
+            taylor[name] = taylor[name] + (prod.mean(dims) if dims else prod).abs().sum(0)
+            gradient[name] = gradient[name] + (mag.mean(dims) if dims else mag).sum(0)
+    groups = find_groups(tiny_lenet, None)
+    got_taylor = TaylorCriterion(normalize=False).scores(tiny_lenet, groups, batches=batches)
+    got_gradient = GradientCriterion(normalize="l2").scores(tiny_lenet, groups, batches=batches)
+    for name in names:
+        # float64 throughout; only the summation order differs
+        torch.testing.assert_close(got_taylor[name], taylor[name] / 16, rtol=1e-12, atol=0)
+        expected = gradient[name] / gradient[name].norm()
+        torch.testing.assert_close(got_gradient[name], expected, rtol=1e-12, atol=0)
+
+
+PINNED_UNITS = {
+    "magnitude": {"features.0": [0, 1, 2, 3], "features.3": [2, 3, 4, 5], "classifier.0": [2]},
+    "taylor": {"features.0": [0, 1, 2, 3], "features.3": [2, 5], "classifier.0": [1, 6, 7]},
+    "gradient": {"features.0": [0, 1, 2, 3], "features.3": [2, 3, 5], "classifier.0": [4, 6]},
+    "random": {"features.0": [0, 1, 3], "features.3": [0, 1, 3], "classifier.0": [1, 4, 7]},
+}
+PINNED_INPUTS = {
+    "lrp": [58, 74, 115, 190, 287, 294],
+    "variance": [41, 221, 229, 331, 352, 396],
+    "gradient_x_input": [168, 189, 211, 233, 251, 272],
+}
+CRITERIA = {
+    "magnitude": MagnitudeCriterion,
+    "taylor": TaylorCriterion,
+    "gradient": GradientCriterion,
+    "random": lambda: RandomCriterion(seed=4),
+    "lrp": LRPCriterion,
+    "variance": VarianceCriterion,
+    "gradient_x_input": GradientXInputCriterion,
+}
+
+
+@pytest.mark.parametrize("name", [*PINNED_UNITS, *PINNED_INPUTS])
+def test_seeded_plans_stay_the_same(name: str, build_model) -> None:
+    """The same seed gives the same plan: a change of a criterion's scores shows here."""
+    model = build_model("lenet", seed=0)
+    batches = _batches(model)
+    gen = torch.Generator().manual_seed(4)
+    stats = RelevanceStats(
+        num_classes=3, input=torch.randn(*model.in_shape, generator=gen, dtype=torch.float64)
+    )
+    stats.input_abs = stats.input.abs()
+    criterion = CRITERIA[name]()
+    if name in PINNED_UNITS:
+        plan = Pruner(criterion, ratio=0.5, seed=1).plan(model, batches=batches)
+        assert plan.keep == PINNED_UNITS[name]
+    else:
+        pruner = Pruner(criterion, target="inputs", keep=6, seed=1)
+        assert pruner.plan(model, stats=stats, batches=batches).input_keep == PINNED_INPUTS[name]

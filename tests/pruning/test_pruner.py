@@ -51,15 +51,16 @@ def test_pruner_validate_rejects_keep_below_min_width(tiny_mlp: nn.Module) -> No
         Pruner(RandomCriterion(), keep=5, min_width=4).validate(tiny_mlp)
 
 
-def test_pruner_requires_and_record_names(tiny_resnet: nn.Module) -> None:
+def test_pruner_needs_and_record_names(tiny_resnet: nn.Module) -> None:
     pruner = Pruner(LRPCriterion())
-    assert pruner.requires == frozenset({"relevance"})
+    assert pruner.needs == frozenset({"stats"})
     names = pruner.record_names(tiny_resnet)
     assert names[:2] == ["conv1", "layers.0.0.conv2"]
     assert "fc" not in names
     assert Pruner(LRPCriterion(), target="inputs", keep=4).record_names(tiny_resnet) == []
-    with pytest.raises(ValueError, match="requires relevance"):
+    with pytest.raises(ValueError, match="needs stats"):
         pruner.plan(tiny_resnet)
+    assert Pruner(MagnitudeCriterion()).record_names(tiny_resnet) == []
 
 
 def test_pruner_global_plan_keeps_ratio_and_min_width(tiny_lenet: nn.Module) -> None:

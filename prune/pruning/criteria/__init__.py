@@ -1,5 +1,6 @@
 """Pruning criteria, one per file; each returns scores where higher means keep."""
 
+from prune.pruning.criteria._backprop import BackpropCriterion
 from prune.pruning.criteria.base import Criterion
 from prune.pruning.criteria.gradient import GradientCriterion
 from prune.pruning.criteria.gradient_x_input import GradientXInputCriterion
@@ -10,6 +11,7 @@ from prune.pruning.criteria.taylor import TaylorCriterion
 from prune.pruning.criteria.variance import VarianceCriterion
 
 __all__ = [
+    "BackpropCriterion",
     "Criterion",
     "GradientCriterion",
     "GradientXInputCriterion",

@@ -1,67 +1,95 @@
-"""Criterion: turns a model (and relevance stats or batches) into scores; higher means keep."""
+"""Criterion: turns a model (and what it declares it needs) into scores; higher means keep."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
 from prune.pruning.groups import ChannelGroup
 
 Batches = Iterable[Sequence[Tensor]]
 """An iterable of ``(x, y)`` batches on the model's device."""
 
+NEEDS: dict[str, str] = {
+    "stats": "relevance statistics (a prune.lrp.RelevanceStats)",
+    "batches": "batches of (x, y) on the model's device",
+}
+"""What a criterion may declare in ``needs``; each is also the name of its scoring argument."""
+
+METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "units": ("scores", ("model", "groups")),
+    "inputs": ("input_scores", ("model", "example_input")),
+}
+"""Per target: the scoring method and the arguments it takes before those in ``needs``."""
+
 
 class Criterion:
     """Base of all pruning criteria.
 
-    A criterion scores output units (``target="units"``: one score per output channel or
-    neuron of each group's producers) and/or input elements (``target="inputs"``: one score per
-    element of a sample). It declares what it needs in ``requires``: ``"relevance"``
-    (a :class:`~prune.lrp.stats.RelevanceStats`), ``"batches"`` (labelled data to run forward
-    and backward passes on), or nothing. Scores are float64; higher means keep.
+    A criterion scores output units (``"units"`` in ``targets``: one score per output channel
+    or neuron of each group's producers, by ``scores(model, groups, ...)``) and/or input
+    elements (``"inputs"``: one score per element of a sample, by
+    ``input_scores(model, example_input, ...)``). It declares in ``needs`` what else it reads:
+    ``"stats"`` (relevance statistics), ``"batches"`` (labelled data to run forward and backward
+    passes on), or nothing; its scoring methods take exactly those as further arguments, by
+    name, and the pruner passes nothing else. Scores are float64; higher means keep.
+
+    A subclass whose ``targets``, ``needs`` and method signatures disagree is refused when it
+    is defined, with a ``TypeError`` naming the class.
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"units"})
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if unknown := sorted(set(cls.needs) - NEEDS.keys()):
+            raise TypeError(f"{cls.__name__}.needs holds {unknown}; allowed: {sorted(NEEDS)}")
+        if unknown := sorted(set(cls.targets) - METHODS.keys()):
+            raise TypeError(f"{cls.__name__}.targets holds {unknown}; allowed: {sorted(METHODS)}")
+        for target, (method, fixed) in METHODS.items():
+            implemented = getattr(cls, method) is not getattr(Criterion, method)
+            if implemented != (target in cls.targets):
+                raise TypeError(
+                    f"{cls.__name__} {'implements' if implemented else 'does not implement'} "
+                    f"{method} but targets {sorted(cls.targets)}"
+                )
+            params = tuple(inspect.signature(getattr(cls, method)).parameters)[1:]
+            if implemented and (params[:2] != fixed or set(params[2:]) != cls.needs):
+                raise TypeError(
+                    f"{cls.__name__}.{method} takes {params}; with needs={sorted(cls.needs)} it "
+                    f"must take {fixed} followed by {sorted(cls.needs)}"
+                )
+
     def scores(
-        self,
-        model: nn.Module,
-        groups: Sequence[ChannelGroup],
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
+        self, model: nn.Module, groups: Sequence[ChannelGroup], **needs: object
     ) -> dict[str, Tensor]:
         """Scores ``{producer name: (width,)}`` for every producer of every group."""
         raise TypeError(
             f"{type(self).__name__} cannot score units; it scores {sorted(self.targets)}"
         )
 
-    def input_scores(
-        self,
-        model: nn.Module,
-        example_input: Tensor,
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
-    ) -> Tensor:
+    def input_scores(self, model: nn.Module, example_input: Tensor, **needs: object) -> Tensor:
         """Scores shaped like one dense input sample (``example_input.shape[1:]``)."""
         raise TypeError(
             f"{type(self).__name__} cannot score inputs; it scores {sorted(self.targets)}"
         )
 
-    # -- helpers for subclasses ----------------------------------------------------------------
-    def _need_stats(self, stats: RelevanceStats | None) -> RelevanceStats:
-        if stats is None:
-            raise ValueError(f"{type(self).__name__} requires relevance stats; got stats=None")
-        return stats
+    def needed(self, available: Mapping[str, object]) -> dict[str, object]:
+        """The arguments this criterion declared in ``needs``, taken from ``available``.
 
-    def _need_batches(self, batches: Batches | None) -> Batches:
-        if batches is None:
-            raise ValueError(f"{type(self).__name__} requires batches of (x, y); got batches=None")
-        return batches
+        Raises:
+            ValueError: naming each declared need that ``available`` lacks (or holds as None).
+        """
+        missing = [name for name in sorted(self.needs) if available.get(name) is None]
+        if missing:
+            what = "; ".join(f"{name}=... ({NEEDS[name]})" for name in missing)
+            raise ValueError(f"{self!r} needs {what}")
+        return {name: available[name] for name in self.needs}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

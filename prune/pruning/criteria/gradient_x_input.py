@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
+from prune.pruning.criteria._backprop import evaluated
 from prune.pruning.criteria.base import Batches, Criterion
 
 
@@ -22,35 +22,24 @@ class GradientXInputCriterion(Criterion):
         absolute: sum |x * grad| (True) or the signed product (False).
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset({"batches"})
+    needs: ClassVar[frozenset[str]] = frozenset({"batches"})
     targets: ClassVar[frozenset[str]] = frozenset({"inputs"})
 
     def __init__(self, absolute: bool = True) -> None:
         self.absolute = bool(absolute)
 
-    def input_scores(
-        self,
-        model: nn.Module,
-        example_input: Tensor,
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
-    ) -> Tensor:
+    def input_scores(self, model: nn.Module, example_input: Tensor, batches: Batches) -> Tensor:
         """Summed attribution per element, shaped like one sample."""
         total, count = None, 0
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.enable_grad():
-                for x, y in self._need_batches(batches):
-                    x = x.detach().requires_grad_(True)
-                    logit = model(x).gather(1, y.long().view(-1, 1)).sum()
-                    (grad,) = torch.autograd.grad(logit, x)
-                    a = (x.detach() * grad).to(torch.float64)
-                    a = a.abs() if self.absolute else a
-                    total = a.sum(0) if total is None else total + a.sum(0)
-                    count += x.shape[0]
-        finally:
-            model.train(was_training)
+        with evaluated(model):
+            for x, y in batches:
+                x = x.detach().requires_grad_(True)
+                logit = model(x).gather(1, y.long().view(-1, 1)).sum()
+                (grad,) = torch.autograd.grad(logit, x)
+                a = (x.detach() * grad).to(torch.float64)
+                a = a.abs() if self.absolute else a
+                total = a.sum(0) if total is None else total + a.sum(0)
+                count += x.shape[0]
         if count == 0:
             raise ValueError("GradientXInputCriterion got no samples in batches")
         return total

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
-from prune.pruning.criteria.base import Batches, Criterion, layer_norm, normalize_layer, producers
+from prune.pruning.criteria.base import Criterion, layer_norm, normalize_layer, producers
 from prune.pruning.groups import ChannelGroup
+
+if TYPE_CHECKING:
+    from prune.lrp import RelevanceStats
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class LRPCriterion(Criterion):
             one scale (the explained output's) and rank together globally as they are.
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset({"relevance"})
+    needs: ClassVar[frozenset[str]] = frozenset({"stats"})
     targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
 
     AGGREGATES: ClassVar[tuple[str, ...]] = ("abs", "signed", "unit_abs")
@@ -81,14 +83,9 @@ class LRPCriterion(Criterion):
         self.aggregate, self.normalize = aggregate, layer_norm(normalize)
 
     def scores(
-        self,
-        model: nn.Module,
-        groups: Sequence[ChannelGroup],
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
+        self, model: nn.Module, groups: Sequence[ChannelGroup], stats: RelevanceStats
     ) -> dict[str, Tensor]:
         """``{producer: (C,)}`` from the recorded unit relevance."""
-        stats = self._need_stats(stats)
         source = {
             "abs": stats.channels,
             "signed": stats.channels_signed,
@@ -106,14 +103,9 @@ class LRPCriterion(Criterion):
         return out
 
     def input_scores(
-        self,
-        model: nn.Module,
-        example_input: Tensor,
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
+        self, model: nn.Module, example_input: Tensor, stats: RelevanceStats
     ) -> Tensor:
         """Summed input relevance, shaped like one sample."""
-        stats = self._need_stats(stats)
         s = stats.input if self.aggregate == "signed" else stats.input_abs
         if s is None:
             raise ValueError("relevance stats hold no input relevance; record it for inputs")

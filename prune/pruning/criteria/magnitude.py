@@ -7,9 +7,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria.base import (
-    Batches,
     Criterion,
     layer_norm,
     normalize_layer,
@@ -31,7 +29,7 @@ class MagnitudeCriterion(Criterion):
             simply prune the layers with the smallest weights (fan-in differs per layer).
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"units"})
 
     def __init__(self, p: int = 1, normalize: bool | str = True) -> None:
@@ -39,13 +37,7 @@ class MagnitudeCriterion(Criterion):
             raise ValueError(f"magnitude criterion p must be 1 or 2, got {p}")
         self.p, self.normalize = int(p), layer_norm(normalize)
 
-    def scores(
-        self,
-        model: nn.Module,
-        groups: Sequence[ChannelGroup],
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
-    ) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, groups: Sequence[ChannelGroup]) -> dict[str, Tensor]:
         """``{producer: (C,)}`` weight norms."""
         out = {}
         for name in producers(groups):

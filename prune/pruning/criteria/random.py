@@ -8,8 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
-from prune.pruning.criteria.base import Batches, Criterion, producers
+from prune.pruning.criteria.base import Criterion, producers
 from prune.pruning.groups import ChannelGroup
 
 
@@ -23,7 +22,7 @@ class RandomCriterion(Criterion):
         seed: seed of the generator; the same seed gives the same scores on every call.
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
 
     def __init__(self, seed: int = 0) -> None:
@@ -32,13 +31,7 @@ class RandomCriterion(Criterion):
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
 
-    def scores(
-        self,
-        model: nn.Module,
-        groups: Sequence[ChannelGroup],
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
-    ) -> dict[str, Tensor]:
+    def scores(self, model: nn.Module, groups: Sequence[ChannelGroup]) -> dict[str, Tensor]:
         """``{producer: (C,)}`` uniform in [0, 1)."""
         gen = self._generator()
         width = {p: g.width for g in groups for p in g.producers}
@@ -46,12 +39,6 @@ class RandomCriterion(Criterion):
             n: torch.rand(width[n], generator=gen, dtype=torch.float64) for n in producers(groups)
         }
 
-    def input_scores(
-        self,
-        model: nn.Module,
-        example_input: Tensor,
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
-    ) -> Tensor:
+    def input_scores(self, model: nn.Module, example_input: Tensor) -> Tensor:
         """Uniform in [0, 1), shaped like one sample."""
         return torch.rand(example_input.shape[1:], generator=self._generator(), dtype=torch.float64)

@@ -7,7 +7,6 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.stats import RelevanceStats
 from prune.pruning.criteria.base import Batches, Criterion
 
 
@@ -18,19 +17,13 @@ class VarianceCriterion(Criterion):
     information (the docs' results page compares it with LRP and random pixels).
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset({"batches"})
+    needs: ClassVar[frozenset[str]] = frozenset({"batches"})
     targets: ClassVar[frozenset[str]] = frozenset({"inputs"})
 
-    def input_scores(
-        self,
-        model: nn.Module,
-        example_input: Tensor,
-        stats: RelevanceStats | None = None,
-        batches: Batches | None = None,
-    ) -> Tensor:
+    def input_scores(self, model: nn.Module, example_input: Tensor, batches: Batches) -> Tensor:
         """Population variance per element, shaped like one sample."""
         count, total, total_sq = 0, None, None
-        for x, _y in self._need_batches(batches):
+        for x, _y in batches:
             x = x.detach().to(torch.float64)
             total = x.sum(0) if total is None else total + x.sum(0)
             total_sq = (x * x).sum(0) if total_sq is None else total_sq + (x * x).sum(0)

@@ -1,1 +1,0 @@
-"""Measurements: compute cost, feature removal, attribution scores."""
