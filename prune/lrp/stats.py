@@ -6,12 +6,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def _per_unit(relevance: Tensor) -> Tensor:
     """Sum a layer's relevance over positions: ``(B, C, *spatial) -> (B, C)``."""
     return relevance.flatten(2).sum(2) if relevance.dim() > 2 else relevance
+
+
+def unit_dim(module: nn.Module) -> int:
+    """The axis of a module's output that holds its units: the last for a linear layer (its
+    input may be ``(B, T, D)`` tokens), the channels (1) for everything else."""
+    return -1 if isinstance(module, nn.Linear) else 1
 
 
 def _unshared(tensors: list[Tensor | None]) -> set[int]:
@@ -32,7 +38,8 @@ class RelevanceStats:
     several DDP ranks combine by addition; normalising is the criterion's job. Keys of the
     dictionaries are qualified module names from ``model.named_modules()``; the relevance of a
     key is the relevance at the *output* of that module. A conv layer's channel relevance is
-    summed over positions before it is added.
+    summed over positions before it is added; so is a linear layer's on token features
+    ``(B, T, D)``, whose units lie on the last axis (``unit_dims``).
 
     ``num_samples`` is derived from the (reduced) ``class_counts``, so it always matches the
     sums it belongs to, whoever reduced them.
@@ -50,6 +57,8 @@ class RelevanceStats:
             a neuron the same as ``channels``).
         per_class_channels: sum of |R| per class and unit ``{name: (K, C)}``.
         class_counts: samples seen per class ``(K,)``.
+        unit_dims: the axis of each layer's relevance that holds its units ``{name: axis}``;
+            axis 1 (channels) for a layer not named (see :func:`unit_dim`).
     """
 
     num_classes: int
@@ -61,6 +70,7 @@ class RelevanceStats:
     channels_unit_abs: dict[str, Tensor] = field(default_factory=dict)
     per_class_channels: dict[str, Tensor] = field(default_factory=dict)
     class_counts: Tensor | None = None
+    unit_dims: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -117,6 +127,9 @@ class RelevanceStats:
             self.input_abs += absolute(r).sum(0)
         for name, rel in unit_relevance.items():
             r = rel.detach()
+            dim = self.unit_dims.get(name, 1) % max(r.dim(), 1)
+            if dim != 1 and r.dim() > 2:
+                r = r.movedim(dim, 1)  # (B, T, D) tokens -> (B, D, T)
             net = _per_unit(r)  # (B, C), positions summed in the relevance's dtype
             signed = net.sum(0)
             if r.dim() == 2:
@@ -158,6 +171,7 @@ class RelevanceStats:
             channels_unit_abs=each(self.channels_unit_abs),
             per_class_channels=each(self.per_class_channels),
             class_counts=one(self.class_counts),
+            unit_dims=dict(self.unit_dims),
         )
 
     def cpu(self) -> RelevanceStats:

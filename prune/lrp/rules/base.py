@@ -16,6 +16,8 @@ denominator (zero counts as positive), as Zennit does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,7 +30,9 @@ class Rule:
     keeps no state between calls: constructor arguments only.
     """
 
-    def relevance(self, layer, *inputs: Tensor, relevance: Tensor) -> Tensor | tuple[Tensor, ...]:
+    def relevance(
+        self, layer: Callable[..., Tensor], *inputs: Tensor, relevance: Tensor
+    ) -> Tensor | tuple[Tensor, ...]:
         """The relevance at each input of ``layer``, given ``relevance`` at its output.
 
         Args:
@@ -100,7 +104,9 @@ class Op:
         name: the functional op's name (``"add"``, ``"mean"``), or the layer's type name.
     """
 
-    def __init__(self, fn, module: nn.Module | None = None, name: str = "") -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor], module: nn.Module | None = None, name: str = ""
+    ) -> None:
         self.fn, self.module = fn, module
         self.name = name or (type(module).__name__ if module is not None else "")
 
