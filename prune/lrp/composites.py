@@ -9,10 +9,12 @@ and means use the z-rule, max-pools winner-takes-all; BatchNorm is merged into t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from prune.checks import Check, boolean, finite_number
+from prune.errors import ConfigError
 from prune.lrp.canonizers import Canonizer, MergeBatchNorm
 from prune.lrp.rules import (
     AbsBatchNorm,
@@ -46,6 +48,12 @@ LayerMapping = Sequence[tuple[type[nn.Module] | tuple[type[nn.Module], ...], Rul
 
 #: Box bounds of MNIST pixels in [0, 1] after normalising with mean 0.1307 and std 0.3081.
 MNIST_LOW, MNIST_HIGH = -0.4242, 2.8215
+
+#: Allowed values of the presets' stabilisers (``config_checks``, see :mod:`prune.checks`).
+STABILIZER_CHECKS: dict[str, Check] = {
+    "epsilon": finite_number(0),
+    "stabilizer": finite_number(0),
+}
 
 
 class Composite:
@@ -221,6 +229,8 @@ class EpsilonOnly(LayerMap):
         canonizers: see :class:`Composite`.
     """
 
+    config_checks: ClassVar[dict[str, Check]] = STABILIZER_CHECKS
+
     def __init__(
         self,
         epsilon: float = 1e-6,
@@ -245,6 +255,8 @@ class EpsilonPlus(LayerMap):
         canonizers: see :class:`Composite`.
     """
 
+    config_checks: ClassVar[dict[str, Check]] = STABILIZER_CHECKS
+
     def __init__(
         self,
         epsilon: float = 1e-6,
@@ -264,6 +276,8 @@ class EpsilonAlpha2Beta1(LayerMap):
         stabilizer: stabiliser of the other rules.
         canonizers: see :class:`Composite`.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = STABILIZER_CHECKS
 
     def __init__(
         self,
@@ -287,6 +301,8 @@ class EpsilonPlusFlat(SpecialFirstLayer):
         canonizers: see :class:`Composite`.
     """
 
+    config_checks: ClassVar[dict[str, Check]] = STABILIZER_CHECKS
+
     def __init__(
         self,
         epsilon: float = 1e-6,
@@ -307,6 +323,8 @@ class EpsilonAlpha2Beta1Flat(SpecialFirstLayer):
         stabilizer: stabiliser of the other rules.
         canonizers: see :class:`Composite`.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = STABILIZER_CHECKS
 
     def __init__(
         self,
@@ -336,6 +354,22 @@ class EpsilonGammaBox(SpecialFirstLayer):
         canonizers: see :class:`Composite`.
     """
 
+    config_checks: ClassVar[dict[str, Check]] = {
+        **STABILIZER_CHECKS,
+        "gamma": finite_number(0),
+        "low": finite_number(nullable=True),
+        "high": finite_number(nullable=True),
+    }
+
+    @classmethod
+    def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
+        """``low`` below ``high`` when both are given."""
+        low, high = values.get("low"), values.get("high")
+        if low is not None and high is not None and not low < high:
+            raise ConfigError(
+                f"{prefix}low must be below {prefix}high, got low={low!r}, high={high!r}"
+            )
+
     def __init__(
         self,
         low: float | Tensor = MNIST_LOW,
@@ -363,6 +397,8 @@ class AbsLRP(LayerMap):
     Args:
         contrastive: subtract the map of all other classes (the paper's default).
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {"contrastive": boolean()}
 
     def __init__(self, contrastive: bool = True) -> None:
         layer_map = [

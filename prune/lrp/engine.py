@@ -267,7 +267,7 @@ class Engine:
 
     def _finish(self, name: str, module: nn.Module, out: Any) -> Any:
         if name in self.record and isinstance(out, Tensor) and out.requires_grad:
-            if hasattr(out.grad_fn, "fusable"):  # a ReLU must not bypass the recorded node
+            if not getattr(out.grad_fn, "records_fused", True):  # a ReLU must not bypass it
                 out.grad_fn.fusable = False
             self._attach_record(name, out)
         if module in self._partners:
@@ -422,7 +422,10 @@ class Engine:
             # no stabilised copy of the output (flow.py).
             run.defer_record(out, attach)
         else:
-            attach(out)
+            attach(out)  # the share of the consumers that go through its node
+            if getattr(out.grad_fn, "fusable", False):
+                # a ReLU fused with the node bypasses it and records its own share, y * grad(y)
+                run.defer_record(out, attach)
 
     def before_inplace(self, t: Tensor) -> None:
         """Keep the pre-modification value of a recorded output that is about to change in place."""

@@ -87,6 +87,10 @@ class Spec:
         """``grad * scale``; with ``inplace`` into ``scale`` (the last backward pass)."""
         return scale.mul_(grad) if inplace else grad * scale
 
+    #: Whether a ReLU fused with this node may record the relevance of a recorded output
+    #: (``y * grad(y)``): only where the fused scale gives the same values as the node's.
+    records_fused = True
+
     #: ``(rows=slice(None)) -> h[rows]`` rebuilding (rows of) the modified output from the layer
     #: input, or None. Set where that is cheap (a first layer on pixels); a fused ReLU then
     #: keeps nothing from the forward to the backward and rebuilds its scale with
@@ -131,6 +135,7 @@ class Substitute(torch.autograd.Function):
     def forward(ctx, h, x, spec):
         z = spec.value(h, x)
         ctx.spec, ctx.h, ctx.x, ctx.fusable, ctx.z_copy = spec, h, x, True, None
+        ctx.records_fused = spec.records_fused
         ctx.save_for_backward(z)
         return z
 
@@ -209,10 +214,13 @@ def _fused_relu(x: Tensor, run: RunState) -> Tensor | None:
         return y
     node = x.grad_fn
     if isinstance(node, SUBSTITUTE) and node.fusable:
-        return _SubstituteReLU.apply(node.h, x.detach(), node.spec, run.passes)
-    if isinstance(node, OUTPUT_SCALE) and node.fusable:
-        return _ScaledReLU.apply(node.h, x.detach(), node.scale, run.passes)
-    return None
+        y = _SubstituteReLU.apply(node.h, x.detach(), node.spec, run.passes)
+    elif isinstance(node, OUTPUT_SCALE) and node.fusable:
+        y = _ScaledReLU.apply(node.h, x.detach(), node.scale, run.passes)
+    else:
+        return None
+    run.consumed(x, y)  # a recorded x: the share through this ReLU is y * grad(y)
+    return y
 
 
 def materialize(x: Tensor, run: RunState, inplace: bool = False) -> Tensor:

@@ -58,6 +58,9 @@ class AlphaBetaSpec(Spec):
     transposed product both terms ``alpha W+^T (g z / z+) - beta W-^T (g z / z-)`` in the backward.
     """
 
+    #: its fused ReLU scale rounds differently from :meth:`backward`: a recorded output is not fused
+    records_fused = False
+
     def __init__(self, dim: int, alpha: float, beta: float, epsilon: float) -> None:
         self.dim, self.alpha, self.beta, self.epsilon = dim, alpha, beta, epsilon
         #: with ``recompute_h`` (rules.RECOMPUTE_RATIO): the real output, computed with the
