@@ -13,9 +13,9 @@ from prune.run.run_names import safe_dirname  # noqa: F401  (registers ${safe_di
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point."""
-    from prune.run import pipeline
+    from prune.run.evaluate import evaluate
 
-    return run(pipeline.evaluate, cfg).get("test/acc")
+    return run(evaluate, cfg).get("test/acc")
 
 
 if __name__ == "__main__":

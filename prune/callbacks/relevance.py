@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from lightning.pytorch.strategies import Strategy
 
 from prune import lrp
+from prune.checks import Check, boolean, choice
 from prune.lrp import RelevanceStats
+from prune.lrp.stats import unit_dim
 
 TARGETS = ("label", "prediction")
 
@@ -88,6 +90,10 @@ class RelevanceAccumulator(L.Callback):
     different numbers of batches (evaluation loaders do not repeat samples to even the shards
     out, see ``prune.data.samplers``): nothing here synchronises per batch.
 
+    A run's ``relevance`` config names this class as a partial (``_partial_: true``, with
+    ``target`` and ``output``); each explain pass adds the composite, ``record`` and
+    ``num_classes``.
+
     Args:
         composite: LRP composite (instance or registered name) of the ``prune.lrp.Explainer``.
         record: qualified names (relative to ``module.net``) of the modules whose output
@@ -105,6 +111,12 @@ class RelevanceAccumulator(L.Callback):
             (``R_k = z_k (delta_kt - p_k)``; samples near a decision boundary weigh most).
         input_relevance: also accumulate input relevance.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "target": choice(*TARGETS),
+        "output": choice(*OUTPUTS),
+        "input_relevance": boolean(),
+    }
 
     def __init__(
         self,
@@ -160,6 +172,8 @@ class RelevanceAccumulator(L.Callback):
         if self._explainer is None or self._explainer.model is not net:
             # layers mapped to rules once per pass over the data, not per batch
             self._explainer = lrp.Explainer(net, self.composite, self.record)
+            # the units of a linear layer on tokens (B, T, D) lie on the last axis
+            self._local.unit_dims = {n: unit_dim(net.get_submodule(n)) for n in self.record}
         res = self._explainer(x, target)
         inputs, outputs = res.input, res.output
         self._local.update(inputs if self.input_relevance else None, outputs, y, consume=True)

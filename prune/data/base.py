@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from prune.checks import (
+    Check,
+    choice,
+    fraction,
+    int_at_least,
+    is_number,
+    number_list,
+)
 from prune.data.checks import _gaps, _plural, _runs, _show, check_images, check_labels
 from prune.data.samplers import EvalBatchSampler, IndexBatchSampler
 from prune.errors import ConfigError
@@ -91,6 +99,35 @@ class TensorDataModule(L.LightningDataModule):
     """
 
     source: str = "unknown"
+
+    #: allowed values of the constructor arguments, checked before any data is read
+    config_checks: ClassVar[dict[str, Check]] = {
+        "batch_size": int_at_least(1),
+        "eval_batch_size": int_at_least(1),
+        "val_size": Check(
+            "a fraction in [0, 1) or a count >= 0",
+            lambda v: is_number(v) and v >= 0 and (v < 1 or v == int(v)),
+        ),
+        "seed": int_at_least(0),
+        "mean": number_list("one per channel", nullable=True),
+        "std": number_list("one per channel", positive=True, nullable=True),
+        "relevance_set": choice("train", "val"),
+        "relevance_fraction": fraction(closed="right"),
+        "relevance_per_class": int_at_least(1, nullable=True),
+        "num_workers": int_at_least(0),
+        "num_classes": int_at_least(2, nullable=True),
+    }
+
+    @classmethod
+    def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
+        """``mean`` and ``std`` give one entry per channel (or one for all): the same count."""
+        mean, std = values.get("mean"), values.get("std")
+        lists = isinstance(mean, list) and isinstance(std, list)
+        if lists and len(mean) > 1 and len(std) > 1 and len(mean) != len(std):
+            raise ConfigError(
+                f"{prefix}mean has {len(mean)} entries but {prefix}std has {len(std)}; give each "
+                "one entry per channel (or one for all)"
+            )
 
     def __init__(
         self,

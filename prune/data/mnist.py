@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 from torchvision import datasets
 
+from prune.checks import Check, boolean
 from prune.data.base import TensorDataModule
 from prune.data.idx import find_idx, read_idx
 from prune.data.mnist_sample import load_mnist_sample
@@ -57,6 +59,23 @@ class TorchvisionIDXDataModule(TensorDataModule):
     folder: ClassVar[str] = ""
     dataset_cls: ClassVar[type] = datasets.MNIST
     fallback: ClassVar[bool] = False
+    config_checks: ClassVar[dict[str, Check]] = {
+        "download": boolean(),
+        "allow_fallback": boolean(),
+    }
+
+    @classmethod
+    def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
+        """A root that does not exist, with no download and no fallback, cannot hold the data."""
+        fallback = bool(values.get("allow_fallback", True)) and cls.fallback
+        root = resolve_root(values.get("root"))
+        if not fallback and not values.get("download", True) and not root.is_dir():
+            no_fallback = f"{prefix}allow_fallback=false" if cls.fallback else "no fallback"
+            raise FileNotFoundError(
+                f"{prefix}root={str(root)!r} does not exist and {no_fallback}, "
+                f"{prefix}download=false: set {prefix}root (or LRP_PRUNE_DATA) to an existing "
+                "folder"
+            )
 
     def __init__(
         self,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from prune.checks import Check, ExistingPath
 from prune.data.base import TensorDataModule
 from prune.data.checks import check_images
 from prune.errors import ConfigError
@@ -101,6 +103,10 @@ class NpzDataModule(TensorDataModule):
         path: the ``.npz`` file.
         **kwargs: see :class:`TensorDataModule`.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "path": ExistingPath("file", "an .npz file", " with arrays 'x' and 'y'"),
+    }
 
     def __init__(self, path: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from prune.checks import Check, int_at_least, int_list
 from prune.data.base import TensorDataModule
 from prune.errors import ConfigError
 
@@ -30,6 +32,15 @@ class SyntheticDataModule(TensorDataModule):
     """
 
     source = "synthetic"
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "num_train": int_at_least(1),
+        "num_test": int_at_least(1),
+        "image_shape": int_list(1, length=3),
+        "num_classes": int_at_least(2),  # the classes it generates: null is not allowed here
+        "block": int_list(0, length=4),
+        "data_seed": int_at_least(0),
+    }
 
     def __init__(
         self,

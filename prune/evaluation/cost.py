@@ -15,12 +15,16 @@ import io
 import os
 import statistics
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+import prune.evaluation.flops  # noqa: F401  (counts fused attention on the CPU too)
+from prune.checks import Check, int_at_least, int_list
+from prune.errors import ConfigError
 
 #: IQR / median above which a latency is flagged noisy (``cost/latency_ms_..._noisy``). On a
 #: quiet machine the quartiles of a forward pass lie within a few percent of each other; a
@@ -204,3 +208,79 @@ def measure(
             out[f"{key}_iqr"] = 1e3 * iqr
             out[f"{key}_noisy"] = noisy
     return out
+
+
+#: where latency may be measured
+LATENCY_DEVICES = ("cpu", "cuda")
+
+
+class Measure:
+    """The measure step of a run: :func:`measure` with a run's settings (``measure`` config).
+
+    Args:
+        latency_batches: batch sizes whose latency is timed.
+        latency_repeats: timed passes per batch size (median and interquartile range).
+        latency_devices: a list of ``cpu`` / ``cuda``, or ``auto``: the CPU, plus the GPU when
+            the run computes on one (see :meth:`devices`).
+        latency_threads: intra-op threads while timing (None: :func:`default_threads`).
+    """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "latency_batches": int_list(1),
+        "latency_repeats": int_at_least(1),
+        "latency_devices": Check(
+            f"'auto' or a non-empty list of {LATENCY_DEVICES}",
+            lambda v: (
+                v == "auto"
+                or (isinstance(v, list) and bool(v) and all(d in LATENCY_DEVICES for d in v))
+            ),
+        ),
+        "latency_threads": int_at_least(1, nullable=True),
+    }
+
+    @classmethod
+    def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
+        """A device named in ``latency_devices`` is on this machine."""
+        devices = values.get("latency_devices")
+        if isinstance(devices, list) and "cuda" in devices and not torch.cuda.is_available():
+            raise ConfigError(
+                f"{prefix}latency_devices names 'cuda', but this machine has no GPU: use [cpu] "
+                "or auto"
+            )
+
+    def __init__(
+        self,
+        latency_batches: Sequence[int] = (1, 256),
+        latency_repeats: int = 20,
+        latency_devices: str | Sequence[str] = "auto",
+        latency_threads: int | None = None,
+    ) -> None:
+        self.latency_batches = [int(b) for b in latency_batches]
+        self.latency_repeats = int(latency_repeats)
+        auto = isinstance(latency_devices, str) and latency_devices == "auto"
+        self.latency_devices = "auto" if auto else [str(d) for d in latency_devices]
+        self.latency_threads = None if latency_threads is None else int(latency_threads)
+
+    def devices(self, gpu: bool = False) -> list[str]:
+        """The devices to time on; ``auto`` is the CPU, plus ``cuda`` when ``gpu`` (the run
+        computes on a GPU)."""
+        if self.latency_devices != "auto":
+            return list(self.latency_devices)
+        return ["cpu", "cuda"] if gpu else ["cpu"]
+
+    def __call__(
+        self, model: nn.Module, in_shape: Sequence[int], gpu: bool = False
+    ) -> dict[str, float]:
+        """:func:`measure` of ``model`` with these settings (``gpu``: see :meth:`devices`)."""
+        return measure(
+            model,
+            in_shape,
+            latency_batches=self.latency_batches,
+            repeats=self.latency_repeats,
+            threads=self.latency_threads,
+            devices=self.devices(gpu),
+        )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"Measure({args})"

@@ -31,6 +31,13 @@ from prune.lrp.rules import (
     ZBox,
     ZPlus,
 )
+from prune.lrp.rules.transformer import (
+    Attention,
+    HeldConstant,
+    LayerNormIdentity,
+    SoftmaxTaylor,
+    Uniform,
+)
 from prune.lrp.types import (
     ACTIVATION_TYPES,
     AVGPOOL_TYPES,
@@ -53,6 +60,12 @@ MNIST_LOW, MNIST_HIGH = -0.4242, 2.8215
 STABILIZER_CHECKS: dict[str, Check] = {
     "epsilon": finite_number(0),
     "stabilizer": finite_number(0),
+}
+
+#: ... and of the transformer composites, whose linear layers may take gamma instead of epsilon.
+TRANSFORMER_CHECKS: dict[str, Check] = {
+    **STABILIZER_CHECKS,
+    "gamma": finite_number(0, nullable=True),
 }
 
 
@@ -427,6 +440,85 @@ class AbsLRP(LayerMap):
 
     def __repr__(self) -> str:
         return f"AbsLRP(contrastive={self.contrastive})"
+
+
+@COMPOSITES.register("attnlrp")
+class AttnLRP(LayerMap):
+    """AttnLRP for transformers (Achtibat et al. 2024; the rules of LXT).
+
+    Epsilon on linear and convolutional layers (a BatchNorm merged into the layer before it),
+    LayerNorm with its standard deviation held constant, the identity (pass) rule on GELU and
+    other activations, the softmax's deep Taylor rule, the uniform rule for the products of
+    attention (``q @ k^T``, ``A @ v``, also inside ``scaled_dot_product_attention``) and for
+    elementwise products, and the z-rule for residual sums and means.
+
+    Args:
+        epsilon: stabiliser of the epsilon and LayerNorm rules.
+        stabilizer: stabiliser of the z-rule and the uniform rule.
+        gamma: when set, gamma with this value on the linear layers instead of epsilon (a
+            choice "Pruning By Explaining Revisited" tunes for pruning).
+    """
+
+    config_checks: ClassVar[dict[str, Check]] = TRANSFORMER_CHECKS
+
+    def __init__(
+        self, epsilon: float = 1e-6, stabilizer: float = 1e-6, gamma: float | None = None
+    ) -> None:
+        super().__init__(
+            _transformer_layers(epsilon, gamma),
+            op_map={
+                **default_op_map(stabilizer),
+                "mul": Uniform(stabilizer),
+                "matmul": Uniform(stabilizer),
+                "softmax": SoftmaxTaylor(),
+                "layer_norm": LayerNormIdentity(epsilon),
+                "scaled_dot_product_attention": Attention(Uniform(stabilizer), SoftmaxTaylor()),
+            },
+        )
+
+
+@COMPOSITES.register("cp_lrp")
+class CPLRP(LayerMap):
+    """CP-LRP for transformers (Ali et al. 2022): the attention weights held constant.
+
+    As :class:`AttnLRP`, but a product ``A @ v`` passes all relevance through its last factor,
+    the values, and none to the attention weights (the softmax then receives none).
+
+    Args:
+        epsilon: stabiliser of the epsilon and LayerNorm rules.
+        stabilizer: stabiliser of the z-rule and the products' epsilon rule.
+        gamma: as in :class:`AttnLRP`.
+    """
+
+    config_checks: ClassVar[dict[str, Check]] = TRANSFORMER_CHECKS
+
+    def __init__(
+        self, epsilon: float = 1e-6, stabilizer: float = 1e-6, gamma: float | None = None
+    ) -> None:
+        super().__init__(
+            _transformer_layers(epsilon, gamma),
+            op_map={
+                **default_op_map(stabilizer),
+                "mul": Uniform(stabilizer),
+                "matmul": HeldConstant(stabilizer),
+                "softmax": SoftmaxTaylor(),
+                "layer_norm": LayerNormIdentity(epsilon),
+                "scaled_dot_product_attention": Attention(
+                    HeldConstant(stabilizer), SoftmaxTaylor()
+                ),
+            },
+        )
+
+
+def _transformer_layers(epsilon: float, gamma: float | None) -> list:
+    linear = Epsilon(epsilon) if gamma is None else Gamma(gamma, epsilon)
+    return [
+        (nn.LayerNorm, LayerNormIdentity(epsilon)),
+        (ACTIVATION_TYPES, Pass()),
+        (AVGPOOL_TYPES, Norm(epsilon)),
+        (LINEAR_TYPES, linear),
+        ((nn.Softmax,), SoftmaxTaylor()),
+    ]
 
 
 def get_composite(name: str | Composite, **kwargs: Any) -> Composite:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from prune.lrp.errors import UnsupportedLayerError
@@ -202,8 +202,12 @@ class OpMode(TorchFunctionMode):
                 f"the in-place op {name!r} in the forward of {self.where()} has a rule without a "
                 f"kernel ({type(self.rules[op]).__name__}); write it out of place (x = x + y)"
             )
-        flat = _flat(args)
-        holes = {i for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad}
+        flat = _flat(args)  # the inputs: tensors that need a gradient, parameters excluded
+        holes = {
+            i
+            for i, t in enumerate(flat)
+            if isinstance(t, Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
+        }
         inputs = tuple(flat[i] for i in sorted(holes))
         if inplace:  # __iadd__ runs out of place: Python binds its result to the name
             func = Tensor.__add__
@@ -213,6 +217,7 @@ class OpMode(TorchFunctionMode):
 
         run.inside += 1
         try:
-            return reference_apply(self.rules[op], Op(fn, name=op), inputs, run)
+            layer = Op(fn, name=op, args=args, kwargs=kwargs)
+            return reference_apply(self.rules[op], layer, inputs, run)
         finally:
             run.inside -= 1

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from prune.checks import Check, int_at_least, int_list
 
 
 class LeNet5(nn.Module):
@@ -19,6 +22,11 @@ class LeNet5(nn.Module):
         channels: widths of the two convolutions.
         hidden: width of the hidden fully connected layer.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "channels": int_list(1, length=2),
+        "hidden": int_at_least(1),
+    }
 
     def __init__(
         self,

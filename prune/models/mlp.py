@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
+
+from prune.checks import Check, fraction, int_list
 
 
 class MLP(nn.Module):
@@ -20,6 +23,11 @@ class MLP(nn.Module):
         hidden: widths of the hidden layers.
         dropout: dropout probability after each hidden layer (0 disables it).
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "hidden": int_list(1),
+        "dropout": fraction(closed="left"),
+    }
 
     def __init__(
         self,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
+
+from prune.checks import Check, int_at_least, int_list
 
 
 class BasicBlock(nn.Module):
@@ -41,6 +44,11 @@ class ResNetSmall(nn.Module):
         widths: channels of each stage; every stage after the first halves the resolution.
         blocks: residual blocks per stage.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "widths": int_list(1),
+        "blocks": int_at_least(1),
+    }
 
     def __init__(
         self,

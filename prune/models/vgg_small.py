@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from prune.checks import Check, fraction, int_at_least, is_int
 
 
 class VGGSmall(nn.Module):
@@ -19,6 +22,19 @@ class VGGSmall(nn.Module):
         hidden: width of the hidden fully connected layer.
         dropout: dropout before each fully connected layer.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "cfg": Check(
+            "a non-empty list of conv widths >= 1 and 'M' (max-pool)",
+            lambda v: (
+                isinstance(v, list)
+                and bool(v)
+                and all(x == "M" or (is_int(x) and x >= 1) for x in v)
+            ),
+        ),
+        "hidden": int_at_least(1),
+        "dropout": fraction(closed="left"),
+    }
 
     def __init__(
         self,

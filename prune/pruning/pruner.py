@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from prune.checks import Check, boolean, choice, fraction, int_at_least, integer, is_int
+from prune.errors import ConfigError
 from prune.pruning.criteria.base import Batches, Criterion
 from prune.pruning.groups import ChannelGroup, build_graph, example_input_for, find_groups
 from prune.pruning.importance import group_scores
@@ -49,6 +51,25 @@ class Pruner:
     Raises:
         ValueError, TypeError: naming the bad argument and the allowed values.
     """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "target": choice(*TARGETS),
+        "ratio": fraction(closed="left", note="fraction removed", nullable=True),
+        "keep": Check(
+            "an integer >= 1 (number kept) or null", lambda v: is_int(v) and v >= 1, nullable=True
+        ),
+        "rounds": int_at_least(1),
+        "schedule": choice(*sorted(SCHEDULES)),
+        "global_ranking": boolean(),
+        "min_width": int_at_least(1),
+        "seed": integer(),
+    }
+
+    @classmethod
+    def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
+        """One of ``ratio`` and ``keep`` is set."""
+        if values.get("ratio", 0.5) is None and values.get("keep") is None:
+            raise ConfigError(f"{prefix}ratio and {prefix}keep are both null; set one of them")
 
     def __init__(
         self,

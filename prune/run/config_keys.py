@@ -1,17 +1,17 @@
-"""Read and check one key of a composed config. Each check raises a one-line ConfigError that
-names the key, the value and what is allowed (the building blocks of
+"""Read a composed config: one key's value, a component's class and arguments. Errors are one
+line naming the key, the value and what is allowed (the building blocks of
 :mod:`prune.run.validation`)."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from prune.checks import Check, check_arguments, check_values
 from prune.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -26,14 +26,22 @@ def group_options(group: str) -> list[str]:
 
 
 def has_key(node: Any, key: str) -> bool:
+    """``node`` is a config with an entry ``key`` (set, null or '???')."""
     return isinstance(node, DictConfig) and key in node.keys()  # noqa: SIM118 (``in`` is False for "???")
+
+
+def is_present(cfg: DictConfig, key: str) -> bool:
+    """The dotted ``key`` has an entry in ``cfg`` (set, null or '???')."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    return has_key(parent, leaf)
 
 
 def get_value(cfg: DictConfig, key: str) -> Any:
     """The resolved value at dotted ``key`` (None when absent); '???' raises a ConfigError."""
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig) or leaf not in parent.keys():  # noqa: SIM118
+    if not has_key(parent, leaf):
         return None
     if OmegaConf.is_missing(parent, leaf):
         raise ConfigError(f"{key} is required but not set (add {key}=... to the command line)")
@@ -43,46 +51,19 @@ def get_value(cfg: DictConfig, key: str) -> Any:
     return value
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def check_keys(cfg: DictConfig, prefix: str, checks: Mapping[str, Check]) -> None:
+    """Apply ``checks`` to the keys ``<prefix><name>`` that ``cfg`` has."""
+    values = {n: get_value(cfg, prefix + n) for n in checks if is_present(cfg, prefix + n)}
+    check_values(checks, values, prefix)
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def find_class(cfg: DictConfig, key: str, base: type, group: str | None, what: str) -> type | None:
+    """Import the class named by ``<key>._target_`` and check it is a ``base``.
 
-
-def check_int_at_least(cfg: DictConfig, key: str, low: int, nullable: bool = False) -> None:
-    value = get_value(cfg, key)
-    if value is None and (nullable or not is_present(cfg, key)):
-        return
-    if not is_int(value) or value < low:
-        allowed = f"an integer >= {low}" + (" or null" if nullable else "")
-        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
-
-
-def is_present(cfg: DictConfig, key: str) -> bool:
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    return isinstance(parent, DictConfig) and leaf in parent.keys()  # noqa: SIM118
-
-
-def check_choice(cfg: DictConfig, key: str, allowed: Sequence[Any]) -> None:
-    value = get_value(cfg, key)
-    if is_present(cfg, key) and value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def check_nonneg_number(cfg: DictConfig, key: str) -> None:
-    value = get_value(cfg, key)
-    if value is None:
-        return
-    if not is_number(value) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{key} must be a finite number >= 0, got {value!r}")
-
-
-def check_class(cfg: DictConfig, key: str, base: type, group: str | None, what: str) -> type | None:
-    """Import the class named by ``<key>`` (a ``_target_``) and check it is a ``base``."""
-    target = get_value(cfg, key)
+    Returns:
+        The class; None when ``<key>`` holds no ``_target_``.
+    """
+    target = get_value(cfg, f"{key}._target_")
     if target is None:
         return None
     choose = "use an importable class path"
@@ -91,10 +72,34 @@ def check_class(cfg: DictConfig, key: str, base: type, group: str | None, what: 
     try:
         cls = get_class(str(target))
     except Exception:
-        raise ConfigError(f"{key}={target!r} is not a known {what} class; {choose}") from None
-    if not issubclass(cls, base):
         raise ConfigError(
-            f"{key}={target!r} is not a {what} (a subclass of {base.__module__}.{base.__name__}); "
-            f"{choose}"
+            f"{key}._target_={target!r} is not a known {what} class; {choose}"
+        ) from None
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise ConfigError(
+            f"{key}._target_={target!r} is not a {what} (a subclass of "
+            f"{base.__module__}.{base.__name__}); {choose}"
         )
+    return cls
+
+
+def check_component(
+    cfg: DictConfig, key: str, base: type, group: str | None, what: str
+) -> type | None:
+    """The class of the component at ``key`` (a ``base``), its arguments checked by what the
+    class declares (:func:`prune.checks.check_arguments`).
+
+    Returns:
+        The class; None when ``cfg`` has no component at ``key``.
+    """
+    node = OmegaConf.select(cfg, key)
+    if not isinstance(node, DictConfig):
+        return None
+    cls = find_class(cfg, key, base, group, what)
+    if cls is None:
+        choose = f": choose {group}=<one of {group_options(group)}>" if group else ""
+        raise ConfigError(f"{key}._target_ is not set; {key} needs the {what} class{choose}")
+    special = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+    names = [n for n in node.keys() if n not in special]  # noqa: SIM118
+    check_arguments(cls, {n: get_value(cfg, f"{key}.{n}") for n in names}, f"{key}.")
     return cls

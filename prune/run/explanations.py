@@ -8,22 +8,143 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from prune.checks import Check, boolean, fraction, int_at_least, is_int, is_number
 from prune.data.base import TensorBatchDataset, keep_batch
 from prune.evaluation.explanations import evaluate_explanations
 from prune.evaluation.figures import save_figure
-from prune.evaluation.methods import get_methods
+from prune.evaluation.masking import REMOVALS
+from prune.evaluation.methods import METHODS, get_methods
 from prune.evaluation.roar import dataset_relevance, remove_and_retrain
 from prune.module import ClassifierModule
 
 log = logging.getLogger(__name__)
+
+#: every attribution method of :data:`prune.evaluation.methods.METHODS`
+ALL_METHODS = (
+    "gradient",
+    "gradient_x_input",
+    "integrated_gradients",
+    "smoothgrad",
+    "lrp_epsilon",
+    "lrp_epsilon_plus",
+    "lrp_epsilon_plus_flat",
+    "lrp_epsilon_gamma_box",
+    "lrp_epsilon_alpha2_beta1",
+    "lrp_epsilon_alpha2_beta1_flat",
+    "abslrp",
+    "abslrp_target",
+)
+
+
+def _known_methods(value: Any) -> bool:
+    names = list(value) if isinstance(value, (list, tuple, Mapping)) else None
+    return bool(names) and all(isinstance(n, str) and n in METHODS for n in names)
+
+
+@dataclass(frozen=True)
+class Roar:
+    """Remove-and-retrain settings: ``ks`` pixels removed dataset-wide, a fresh model trained
+    ``epochs`` epochs on the first ``train_images`` training images, for ``methods`` (None:
+    every method of the explanation step)."""
+
+    ks: tuple[int, ...]
+    epochs: int
+    train_images: int
+    methods: tuple[str, ...] | None = None
+
+    #: what a ``roar`` mapping holds (the keys of this class)
+    KEYS: ClassVar[tuple[str, ...]] = ("ks", "epochs", "train_images", "methods")
+
+    @classmethod
+    def allows(cls, value: Any) -> bool:
+        """``value`` is None or a mapping this class can be built from."""
+        if value is None:
+            return True
+        if not isinstance(value, Mapping) or set(value) - set(cls.KEYS):
+            return False
+        ints = all(is_int(value.get(k)) and value.get(k) >= 1 for k in ("epochs", "train_images"))
+        ks = value.get("ks")
+        ks_ok = isinstance(ks, (list, tuple)) and bool(ks) and all(is_int(k) and k >= 1 for k in ks)
+        return ints and ks_ok and (value.get("methods") is None or _known_methods(value["methods"]))
+
+
+class Explanations:
+    """The explanation step of a run (``explanations`` config): which attribution to trust.
+
+    Scores ``methods`` on the first ``num_images`` test images by feature removal, pixel
+    flipping (AOPC) and GAE (:func:`prune.evaluation.explanations.evaluate_explanations`),
+    and optionally by remove-and-retrain (``roar``).
+
+    Args:
+        methods: names in :data:`prune.evaluation.methods.METHODS` (or name -> kwargs).
+        num_images: the first N test images.
+        fraction: share of pixels removed / kept in the feature-removal test, in (0, 1).
+        removal: what removed pixels become: ``zero`` (black), ``mean``, ``blur`` or a number.
+        flip_steps: pixel-flipping steps (AOPC over these).
+        gae: compute the multi-component GAE score (absLRP paper).
+        gae_steps: masking steps of GAE.
+        gae_samples: images GAE is computed on (None: all ``num_images``).
+        batch_size: images per batch.
+        roar: remove-and-retrain, a mapping with ``ks``, ``epochs``, ``train_images`` and
+            optionally ``methods`` (see :class:`Roar`); None: none.
+    """
+
+    config_checks: ClassVar[dict[str, Check]] = {
+        "methods": Check(f"a non-empty list of methods of {METHODS.names()}", _known_methods),
+        "num_images": int_at_least(1),
+        "fraction": fraction(closed="neither"),
+        "removal": Check(
+            f"one of {list(REMOVALS)} or a number",
+            lambda v: v in REMOVALS or is_number(v),
+        ),
+        "flip_steps": int_at_least(1),
+        "gae": boolean(),
+        "gae_steps": int_at_least(1),
+        "gae_samples": int_at_least(1, nullable=True),
+        "batch_size": int_at_least(1),
+        "roar": Check(
+            "null or a mapping {ks: [integers >= 1], epochs: integer >= 1, train_images: "
+            "integer >= 1, methods: [names] or null}",
+            Roar.allows,
+        ),
+    }
+
+    def __init__(
+        self,
+        methods: Sequence[str] | Mapping[str, Any] = ALL_METHODS,
+        num_images: int = 1000,
+        fraction: float = 0.15,
+        removal: str | float = "zero",
+        flip_steps: int = 10,
+        gae: bool = True,
+        gae_steps: int = 10,
+        gae_samples: int | None = 128,
+        batch_size: int = 250,
+        roar: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.methods = dict(methods) if isinstance(methods, Mapping) else list(methods)
+        self.num_images, self.fraction, self.removal = int(num_images), float(fraction), removal
+        self.flip_steps, self.gae, self.gae_steps = int(flip_steps), bool(gae), int(gae_steps)
+        self.gae_samples = None if gae_samples is None else int(gae_samples)
+        self.batch_size = int(batch_size)
+        self.roar = None
+        if roar is not None:
+            methods_ = roar.get("methods")
+            self.roar = Roar(
+                ks=tuple(int(k) for k in roar["ks"]),
+                epochs=int(roar["epochs"]),
+                train_images=int(roar["train_images"]),
+                methods=None if methods_ is None else tuple(methods_),
+            )
 
 
 def _background(module: ClassifierModule) -> Tensor:
@@ -32,15 +153,21 @@ def _background(module: ClassifierModule) -> Tensor:
 
 
 def run_explanations(
-    cfg: DictConfig, module: ClassifierModule, dm: Any, out: Path, logger: Any = None
+    ecfg: Explanations,
+    module: ClassifierModule,
+    dm: Any,
+    out: Path,
+    logger: Any = None,
+    seed: int = 0,
+    accelerator: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate ``cfg.explanations.methods`` on the first ``num_images`` test images.
+    """Evaluate ``ecfg.methods`` on the first ``ecfg.num_images`` test images.
 
     Writes the flip-curve and heatmap figures as PNG files under ``out/explanations`` and, when a
-    TensorBoard logger is given, as figures plus the markdown table as text.
+    TensorBoard logger is given, as figures plus the markdown table as text. ROAR trains its
+    fresh models on ``accelerator``.
     """
-    ecfg = cfg.explanations
-    methods = get_methods(OmegaConf.to_container(ecfg.methods, resolve=True))
+    methods = get_methods(ecfg.methods)
     n = min(int(ecfg.num_images), len(dm.test_set))
     device = module.device
     x = module.normalize(dm.test_set.x[:n].to(device))
@@ -58,7 +185,7 @@ def run_explanations(
         gae_steps=int(ecfg.gae_steps),
         gae_samples=ecfg.gae_samples,
         batch_size=int(ecfg.batch_size),
-        seed=int(cfg.seed),
+        seed=int(seed),
     )
     figures = res.pop("figures", {}) or {}
     folder = out / "explanations"
@@ -70,20 +197,26 @@ def run_explanations(
     if logger is not None and "markdown" in res:
         logger.experiment.add_text("explanations/table", res["markdown"])
         logger.experiment.flush()
-    if ecfg.get("roar"):
-        res["roar"] = run_roar(cfg, module, dm, methods)
+    if ecfg.roar is not None:
+        res["roar"] = run_roar(ecfg.roar, module, dm, methods, seed, accelerator)
     log.info("explanations:\n%s", res.get("markdown", ""))
     return res
 
 
-def run_roar(cfg: DictConfig, module: ClassifierModule, dm: Any, methods: dict) -> dict[str, Any]:
+def run_roar(
+    rcfg: Roar,
+    module: ClassifierModule,
+    dm: Any,
+    methods: dict,
+    seed: int = 0,
+    accelerator: str = "auto",
+) -> dict[str, Any]:
     """Remove-and-retrain: mask k pixels dataset-wide, train a fresh model, test it."""
-    rcfg = cfg.explanations.roar
     device = module.device
     x_train = dm.train_set.x[: int(rcfg.train_images)]
     y_train = dm.train_set.y[: int(rcfg.train_images)]
     xn = module.normalize(x_train.to(device))
-    names = [m for m in rcfg.methods] if rcfg.get("methods") else list(methods)
+    names = list(rcfg.methods) if rcfg.methods else list(methods)
     scores = {m: dataset_relevance(methods[m], module.net, xn).cpu() for m in names if m in methods}
 
     def train_fn(xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor) -> float:
@@ -100,7 +233,7 @@ def run_roar(cfg: DictConfig, module: ClassifierModule, dm: Any, methods: dict) 
         )
         trainer = L.Trainer(
             max_epochs=int(rcfg.epochs),
-            accelerator=cfg.trainer.accelerator,
+            accelerator=accelerator,
             devices=1,
             logger=False,
             enable_checkpointing=False,
@@ -122,5 +255,5 @@ def run_roar(cfg: DictConfig, module: ClassifierModule, dm: Any, methods: dict) 
         train_fn,
         ks=list(rcfg.ks),
         fill=_background(module).cpu(),
-        seed=int(cfg.seed),
+        seed=int(seed),
     )

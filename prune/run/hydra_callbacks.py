@@ -255,9 +255,9 @@ class RunFolderGuard(Callback):
             return
         out = str(Path(str(config.hydra.run.dir)).absolute())
         cfg = task_config(config, out)
-        from prune.run import pipeline  # here: Hydra loads this module before any job
+        from prune.run.preflight import preflight  # here: Hydra loads this module before any job
 
-        _exit_on_error(pipeline.preflight, cfg)  # one-line errors before anything is written
+        _exit_on_error(preflight, cfg)  # one-line errors before anything is written
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if str(config.get("task_name", "")) not in OWNED:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 
 def _plain(obj: Any) -> Any:
@@ -29,6 +30,12 @@ def _plain(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON atomically: readers see the old file or the new one, never half."""
     return write_text(path, json.dumps(_plain(data), indent=2))
+
+
+@rank_zero_only
+def write_results(path: str | os.PathLike, data: Any) -> None:
+    """:func:`write_json` from rank 0 only: under DDP every rank runs the pipeline."""
+    write_json(path, data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

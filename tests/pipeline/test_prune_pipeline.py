@@ -7,15 +7,12 @@ import pytest
 import torch
 
 from prune.data import SyntheticDataModule
+from prune.run.build import build_datamodule, build_module
 from prune.run.checkpoint import load_checkpoint
+from prune.run.evaluate import evaluate
+from prune.run.explain import explain
 from prune.run.hydra_callbacks import write_summary
-from prune.run.pipeline import (
-    build_datamodule,
-    build_module,
-    evaluate,
-    explain,
-    train,
-)
+from prune.run.rounds import train
 from tests.conftest import CONF, FAST, compose_cfg, with_output
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))

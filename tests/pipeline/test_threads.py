@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from prune.run import pipeline
 from prune.run.entry import run
+from prune.run.rounds import train
 from prune.run.threads import TORCH_DEFAULT, apply_threads, available_cores, resolve_threads
 from prune.run.validation import validate_config
 from tests.conftest import compose_cfg, with_output
@@ -77,7 +77,7 @@ def test_bad_values_stop_the_run_with_one_line(capsys, tmp_path, value):
     cfg = with_output(compose_cfg("train", [*TINY, f"threads={value}"]), tmp_path / "run")
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
-        run(pipeline.train, cfg)
+        run(train, cfg)
     assert exc.value.code == 2
     captured = capsys.readouterr()
     assert (captured.out + captured.err).count("error: ") == 1, captured
@@ -88,5 +88,5 @@ def test_bad_values_stop_the_run_with_one_line(capsys, tmp_path, value):
 
 def test_train_runs_on_the_threads_set(keep_threads, tmp_path):
     cfg = with_output(compose_cfg("train", [*TINY, "threads=1"]), tmp_path / "run")
-    assert pipeline.train(cfg)["status"] == "complete"
+    assert train(cfg)["status"] == "complete"
     assert torch.get_num_threads() == 1

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from prune.module import ClassifierModule
+from prune.run.build import build_datamodule, build_module
 from prune.run.checkpoint import load_checkpoint
-from prune.run.pipeline import build_datamodule, build_module, evaluate, train
+from prune.run.evaluate import evaluate
+from prune.run.rounds import train
 from tests.conftest import FAST, compose_cfg, with_output
 
 
@@ -132,15 +134,16 @@ def test_only_rank_zero_writes_results(tmp_path, monkeypatch):
     from lightning.pytorch.utilities import rank_zero_only
 
     from prune.models import MLP
-    from prune.run.pipeline import save_weights, write_json
+    from prune.run.checkpoint import save_weights
+    from prune.run.results import write_results
 
     module = ClassifierModule(MLP(in_shape=(1, 4, 4), num_classes=3, hidden=[5]))
     monkeypatch.setattr(rank_zero_only, "rank", 1)
-    write_json(tmp_path / "results.json", {"a": 1})
+    write_results(tmp_path / "results.json", {"a": 1})
     save_weights(module, tmp_path / "w.ckpt")
     assert not any(tmp_path.iterdir())
     monkeypatch.setattr(rank_zero_only, "rank", 0)
-    write_json(tmp_path / "results.json", {"a": 1})
+    write_results(tmp_path / "results.json", {"a": 1})
     save_weights(module, tmp_path / "w.ckpt")
     assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1}
     assert (tmp_path / "w.ckpt").is_file()

@@ -48,7 +48,8 @@ def run(state_path: str, out_dir: str, devices: int) -> tuple[Any, L.Trainer]:
     """Explain and test; write ``run.pt``. Returns the reduced stats and the test Trainer."""
     from hydra.utils import instantiate
 
-    from prune.run.pipeline import build_datamodule, build_module, explain, make_trainer
+    from prune.run.build import build_composite, build_datamodule, build_module, make_trainer
+    from prune.run.explain import explain
     from tests.conftest import compose_cfg
     from tests.reliability.helpers import DDP_UNEVEN_OVERRIDES
 
@@ -61,7 +62,7 @@ def run(state_path: str, out_dir: str, devices: int) -> tuple[Any, L.Trainer]:
     module.load_state_dict(torch.load(state_path, weights_only=True))
     pruner = instantiate(cfg.pruner)
     record = pruner.record_names(module.net)
-    stats = explain(cfg, module, dm, instantiate(cfg.lrp), record)
+    stats = explain(cfg, module, dm, build_composite(cfg, dm), record)
     counter = CountTestSamples()
     trainer = make_trainer(cfg, version=None, callbacks=False, enable_progress_bar=False)
     trainer.callbacks.append(counter)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from prune.run import pipeline
 from prune.run.entry import run
+from prune.run.evaluate import evaluate
+from prune.run.rounds import train
 from tests.conftest import FAST, compose_cfg, with_output
 from tests.reliability.helpers import ROOT, TINY, TINY_BASE, TINY_PRUNE, child_env, tiny_state
 
@@ -25,7 +26,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def _fail(capsys, tmp_path, overrides, config="train", fn=pipeline.train) -> str:
+def _fail(capsys, tmp_path, overrides, config="train", fn=train) -> str:
     """Run ``fn`` on the composed config; assert exit 2, one error line, nothing overwritten."""
     out = tmp_path / "run"
     out.mkdir(exist_ok=True)
@@ -202,7 +203,7 @@ def test_bad_checkpoint_to_evaluate(capsys, tmp_path, files, name, expected):
     overrides = [*FAST, "~logger", "measure.latency_batches=[1]", "use_checkpoint_config=false"]
     if name is not None:
         overrides.append(f"ckpt_path={files / name}")
-    line = _fail(capsys, tmp_path, overrides, config="evaluate", fn=pipeline.evaluate)
+    line = _fail(capsys, tmp_path, overrides, config="evaluate", fn=evaluate)
     for text in expected:
         assert text in line, (text, line)
 

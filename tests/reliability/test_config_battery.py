@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from prune.run import pipeline
 from prune.run.entry import run
+from prune.run.rounds import train
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_PRUNE
 from tests.reliability.test_bad_inputs import snapshot
@@ -98,7 +98,7 @@ def test_battery_of_malformed_config_values(tmp_path_factory, bad):
     with open_dict(cfg):
         OmegaConf.update(cfg, key, value, force_add=True)
     with pytest.raises(SystemExit) as exc:
-        run(pipeline.train, cfg)
+        run(train, cfg)
     assert exc.value.code == 2, (key, value)
     assert snapshot(out) == before, (key, value)
 
@@ -111,6 +111,6 @@ def test_battery_lines_name_the_key(capsys, tmp_path):
             OmegaConf.update(cfg, key, value)
         capsys.readouterr()
         with pytest.raises(SystemExit):
-            run(pipeline.train, cfg)
+            run(train, cfg)
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith(f"error: {key}") and repr(value) in line, line

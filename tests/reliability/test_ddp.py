@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler
 
 from prune.data.base import TensorBatchDataset
 from prune.data.samplers import IndexBatchSampler
-from prune.run.pipeline import build_datamodule, build_module
+from prune.run.build import build_datamodule, build_module
 from tests.conftest import compose_cfg
 from tests.reliability.helpers import DDP_UNEVEN_OVERRIDES, ROOT, child_env
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prune.run.pipeline import train
+from prune.run.rounds import train
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_PRUNE, volatile
 

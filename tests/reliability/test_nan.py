@@ -10,7 +10,8 @@ from prune.lrp.stats import RelevanceStats
 from prune.models import MLP
 from prune.pruning.criteria.lrp import LRPCriterion
 from prune.pruning.pruner import Pruner
-from prune.run.pipeline import build_datamodule, build_module, explain
+from prune.run.build import build_datamodule, build_module
+from prune.run.explain import explain
 from tests.conftest import compose_cfg
 from tests.reliability.helpers import TINY_PRUNE
 

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, open_dict
 
-from prune.run import pipeline
+from prune.run.build import build_datamodule
 from prune.run.entry import run
+from prune.run.rounds import train
 from prune.run.validation import validate_config
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_BASE
@@ -329,7 +330,7 @@ def test_malformed_npz_fails_early_with_one_line(capsys, npz_cfg, kind):
             cfg = _config(npz_cfg, out, path, case.data)
             capsys.readouterr()
             with pytest.raises(SystemExit) as exc:
-                run(pipeline.train, cfg)
+                run(train, cfg)
             err = capsys.readouterr().err
             assert exc.value.code == 2, err
             lines = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -353,7 +354,7 @@ def test_valid_npz_builds_the_datamodule(npz_cfg, kind):
             np.savez(path, **case.arrays)
             cfg = _config(npz_cfg, Path(tmp) / "run", path, case.data)
             validate_config(cfg)
-            dm = pipeline.build_datamodule(cfg)
+            dm = build_datamodule(cfg)
             assert dm.in_shape == case.in_shape
             k = case.data.get("num_classes", int(case.arrays["y"].max()) + 1)
             assert dm.num_classes == k

@@ -10,8 +10,8 @@ from omegaconf import open_dict
 import prune.run.results as results_module
 from prune.run import entry
 from prune.run.hydra_callbacks import summarize
-from prune.run.pipeline import train
 from prune.run.results import write_json
+from prune.run.rounds import train
 from tests.conftest import compose_cfg, with_output
 from tests.reliability.helpers import TINY_PRUNE, CrashAt, volatile
 
@@ -68,9 +68,7 @@ def test_failing_sweep_job_is_recorded_and_does_not_stop_the_sweep(tmp_path, mon
     monkeypatch.setattr(entry, "_in_multirun", lambda: True)
     job = tmp_path / "1_pruner.ratio=1.5"
     cfg = with_output(compose_cfg("train", [*TINY_PRUNE, "pruner.ratio=1.5"]), job)
-    from prune.run import pipeline
-
-    result = entry.run(pipeline.train, cfg)  # no SystemExit: the next job still runs
+    result = entry.run(train, cfg)  # no SystemExit: the next job still runs
     assert result["status"] == "failed" and "pruner.ratio" in result["error"]
     (tmp_path / "0_ok").mkdir()
     (tmp_path / "0_ok" / "results.json").write_text(

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from prune.run import pipeline
 from prune.run.entry import one_line, run
+from prune.run.evaluate import evaluate
+from prune.run.rounds import train
 from tests.conftest import FAST, compose_cfg, with_output
 from tests.reliability.helpers import ROOT, TINY, child_env
 from tests.reliability.test_bad_inputs import snapshot
@@ -43,7 +44,7 @@ def test_train_into_a_folder_holding_a_run_is_refused(capsys, tmp_path):
     out.mkdir()
     _finished_run(out)
     before = snapshot(out)
-    line = _exits_2(capsys, pipeline.train, with_output(compose_cfg("train", TINY), out))
+    line = _exits_2(capsys, train, with_output(compose_cfg("train", TINY), out))
     assert "already holds results.json" in line and "resume=true" in line, line
     assert "overwrite=true" in line
     assert snapshot(out) == before
@@ -55,7 +56,7 @@ def test_train_with_overwrite_moves_the_old_run_aside_whole(tmp_path):
     _finished_run(out)
     before = snapshot(out)
     cfg = with_output(compose_cfg("train", [*TINY, "overwrite=true"]), out)
-    assert pipeline.train(cfg)["status"] == "complete"
+    assert train(cfg)["status"] == "complete"
     (aside,) = tmp_path.glob("run.replaced-*")
     assert snapshot(aside) == before  # the old run, whole and apart
     assert not (out / ".hydra").exists()  # nothing of it mixed into the new one
@@ -64,20 +65,20 @@ def test_train_with_overwrite_moves_the_old_run_aside_whole(tmp_path):
 
 def test_evaluate_writes_its_own_file_never_the_training_runs(capsys, tmp_path):
     run_dir = tmp_path / "run"
-    res = pipeline.train(with_output(compose_cfg("train", TINY), run_dir))
+    res = train(with_output(compose_cfg("train", TINY), run_dir))
     results = (run_dir / "results.json").read_bytes()
     ckpt = res["rounds"][0]["checkpoint"]
     cfg = with_output(compose_cfg("evaluate", [*EVAL, f"ckpt_path={ckpt}"]), run_dir)
-    pipeline.evaluate(cfg)
+    evaluate(cfg)
     assert (run_dir / "results.json").read_bytes() == results
     first = (run_dir / "evaluation.json").read_bytes()
     # a second evaluation into the same folder: refused, the first one kept
-    line = _exits_2(capsys, pipeline.evaluate, cfg)
+    line = _exits_2(capsys, evaluate, cfg)
     assert "evaluation.json" in line and "overwrite=true" in line
     assert (run_dir / "evaluation.json").read_bytes() == first
     with open_dict(cfg):
         cfg.overwrite = True
-    pipeline.evaluate(cfg)
+    evaluate(cfg)
     (aside,) = run_dir.glob("evaluation.json.replaced-*")
     assert aside.read_bytes() == first
     assert (run_dir / "results.json").read_bytes() == results
@@ -85,7 +86,7 @@ def test_evaluate_writes_its_own_file_never_the_training_runs(capsys, tmp_path):
 
 def test_resume_and_overwrite_together_are_refused(capsys, tmp_path):
     cfg = with_output(compose_cfg("train", [*TINY, "resume=true", "overwrite=true"]), tmp_path)
-    assert "set one of them" in _exits_2(capsys, pipeline.train, cfg)
+    assert "set one of them" in _exits_2(capsys, train, cfg)
 
 
 def test_hydra_messages_become_one_line_with_the_options():

@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from prune.run import pipeline
+from prune.run.build import make_trainer
 from prune.run.checkpoint import SafeCheckpointIO
 from prune.run.entry import run
-from prune.run.pipeline import make_trainer
+from prune.run.evaluate import evaluate
+from prune.run.rounds import train
 from prune.run.stored_config import check_stored_config, registered_targets
 from tests.conftest import FAST, compose_cfg, with_output
 from tests.reliability.helpers import ROOT, TINY, child_env, tiny_state
@@ -84,7 +85,7 @@ def _evaluate_fails(capsys, tmp_path: Path, ckpt: Path, victim: Path) -> str:
         cfg.ckpt_path = str(ckpt)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
-        run(pipeline.evaluate, cfg)
+        run(evaluate, cfg)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -140,7 +141,7 @@ def test_train_refuses_a_poisoned_checkpoint_to_continue_from(capsys, tmp_path):
     out = tmp_path / "run"
     cfg = with_output(compose_cfg("train", [*TINY, f"ckpt_path={tmp_path / 'poisoned.ckpt'}"]), out)
     with pytest.raises(SystemExit) as exc:
-        run(pipeline.train, cfg)
+        run(train, cfg)
     assert exc.value.code == 2 and "builtins.open" in capsys.readouterr().err
     assert not victim.exists() and not (out / "checkpoints").exists()
 

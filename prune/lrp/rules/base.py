@@ -102,13 +102,21 @@ class Op:
         fn: computes the output from the inputs (constants and options already bound).
         module: the layer, or None for a functional op.
         name: the functional op's name (``"add"``, ``"mean"``), or the layer's type name.
+        args: a functional op's positional arguments as called (inputs, constants, options).
+        kwargs: its keyword arguments.
     """
 
     def __init__(
-        self, fn: Callable[..., Tensor], module: nn.Module | None = None, name: str = ""
+        self,
+        fn: Callable[..., Tensor],
+        module: nn.Module | None = None,
+        name: str = "",
+        args: tuple = (),
+        kwargs: dict | None = None,
     ) -> None:
         self.fn, self.module = fn, module
         self.name = name or (type(module).__name__ if module is not None else "")
+        self.args, self.kwargs = args, kwargs or {}
 
     def __call__(self, *inputs: Tensor) -> Tensor:
         return self.fn(*inputs)

@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from prune.pruning.criteria.base import Batches, Criterion, layer_norm, normalize_layer, producers
+from prune.checks import Check
+from prune.pruning.criteria.base import (
+    NORMALIZE_CHECK,
+    Batches,
+    Criterion,
+    layer_norm,
+    normalize_layer,
+    producers,
+)
 from prune.pruning.groups import ChannelGroup
 
 
@@ -87,6 +95,7 @@ class BackpropCriterion(Criterion):
 
     needs: ClassVar[frozenset[str]] = frozenset({"batches"})
     targets: ClassVar[frozenset[str]] = frozenset({"units"})
+    config_checks: ClassVar[dict[str, Check]] = {"normalize": NORMALIZE_CHECK}
 
     def __init__(self, normalize: bool | str = True) -> None:
         self.normalize = layer_norm(normalize)

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from prune.checks import Check
 from prune.pruning.groups import ChannelGroup
 
 Batches = Iterable[Sequence[Tensor]]
@@ -113,6 +114,18 @@ def layer_norm(value: bool | str | None) -> str:
     if isinstance(value, str) and value.lower() in NORMS:
         return value.lower()
     raise ValueError(f"normalize={value!r} is not allowed; choose true (= 'l1'), 'l2' or false")
+
+
+def _is_norm(value: object) -> bool:
+    try:
+        layer_norm(value)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+#: the allowed values of a criterion's ``normalize`` argument (its ``config_checks`` entry)
+NORMALIZE_CHECK = Check("true (= 'l1'), 'l2' or false", _is_norm)
 
 
 def normalize_layer(scores: Tensor, norm: str = "l1") -> Tensor:

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from prune.checks import Check, boolean
 from prune.pruning.criteria._backprop import evaluated
 from prune.pruning.criteria.base import Batches, Criterion
 
@@ -24,6 +25,7 @@ class GradientXInputCriterion(Criterion):
 
     needs: ClassVar[frozenset[str]] = frozenset({"batches"})
     targets: ClassVar[frozenset[str]] = frozenset({"inputs"})
+    config_checks: ClassVar[dict[str, Check]] = {"absolute": boolean()}
 
     def __init__(self, absolute: bool = True) -> None:
         self.absolute = bool(absolute)

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor, nn
 
-from prune.pruning.criteria.base import Criterion, layer_norm, normalize_layer, producers
+from prune.checks import Check, choice
+from prune.pruning.criteria.base import (
+    NORMALIZE_CHECK,
+    Criterion,
+    layer_norm,
+    normalize_layer,
+    producers,
+)
 from prune.pruning.groups import ChannelGroup
 
 if TYPE_CHECKING:
@@ -74,6 +81,10 @@ class LRPCriterion(Criterion):
     targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
 
     AGGREGATES: ClassVar[tuple[str, ...]] = ("abs", "signed", "unit_abs")
+    config_checks: ClassVar[dict[str, Check]] = {
+        "aggregate": choice(*AGGREGATES),
+        "normalize": NORMALIZE_CHECK,
+    }
 
     def __init__(self, aggregate: str = "abs", normalize: bool | str = True) -> None:
         if aggregate not in self.AGGREGATES:

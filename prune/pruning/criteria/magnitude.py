@@ -7,7 +7,9 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from prune.checks import Check, choice
 from prune.pruning.criteria.base import (
+    NORMALIZE_CHECK,
     Criterion,
     layer_norm,
     normalize_layer,
@@ -31,6 +33,7 @@ class MagnitudeCriterion(Criterion):
 
     needs: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"units"})
+    config_checks: ClassVar[dict[str, Check]] = {"p": choice(1, 2), "normalize": NORMALIZE_CHECK}
 
     def __init__(self, p: int = 1, normalize: bool | str = True) -> None:
         if p not in (1, 2):

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from prune.checks import Check, integer
 from prune.pruning.criteria.base import Criterion, producers
 from prune.pruning.groups import ChannelGroup
 
@@ -24,6 +25,7 @@ class RandomCriterion(Criterion):
 
     needs: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
+    config_checks: ClassVar[dict[str, Check]] = {"seed": integer()}
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
