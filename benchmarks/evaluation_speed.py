@@ -6,14 +6,16 @@ Usage::
         [--threads 2] [--batch-size 250] [--methods gradient lrp_epsilon_plus ...]
         [--out results/evaluation_speed]
 
-Runs ``prune.metrics.explanations.evaluate_explanations`` (feature removal, pixel flipping and
+Runs ``prune.evaluation.explanations.evaluate_explanations`` (feature removal, pixel flipping and
 AOPC, GAE on its default subset) with its default settings on a LeNet-5 and prints the time of
 every method and the total; the target is under 5 minutes on a 2-core CPU. With
 ``--data-root`` the MNIST test images are read from torchvision's raw files
 (``MNIST/raw/t10k-images-idx3-ubyte[.gz]``) and the model is first trained for
 ``--train-steps`` steps, on the training files if present, otherwise on the test images that
 are *not* evaluated (stated in the output); without it the model is untrained and the
-images are random. Training time is not part of the measured time.
+images are random. Training time is not part of the measured time. With ``--summary`` the run
+is recorded in ``benchmarks/summaries/evaluation_speed.json`` (run ``lenet5``, or
+``lenet5-random-images`` without MNIST) for ``benchmarks/make_pages.py``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from summary import add_summary_option, command_line, write_run
 
-from prune.attribution import METHODS, get_method
-from prune.metrics.explanations import evaluate_explanations
-from prune.metrics.figures import save_figure
+from prune.evaluation.explanations import evaluate_explanations
+from prune.evaluation.figures import save_figure
+from prune.evaluation.methods import METHODS, get_method
 from prune.models import LeNet5
 
 MEAN, STD = 0.1307, 0.3081  # MNIST normalisation; a black pixel is -MEAN / STD
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--methods", nargs="*", default=[m for m in METHODS if m != "lrp"])
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json + PNGs")
+    add_summary_option(parser, "evaluation_speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -156,6 +160,25 @@ def main() -> None:
         for name, fig in figures.items():
             save_figure(fig, args.out / f"{name}.png")
         print(f"wrote {args.out}/results.json and {', '.join(figures)} PNGs")
+    if args.summary is not None:
+        write_run(
+            args.summary,
+            "evaluation_speed",
+            "lenet5" if test is not None else "lenet5-random-images",
+            command_line("benchmarks/evaluation_speed.py"),
+            {
+                "model": "LeNet5",
+                "data": "MNIST" if test is not None else "random images",
+                "images": x.shape[0],
+                "methods": len(methods),
+                "batch": args.batch_size,
+                "threads": torch.get_num_threads(),
+                "total_s": total,
+                "cpu_s": cpu,
+                "load_average": load,
+                "method_s": {name: row["time_s"] for name, row in result["table"].items()},
+            },
+        )
 
 
 if __name__ == "__main__":

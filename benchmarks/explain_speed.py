@@ -6,6 +6,9 @@ per-class sums on the device). The floor is a plain loop doing forward + backwar
 input) on the same batches. Both normalise uint8 batches on the device.
 
     python benchmarks/explain_speed.py --data-root ../shared/data --model mlp --composite epsilon
+
+With ``--summary`` the run is recorded in ``benchmarks/summaries/explain_speed.json`` (run
+``<model>-<composite>-<device>``) for ``benchmarks/make_pages.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import statistics
 import time
 
 import torch
+from summary import add_summary_option, command_line, write_run
 
 from prune.callbacks.relevance import RelevanceAccumulator, explain_trainer
 from prune.data import MNISTDataModule
@@ -57,6 +61,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    add_summary_option(parser, "explain_speed")
     args = parser.parse_args()
     dm = MNISTDataModule(
         root=args.data_root, download=False, val_size=0, eval_batch_size=args.batch_size
@@ -89,6 +94,27 @@ def main() -> None:
         f"({n / f:.0f} img/s)   ratio: {statistics.median(ratios):.2f}x, median of adjacent "
         f"runs ({ratios[0]:.2f}-{ratios[-1]:.2f}; target <= 1.5x)"
     )
+    if args.summary is not None:
+        write_run(
+            args.summary,
+            "explain_speed",
+            f"{args.model}-{args.composite}-{args.device}",
+            command_line("benchmarks/explain_speed.py"),
+            {
+                "model": args.model,
+                "composite": args.composite,
+                "device": args.device,
+                "images": n,
+                "batch": args.batch_size,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "data": dm.source.split(" (")[0],
+                "explain_s": o,
+                "floor_s": f,
+                "ratio": statistics.median(ratios),
+                "ratio_range": [ratios[0], ratios[-1]],
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ Needs the dense checkpoints of ``benchmarks/fewshot_seeds.sh`` (``--logs``) and 
 
 ``lrp@lossz:epsilon_plus:abs:none`` is what ``pruner=lrp_conserved`` with
 ``relevance.output=log_probability`` computes (the few-shot experiments' default).
+
+With ``--summary`` each variant is recorded in ``benchmarks/summaries/fewshot_variants.json`` as
+the run ``<dataset>:<seeds>:<variant>`` for ``benchmarks/make_pages.py``.
 """
 
 from __future__ import annotations
@@ -41,19 +44,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
+import sys
 from collections.abc import Callable
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from summary import add_summary_option, command_line, write_run
 from torch import Tensor, nn
 
 from prune import data as datamodules
 from prune import lrp
 from prune.data.base import to_unit_range
 from prune.lrp.composites import Composite, NameMap
-from prune.lrp.core import Rule
-from prune.lrp.rules import AlphaBeta, Epsilon, Gamma, ZPlus
+from prune.lrp.rules import AlphaBeta, Epsilon, Gamma, Rule, ZPlus
 from prune.models import LeNet5
 from prune.pruning.criteria._backprop import accumulate_units, per_unit
 from prune.pruning.criteria.base import normalize_layer
@@ -195,6 +199,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="+")
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--logs", default="logs/fewshot")
+    add_summary_option(parser, "fewshot_variants")
     args = parser.parse_args()
     cls = datamodules.MNISTDataModule
     if args.dataset == "fashion_mnist":
@@ -213,7 +218,7 @@ def main() -> None:
     test = [torch.cat(t) for t in zip(*dm.test_dataloader(), strict=True)]
     ref, test = (to_unit_range(x), y), (to_unit_range(test[0]), test[1])
     for variant in args.variants:
-        areas = []
+        areas, curves = [], []
         for seed in args.seeds.split(","):
             path = f"{args.logs}/{args.dataset}/dense_s{seed}/checkpoints/round_0/last.ckpt"
             state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
@@ -221,10 +226,33 @@ def main() -> None:
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
             area, accs = run(variant, net.eval(), ref, test)
             areas.append(area)
+            curves.append(accs)
             tail = " / ".join(f"{100 * a:.1f}" for a in accs[-3:])
             print(f"{args.dataset} seed {seed} {variant}: area {area:.4f}, acc 70/80/90% {tail}")
         mean = sum(areas) / len(areas)
         print(f"== {args.dataset} {variant}: mean area {mean:.4f} over {len(areas)} seeds")
+        if args.summary is not None:
+            seeds = [int(s) for s in args.seeds.split(",")]
+            options = [
+                a for a in sys.argv[1:] if a not in (args.dataset, args.seeds, *args.variants)
+            ]
+            write_run(
+                args.summary,
+                "fewshot_variants",
+                f"{args.dataset}:{args.seeds}:{variant}",
+                command_line(
+                    "benchmarks/fewshot_variants.py",
+                    [args.dataset, args.seeds, variant, *options],
+                ),
+                {
+                    "dataset": args.dataset,
+                    "variant": variant,
+                    "seeds": seeds,
+                    "area": {"mean": mean, "values": areas},
+                    "acc": [sum(col) / len(col) for col in zip(*curves, strict=True)],
+                    "removed": [step / 10 for step in range(len(curves[0]))],
+                },
+            )
 
 
 if __name__ == "__main__":

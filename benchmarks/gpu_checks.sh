@@ -2,7 +2,8 @@
 # Everything that needs a GPU, in one command (CI has none): the CUDA tests, the LRP speed
 # benchmark on CUDA, the dataset-level explain pass on a GPU Trainer, and the flagship run on
 # the GPU in float32 and bf16-mixed. Logs and the runs' results.json go to $OUT (default
-# logs/gpu); the runs themselves to logs/gpu/runs.
+# logs/gpu); the runs themselves to logs/gpu/runs. The benchmarks record their runs in
+# benchmarks/summaries/ (then: python benchmarks/make_pages.py).
 #
 #   LRP_PRUNE_DATA=../shared/data bash benchmarks/gpu_checks.sh
 set -uo pipefail
@@ -15,17 +16,17 @@ TIME=$(command -v /usr/bin/time >/dev/null && echo "/usr/bin/time -v")
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     python -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
     python -m pytest -q -p no:cacheprovider --durations=5 tests/lrp/test_cuda.py \
-    tests/pruning/test_pruner.py tests/metrics/test_cost.py -k "cuda or gpu or latency"
+    tests/pruning/test_pruner.py tests/evaluation/test_cost.py -k "cuda or gpu or latency"
 } 2>&1 | tee "$OUT/tests.log"
 python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --presets all --captum \
-    2>&1 | tee "$OUT/lrp_speed.log"
+    --summary --run cuda-b128 2>&1 | tee "$OUT/lrp_speed.log"
 # batch 128 leaves an H100 idle between kernel launches; at 1024 VGG11 keeps it busy
 python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --batch 1024 \
-    --models lenet5,vgg11 2>&1 | tee "$OUT/lrp_speed_b1024.log"
+    --models lenet5,vgg11 --summary --run cuda-b1024 2>&1 | tee "$OUT/lrp_speed_b1024.log"
 for run in "mlp epsilon" "lenet5 epsilon_plus"; do
     set -- $run
     python benchmarks/explain_speed.py --device gpu --data-root "$DATA" --model "$1" \
-        --composite "$2" --repeats 5 2>&1 | grep -v Warning | tee -a "$OUT/explain.log"
+        --composite "$2" --repeats 5 --summary 2>&1 | grep -v Warning | tee -a "$OUT/explain.log"
 done
 for precision in 32-true bf16-mixed; do
     $TIME python train.py +experiment=mnist_prune trainer.accelerator=gpu \

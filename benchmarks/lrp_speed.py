@@ -22,6 +22,10 @@ system so that freed tensors leave the resident set; on CUDA it is
 ``torch.cuda.max_memory_allocated`` above the memory allocated before the call. Memory is the
 median over the calls; its ratio is left out (nan) where forward+backward peaks below
 ``MIN_MIB`` (the MLP), as the resident set size is too coarse there.
+
+With ``--summary`` the run is recorded in ``benchmarks/summaries/lrp_speed.json`` for
+``benchmarks/make_pages.py``, as the run ``--run`` (by default ``<device>-b<batch>``, with
+``-per-call`` and the models and presets where they are not the defaults).
 """
 
 from __future__ import annotations
@@ -37,18 +41,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 
 import torch
 import torchvision
 import zennit.composites as zc
+from summary import add_summary_option, command_line, write_run
 from torch import nn
 from zennit import rules as zr
 from zennit.attribution import Gradient
 from zennit.types import Linear as ZLinear
 
 from prune.lrp import Explainer, attribute, get_composite
-from prune.lrp.core import stabilize
-from prune.lrp.flow import _EpsReLU
+from prune.lrp.fast.flow import _EpsReLU
+from prune.lrp.rules.base import stabilize
 from prune.models import MLP, LeNet5
 
 ZENNIT: dict[str, Callable[[], zc.Composite]] = {
@@ -59,6 +65,7 @@ ZENNIT: dict[str, Callable[[], zc.Composite]] = {
     "epsilon_alpha2_beta1": zc.EpsilonAlpha2Beta1,
     "epsilon_alpha2_beta1_flat": zc.EpsilonAlpha2Beta1Flat,
 }
+DEFAULT_MODELS = "mlp,lenet5,vgg11"
 DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_beta1"
 #: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.
 TIME_TARGET = {"epsilon": 1.15, "epsilon_plus": 1.6, "epsilon_plus_flat": 1.6}
@@ -287,10 +294,38 @@ def _table(times, memory) -> list[str]:
     return lines
 
 
+def _summary_rows(times, memory) -> dict[str, dict[str, float]]:
+    """The medians of every row, as ``_table`` prints them, for the summary file."""
+    rows = {}
+    for name, samples in times.items():
+        seconds, t_ratio = (statistics.median(col) for col in zip(*samples, strict=True))
+        mem, m_ratio = (statistics.median(col) for col in zip(*memory[name], strict=True))
+        row = {"ms": seconds * 1e3, "time_ratio": t_ratio, "mib": mem, "memory_ratio": m_ratio}
+        zen = times.get(f"zennit {name[5:]}") if name.startswith("ours ") else None
+        if zen:
+            row["vs_zennit"] = statistics.median(
+                z[0] / o[0] for z, o in zip(zen, samples, strict=True)
+            )
+        rows[name] = {k: v for k, v in row.items() if not math.isnan(v)}
+    return rows
+
+
+def _run_name(args) -> str:
+    """The run's default name in the summary file: device, batch and what is not the default."""
+    name = f"{args.device}-b{args.batch}"
+    if args.per_call:
+        name += "-per-call"
+    if args.models != DEFAULT_MODELS:
+        name += "-" + args.models.replace(",", "-")
+    if args.presets != DEFAULT_PRESETS:
+        name += "-" + ("all" if args.presets_all else args.presets.replace(",", "-"))
+    return name
+
+
 def main() -> None:
     """Run the benchmark and print a table per model."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mlp,lenet5,vgg11")
+    parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--presets", default=DEFAULT_PRESETS, help="comma-separated, or 'all'")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up")
     parser.add_argument("--batch", type=int, default=128)
@@ -303,7 +338,10 @@ def main() -> None:
         help="set up inside every call: one-shot attribute() and Zennit hooks per call",
     )
     parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
+    add_summary_option(parser, "lrp_speed")
+    parser.add_argument("--run", default=None, help="the run's name in the summary file")
     args = parser.parse_args()
+    args.presets_all = args.presets == "all"
     if args.presets == "all":
         args.presets = ",".join([*ZENNIT, "abslrp"])
     torch.set_num_threads(args.threads)
@@ -327,6 +365,34 @@ def main() -> None:
     for name, (_, shape) in models.items():
         lines = _table(times[name], memory[name])
         print(f"\n== {name} {tuple(shape)} ==", *lines, sep="\n", flush=True)
+    if args.summary is not None:
+        figures = {
+            "device": args.device,
+            "batch": args.batch,
+            "threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "per_call": args.per_call,
+            "zennit": version("zennit"),
+            "models": {
+                name: {"shape": list(shape), "rows": _summary_rows(times[name], memory[name])}
+                for name, (_, shape) in models.items()
+            },
+        }
+        command = command_line("benchmarks/lrp_speed.py", _without_run(sys.argv[1:]))
+        write_run(args.summary, "lrp_speed", args.run or _run_name(args), command, figures)
+
+
+def _without_run(argv: list[str]) -> list[str]:
+    """``argv`` without ``--run NAME`` (it names the record, it does not change the run)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--run":
+            skip = True
+        elif not arg.startswith("--run="):
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ run resolves it at its start). Each of ``--repeats`` repetitions runs the four s
 alternating order; the tables give the median wall times and the two ratios asked for: busy /
 quiet with ``auto`` (target <= 1.5) and quiet ``auto`` / quiet default (target <= 1.15), as the
 ratio of the medians and per repetition (the sides of one repetition ran within a minute of each
-other), with the median of those.
+other), with the median of those. With ``--summary`` the run is recorded in
+``benchmarks/summaries/threads.json`` (run ``benchmark``) for ``benchmarks/make_pages.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 
 import torch
+from summary import add_summary_option, command_line, write_run
 from torch import nn
 
 from prune.lrp import Explainer
@@ -69,7 +71,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=54000)
+    add_summary_option(parser, "threads")
     args = parser.parse_args()
+    start = time.perf_counter()
 
     default = torch.get_num_threads()
     x = torch.rand(args.samples, 1, 28, 28)
@@ -120,6 +124,33 @@ def main() -> None:
         print(
             f"| {label} | {med[top] / med[bottom]:.2f}x | {listed} ({statistics.median(each):.2f}x)"
             f" | {note} |"
+        )
+    if args.summary is not None:
+        quiet = times[("quiet", "default")] + times[("quiet", "auto")]
+        figures = {
+            "repeats": args.repeats,
+            "epochs": args.epochs,
+            "samples": args.samples,
+            "cores": available_cores(),
+            "torch_default_threads": default,
+            "wall_s": time.perf_counter() - start,
+            "sides": {
+                f"{load} {name}": {
+                    "threads": counts[(load, name)],
+                    "wall_s": times[(load, name)],
+                    "median_s": med[(load, name)],
+                }
+                for load in ("quiet", "busy")
+                for name in ("default", "auto")
+            },
+            "ratios": {
+                label: [a / b for a, b in zip(times[top], times[bottom], strict=True)]
+                for label, (top, bottom, _) in ratios.items()
+            },
+            "quiet_wall_s_range": [min(quiet), max(quiet)],
+        }
+        write_run(
+            args.summary, "threads", "benchmark", command_line("benchmarks/threads.py"), figures
         )
 
 

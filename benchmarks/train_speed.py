@@ -6,7 +6,9 @@ threads; both loops take uint8 batches by indexing and normalise them on the dev
     python benchmarks/train_speed.py --data-root ../shared/data --model mlp --epochs 9
 
 A third loop, a bare LightningModule (no logging, no metrics), shows how much of the ratio
-is Lightning's own per-step cost (hooks, closure, fetcher) and how much is ours.
+is Lightning's own per-step cost (hooks, closure, fetcher) and how much is ours. With
+``--summary`` the run is recorded in ``benchmarks/summaries/train_speed.json`` (run ``<model>``)
+for ``benchmarks/make_pages.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
+from summary import add_summary_option, command_line, write_run
 
 from prune.data import MNISTDataModule
 from prune.models import MLP, LeNet5
@@ -100,6 +103,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_summary_option(parser, "train_speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dm = MNISTDataModule(root=args.data_root, download=False, batch_size=args.batch_size)
@@ -136,6 +140,28 @@ def main() -> None:
         f"ours adds {(o - b) / steps * 1e3:+.2f} ms/step over it, "
         f"Lightning {(b - p) / steps * 1e3:+.2f} ms/step over plain"
     )
+    if args.summary is not None:
+        write_run(
+            args.summary,
+            "train_speed",
+            args.model,
+            command_line("benchmarks/train_speed.py"),
+            {
+                "model": args.model,
+                "epochs": args.epochs,
+                "batch": args.batch_size,
+                "threads": args.threads,
+                "images": len(dm.train_set),
+                "data": dm.source.split(" (")[0],
+                "lightning_s": o,
+                "plain_s": p,
+                "bare_s": b,
+                "ratio": o / p,
+                "bare_ratio": b / p,
+                "ours_minus_bare_ms_per_step": (o - b) / steps * 1e3,
+                "lightning_minus_plain_ms_per_step": (b - p) / steps * 1e3,
+            },
+        )
 
 
 if __name__ == "__main__":
