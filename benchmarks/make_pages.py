@@ -1,7 +1,10 @@
 """Write the results and performance pages from the benchmark summaries.
 
-    python benchmarks/make_pages.py            # docs/results.md and docs/performance.md
+    python benchmarks/make_pages.py            # docs/results.md, docs/performance.md, README
     python benchmarks/make_pages.py --check    # exit 1 if the pages differ from the summaries
+
+The README's headline table is the block between its ``README_START`` and ``README_END``
+markers, rendered from the same summaries.
 
 Reads every ``benchmarks/summaries/*.json`` (written by the benchmark scripts' ``--summary``)
 and renders the pages' prose (``results_page.py``, ``performance_page.py``) around their
@@ -29,6 +32,8 @@ HEADER = (
     "then run the script again. -->\n\n"
 )
 PAGES = {"results.md": results_page.render, "performance.md": performance_page.render}
+README_START = "<!-- headline results: written by benchmarks/make_pages.py -->"
+README_END = "<!-- end of headline results -->"
 
 
 def load(folder: str | Path) -> dict[str, dict[str, Any]]:
@@ -54,18 +59,43 @@ def render(folder: str | Path) -> dict[str, str]:
     return {name: HEADER + page(summaries) for name, page in PAGES.items()}
 
 
+def readme(text: str, folder: str | Path) -> str:
+    """``text`` (the README) with its headline block rendered from the summaries in ``folder``.
+
+    Raises:
+        ValueError: the README lacks the markers.
+    """
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README.md needs the lines {README_START!r} and {README_END!r}")
+    block = results_page.headline(load(folder)) or ""
+    return f"{text[: start + len(README_START)]}\n{block}\n{text[end:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the pages (or, with ``--check``, compare them); the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--summaries", type=Path, default=ROOT / "benchmarks" / "summaries")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder of the pages")
     parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="README to update (default: the project's, when the pages go to the project's docs/)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a page is out of date"
     )
     args = parser.parse_args(argv)
     stale = []
-    for name, text in render(args.summaries).items():
-        path = args.out / name
+    outputs = {args.out / name: text for name, text in render(args.summaries).items()}
+    readme_path = args.readme
+    if readme_path is None and args.out.resolve() == (ROOT / "docs").resolve():
+        readme_path = ROOT / "README.md"
+    if readme_path is not None and readme_path.is_file():
+        outputs[readme_path] = readme(readme_path.read_text(), args.summaries)
+    for path, text in outputs.items():
+        name = path.name
         old = path.read_text() if path.is_file() else ""
         if args.check:
             if old != text:

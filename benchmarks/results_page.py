@@ -135,6 +135,30 @@ def input_pruning(summaries: Summaries) -> str | None:
         f"that are pruned score **{plus_minus(dense)}%**"
         + (f" ({dense_values})." if dense_values else ".")
     )
+    header, rows, lrp_best = _input_rows(summaries, sweep, ks, flops_head)
+    parts = [
+        "## Input pruning, MLP 784-300-100-10",
+        intro,
+        table(header, "r" * len(header), rows),
+    ]
+    parts.append(_input_verdict(sweep, ks, lrp_best))
+    parts.append(_input_ablations(runs))
+    items = [("input_pruning", "sweeps", sweep, None)]
+    for name, label in (
+        ("rounds", "rounds, seed 1"),
+        ("rounds_3", "3 rounds, every seed"),
+        ("constant_lr", "constant learning rate"),
+    ):
+        if name in runs:
+            items.append(("input_pruning", name, runs[name], label))
+    parts.append(sources(items))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _input_rows(
+    summaries: Summaries, sweep: Run, ks: Sequence[int], flops_head: str
+) -> tuple[list[str], list[list[str]], bool]:
+    """The input pruning table's header and rows, and whether LRP is best at every k."""
     rows, lrp_best = [], True
     for k in ks:
         by = {c: _group(sweep, pruner=c, pruner__keep=k) for c in INPUT_CRITERIA}
@@ -153,23 +177,27 @@ def input_pruning(summaries: Summaries) -> str | None:
         )
     header = ["kept pixels k", flops_head, *INPUT_CRITERIA.values()]
     header += ["LRP loss vs dense (points)", "n"]
-    parts = [
-        "## Input pruning, MLP 784-300-100-10",
-        intro,
-        table(header, "r" * len(header), rows),
-    ]
-    parts.append(_input_verdict(sweep, ks, lrp_best))
-    parts.append(_input_ablations(runs))
-    items = [("input_pruning", "sweeps", sweep, None)]
-    for name, label in (
-        ("rounds", "rounds, seed 1"),
-        ("rounds_3", "3 rounds, every seed"),
-        ("constant_lr", "constant learning rate"),
-    ):
-        if name in runs:
-            items.append(("input_pruning", name, runs[name], label))
-    parts.append(sources(items))
-    return "\n\n".join(p for p in parts if p)
+    return header, rows, lrp_best
+
+
+def headline(summaries: Summaries) -> str | None:
+    """The README's headline table: input pruning of the MLP, from the same summary."""
+    sweep = _runs(summaries, "input_pruning").get("sweeps")
+    if sweep is None:
+        return None
+    groups = sweep["figures"]["groups"]
+    ks = sorted({int(g["keep"]) for g in groups.values() if g.get("keep") is not None})
+    seeds = next(iter(groups.values()))["seeds"]
+    header, rows, _ = _input_rows(summaries, sweep, ks, "FLOPs")
+    return "\n\n".join(
+        [
+            f"**Input pruning, MLP 784-300-100-10 on MNIST** (keep k pixels in 5 rounds of "
+            f"explain, cut and fine-tune; test accuracy in %, mean ± std over seeds "
+            f"{_seeds(seeds)}; measured {sweep['date']} on the {sweep['machine']['description']}; "
+            "commands and the other tables: [Results](docs/results.md)):",
+            table(header, "r" * len(header), rows),
+        ]
+    )
 
 
 def _input_verdict(sweep: Run, ks: Sequence[int], lrp_best: bool) -> str:
