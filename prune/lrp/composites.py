@@ -464,17 +464,8 @@ class AttnLRP(LayerMap):
     def __init__(
         self, epsilon: float = 1e-6, stabilizer: float = 1e-6, gamma: float | None = None
     ) -> None:
-        super().__init__(
-            _transformer_layers(epsilon, gamma),
-            op_map={
-                **default_op_map(stabilizer),
-                "mul": Uniform(stabilizer),
-                "matmul": Uniform(stabilizer),
-                "softmax": SoftmaxTaylor(),
-                "layer_norm": LayerNormIdentity(epsilon),
-                "scaled_dot_product_attention": Attention(Uniform(stabilizer), SoftmaxTaylor()),
-            },
-        )
+        layers = _transformer_layers(epsilon, gamma)
+        super().__init__(layers, op_map=_transformer_ops(epsilon, stabilizer, Uniform(stabilizer)))
 
 
 @COMPOSITES.register("cp_lrp")
@@ -495,19 +486,21 @@ class CPLRP(LayerMap):
     def __init__(
         self, epsilon: float = 1e-6, stabilizer: float = 1e-6, gamma: float | None = None
     ) -> None:
-        super().__init__(
-            _transformer_layers(epsilon, gamma),
-            op_map={
-                **default_op_map(stabilizer),
-                "mul": Uniform(stabilizer),
-                "matmul": HeldConstant(stabilizer),
-                "softmax": SoftmaxTaylor(),
-                "layer_norm": LayerNormIdentity(epsilon),
-                "scaled_dot_product_attention": Attention(
-                    HeldConstant(stabilizer), SoftmaxTaylor()
-                ),
-            },
-        )
+        products = HeldConstant(stabilizer)
+        layers = _transformer_layers(epsilon, gamma)
+        super().__init__(layers, op_map=_transformer_ops(epsilon, stabilizer, products))
+
+
+def _transformer_ops(epsilon: float, stabilizer: float, products: Rule) -> dict[str, Rule]:
+    """A transformer's functional ops; ``products``: the rule of ``q @ k^T`` and ``A @ v``."""
+    return {
+        **default_op_map(stabilizer),
+        "mul": Uniform(stabilizer),
+        "matmul": products,
+        "softmax": SoftmaxTaylor(),
+        "layer_norm": LayerNormIdentity(epsilon),
+        "scaled_dot_product_attention": Attention(products, SoftmaxTaylor()),
+    }
 
 
 def _transformer_layers(epsilon: float, gamma: float | None) -> list:
