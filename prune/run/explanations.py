@@ -7,6 +7,7 @@ writes the figures, and runs remove-and-retrain, which trains fresh models with 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from prune.evaluation.figures import save_figure
 from prune.evaluation.masking import REMOVALS
 from prune.evaluation.methods import METHODS, get_methods
 from prune.evaluation.roar import dataset_relevance, remove_and_retrain
+from prune.lrp import get_composite
 from prune.module import ClassifierModule
+from prune.run.build import input_bounds
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,21 @@ def _background(module: ClassifierModule) -> Tensor:
     return (-module.mean / module.std).flatten()
 
 
+def with_data_bounds(methods: dict[str, Any], dm: Any) -> dict[str, Any]:
+    """``methods`` with every LRP method whose named composite takes box bounds (``low``,
+    ``high``) given the data's, as the run's own composite gets them (:func:`input_bounds`)."""
+    out = {}
+    for name, method in methods.items():
+        composite = getattr(method, "composite", None)
+        if isinstance(composite, str):
+            params = inspect.signature(type(get_composite(composite))).parameters
+            if "low" in params and "high" in params:
+                method = copy.copy(method)
+                method.composite = get_composite(composite, **input_bounds(dm.mean, dm.std))
+        out[name] = method
+    return out
+
+
 def run_explanations(
     ecfg: Explanations,
     module: ClassifierModule,
@@ -167,7 +185,7 @@ def run_explanations(
     TensorBoard logger is given, as figures plus the markdown table as text. ROAR trains its
     fresh models on ``accelerator``.
     """
-    methods = get_methods(ecfg.methods)
+    methods = with_data_bounds(get_methods(ecfg.methods), dm)
     n = min(int(ecfg.num_images), len(dm.test_set))
     device = module.device
     x = module.normalize(dm.test_set.x[:n].to(device))
