@@ -16,7 +16,11 @@ class Attention(nn.Module):
 
     The products are plain tensor operations (``q @ k^T``, ``softmax``, ``A @ v``), so LRP
     composites give each its rule. Pruning a head removes its rows of ``qkv`` and its columns
-    of ``proj`` and lowers ``heads``.
+    of ``proj`` and lowers ``heads`` (``prune.pruning.transformer``).
+
+    ``heads_out`` is an identity on the heads' outputs ``(B, H, N, Dh)``, before they are
+    concatenated for ``proj``: recording its output gives each head's relevance, activation
+    and gradient with the heads on axis 1, where a head's pruning criteria read them.
 
     Args:
         dim: width of the tokens.
@@ -32,6 +36,7 @@ class Attention(nn.Module):
         self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * heads * head_dim)
         self.proj = nn.Linear(heads * head_dim, dim)
+        self.heads_out = nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -42,6 +47,7 @@ class Attention(nn.Module):
         else:
             attn = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, N, N)
             out = attn.softmax(dim=-1) @ v
+        out = self.heads_out(out)  # (B, H, N, Dh): the heads on axis 1, for recording
         out = out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
         return self.proj(out)
 

@@ -11,18 +11,19 @@ from torch import Tensor, nn
 
 from prune.checks import Check, boolean, choice, fraction, int_at_least, integer, is_int
 from prune.errors import ConfigError
-from prune.pruning.criteria.base import Batches, Criterion
+from prune.pruning.criteria.base import METHODS, Batches, Criterion
 from prune.pruning.groups import ChannelGroup, build_graph, example_input_for, find_groups
 from prune.pruning.importance import group_scores
 from prune.pruning.plan import PruningPlan
 from prune.pruning.schedule import SCHEDULES, ratio_at
 from prune.pruning.selection import keep_top, select_global, select_per_layer
 from prune.pruning.surgery import applied_plan, check_input_pruning
+from prune.pruning.transformer import KINDS, output_names, unit_groups
 
 if TYPE_CHECKING:
     from prune.lrp import RelevanceStats
 
-TARGETS = ("units", "inputs")
+TARGETS = ("units", "inputs", *KINDS)
 
 
 class Pruner:
@@ -35,17 +36,20 @@ class Pruner:
 
     Args:
         criterion: scores units and/or inputs (its ``targets``).
-        target: "units" (neurons and conv channels of every prunable group) or "inputs"
-            (elements of a sample: pixels).
-        ratio: final fraction removed, in [0, 1): of all prunable units together, or of the
-            input elements.
-        keep: final number kept (inputs: elements; units: all prunable units together);
-            replaces ``ratio`` when not None.
+        target: "units" (neurons and conv channels of every prunable group), "inputs"
+            (elements of a sample: pixels), "heads" (the attention heads of transformer
+            blocks) or "neurons" (the hidden neurons of transformer blocks' MLPs); see
+            :mod:`prune.pruning.transformer`.
+        ratio: final fraction removed, in [0, 1): of all prunable units (heads, neurons)
+            together, or of the input elements.
+        keep: final number kept (inputs: elements; otherwise all prunable units, heads or
+            neurons together); replaces ``ratio`` when not None.
         rounds: number of prune (and retrain) rounds, >= 1.
         schedule: "constant" (equal steps) or "geometric" (equal fractions of what is left).
         global_ranking: rank units of all groups together (needs comparable, per-layer
             normalised scores) or remove the same fraction of every group.
-        min_width: units every group keeps at least, >= 1.
+        min_width: units every group (heads every attention module, neurons every MLP) keeps
+            at least, >= 1.
         seed: seed of the permutation that breaks exact ties between scores.
 
     Raises:
@@ -134,11 +138,32 @@ class Pruner:
 
     def total(self, model: nn.Module, example_input: Tensor | None = None) -> int:
         """What ``keep`` counts in the dense ``model``: its input elements, or its prunable units
-        with each group of coupled layers (a residual sum's producers) counted once."""
+        with each group of coupled layers (a residual sum's producers) counted once, or its
+        heads, or its MLP neurons."""
         example_input = example_input_for(model, example_input)
         if self.target == "inputs":
             return math.prod(example_input.shape[1:])
-        return sum(g.width for g in find_groups(model, example_input))
+        return sum(g.width for g in self.groups(model, example_input))
+
+    def groups(self, model: nn.Module, example_input: Tensor | None = None) -> list[ChannelGroup]:
+        """The groups of units ``model`` has for this target (not for inputs).
+
+        Units: Torch-Pruning's coupled channel groups; heads and neurons: one group per
+        attention module or MLP (:func:`prune.pruning.transformer.unit_groups`).
+        """
+        if self.target in KINDS:
+            return unit_groups(model, self.target)
+        return find_groups(model, example_input_for(model, example_input))
+
+    def _no_groups(self, model: nn.Module) -> ValueError:
+        if self.target in KINDS:
+            kind = KINDS[self.target]
+            return ValueError(
+                f"{type(model).__name__} has no {self.target} to prune (target={self.target}): "
+                f"no {kind.holder} in the layout of prune.models.vit "
+                "(see prune.pruning.transformer)"
+            )
+        return ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
 
     # -- checks before any training ------------------------------------------------------------
     def validate(self, model: nn.Module, example_input: Tensor | None = None) -> None:
@@ -152,14 +177,13 @@ class Pruner:
                 )
             check_input_pruning(model, example_input)
             return
-        groups = find_groups(model, example_input)
+        groups = self.groups(model, example_input)
         if not groups:
-            raise ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
+            raise self._no_groups(model)
         total = sum(g.width for g in groups)
+        what = "the prunable units" if self.target == "units" else f"the {self.target}"
         if self.keep is not None and self.keep > total:
-            raise ValueError(
-                f"pruner.keep must be <= {total} (the prunable units), got {self.keep}"
-            )
+            raise ValueError(f"pruner.keep must be <= {total} ({what}), got {self.keep}")
         floor = sum(min(self.min_width, g.width) for g in groups)
         if self.keep is not None and self.keep < floor:
             raise ValueError(
@@ -168,10 +192,13 @@ class Pruner:
             )
 
     def record_names(self, model: nn.Module, example_input: Tensor | None = None) -> list[str]:
-        """Modules whose output relevance the LRP pass must record (for ``attribute(record=)``)."""
-        if self.target != "units" or "stats" not in self.needs:
+        """Modules whose output relevance the LRP pass must record (for ``attribute(record=)``):
+        the producers of units, each attention module's ``heads_out``, each MLP's ``fc1``."""
+        if self.target == "inputs" or "stats" not in self.needs:
             return []
-        groups = find_groups(model, example_input_for(model, example_input))
+        groups = self.groups(model, example_input)
+        if self.target in KINDS:
+            return list(output_names(groups, self.target).values())
         return [p for g in groups for p in g.producers]
 
     # -- one round -----------------------------------------------------------------------------
@@ -222,12 +249,19 @@ class Pruner:
         return PruningPlan(input_keep=keep_top(scores, target, generator), input_shape=shape)
 
     def _plan_units(self, model, example_input, needed, round_index, current, generator):
-        graph = build_graph(model, example_input)
-        groups: list[ChannelGroup] = find_groups(model, example_input, graph)
-        if not groups:
-            raise ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
-        raw = self.criterion.scores(model, groups, **needed)
-        scores = group_scores(model, graph, groups, raw)
+        if self.target in KINDS:  # heads or MLP neurons: one producer per group, no graph
+            groups = unit_groups(model, self.target)
+            if not groups:
+                raise self._no_groups(model)
+            score = getattr(self.criterion, METHODS[self.target][0])
+            scores = checked_scores(groups, score(model, groups, **needed))
+        else:
+            graph = build_graph(model, example_input)
+            groups: list[ChannelGroup] = find_groups(model, example_input, graph)
+            if not groups:
+                raise self._no_groups(model)
+            raw = self.criterion.scores(model, groups, **needed)
+            scores = group_scores(model, graph, groups, raw)
         dense = {g.name: current.dense_widths.get(g.name, g.width) for g in groups}
         total = sum(dense.values())
         ratio = self.ratio_at(round_index, total)
@@ -254,4 +288,27 @@ class Pruner:
         )
 
 
-__all__: Sequence[str] = ["TARGETS", "Pruner"]
+def checked_scores(
+    groups: Sequence[ChannelGroup], scores: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """``{group: (width,)}`` float64 scores of single-producer groups, checked.
+
+    Raises:
+        KeyError: naming a group the criterion did not score.
+        ValueError: naming a group whose scores have the wrong length.
+    """
+    out = {}
+    for g in groups:
+        if g.name not in scores:
+            raise KeyError(f"criterion returned no scores for {g.name!r}")
+        s = scores[g.name].detach().to(torch.float64).flatten()
+        if s.numel() != g.width:
+            raise ValueError(
+                f"scores for {g.name!r} have {s.numel()} entries, it has {g.width} units "
+                "(were the stats recorded on another model?)"
+            )
+        out[g.name] = s
+    return out
+
+
+__all__: Sequence[str] = ["TARGETS", "Pruner", "checked_scores"]

@@ -1,4 +1,4 @@
-"""Surgery: make a model physically smaller according to a PruningPlan (via Torch-Pruning)."""
+"""Surgery: make a model physically smaller according to a PruningPlan."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from prune.pruning.groups import build_graph, example_input_for, find_groups, prune_group
 from prune.pruning.inputs import input_route, prune_inputs
 from prune.pruning.plan import PruningPlan
+from prune.pruning.transformer import KINDS, cut_units, kind_of
 
 APPLIED = "pruning_plan"
 
@@ -30,12 +31,13 @@ def apply_plan(
     Works on a freshly built dense model (replay before loading a pruned checkpoint: the
     parameter shapes then match that checkpoint's state dict exactly) and on a model already
     cut by an earlier, coarser plan (iterative pruning): the step from the plan recorded on
-    the model to ``plan`` is applied. Output units are removed group by group through
-    Torch-Pruning's dependency graph, so coupled layers (BatchNorm, the next layer's inputs,
-    flatten index maps, residual adds) follow; input pruning runs afterwards
-    (see :func:`prune.pruning.inputs.prune_inputs`). Module names are unchanged; an input
-    front is added as submodule ``input_front``. Parameters are new tensors: build a new
-    optimizer afterwards.
+    the model to ``plan`` is applied. Entries that name an attention module or a transformer
+    MLP keep its heads or hidden neurons (:mod:`prune.pruning.transformer`). Other output units
+    are removed group by group through Torch-Pruning's dependency graph, so coupled layers
+    (BatchNorm, the next layer's inputs, flatten index maps, residual adds) follow; input
+    pruning runs afterwards (see :func:`prune.pruning.inputs.prune_inputs`). Module names are
+    unchanged; an input front is added as submodule ``input_front``. Parameters are new
+    tensors: build a new optimizer afterwards.
 
     Args:
         model: network to cut (its mode is preserved).
@@ -53,18 +55,28 @@ def apply_plan(
     example_input = example_input_for(model, example_input)
     before = applied_plan(model)
     step = plan if before is None else plan.relative_to(before)
-    if step.keep:
+    held = {name: kind for name in step.keep if (kind := _kind_at(model, name)) is not None}
+    for name, kind in held.items():  # checked before anything is cut
+        width = KINDS[kind].width(model.get_submodule(name))
+        if step.keep[name][-1] >= width:
+            raise ValueError(
+                f"plan keeps {kind[:-1]} {step.keep[name][-1]} of {name}, which has {width} {kind}"
+            )
+    for name in held:  # heads and MLP neurons: their own cut, no dependency graph
+        cut_units(model, name, step.keep[name])
+    units = {name: kept for name, kept in step.keep.items() if name not in held}
+    if units:
         graph = build_graph(model, example_input)
         groups = find_groups(model, example_input, graph)
         known = {p for g in groups for p in g.producers}
-        unknown = sorted(set(step.keep) - known)
+        unknown = sorted(set(units) - known)
         if unknown:
             raise ValueError(
                 f"plan keeps units of {unknown}, which are not prunable producers of "
                 f"{type(model).__name__}; prunable: {sorted(known)}"
             )
         for group in groups:
-            lists = {p: step.keep[p] for p in group.producers if p in step.keep}
+            lists = {p: units[p] for p in group.producers if p in units}
             if not lists:
                 continue
             keep = next(iter(lists.values()))
@@ -81,3 +93,11 @@ def apply_plan(
         prune_inputs(model, plan.input_keep, plan.input_shape, example_input)
     setattr(model, APPLIED, plan)
     return model
+
+
+def _kind_at(model: nn.Module, name: str) -> str | None:
+    """The transformer unit kind held by the module ``name`` (None: no such module, or none)."""
+    try:
+        return kind_of(model.get_submodule(name))
+    except AttributeError:
+        return None

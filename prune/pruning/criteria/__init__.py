@@ -1,6 +1,7 @@
 """Pruning criteria, one per file; each returns scores where higher means keep."""
 
 from prune.pruning.criteria._backprop import BackpropCriterion
+from prune.pruning.criteria.attention import AttentionCriterion
 from prune.pruning.criteria.base import Criterion
 from prune.pruning.criteria.gradient import GradientCriterion
 from prune.pruning.criteria.gradient_x_input import GradientXInputCriterion
@@ -11,6 +12,7 @@ from prune.pruning.criteria.taylor import TaylorCriterion
 from prune.pruning.criteria.variance import VarianceCriterion
 
 __all__ = [
+    "AttentionCriterion",
     "BackpropCriterion",
     "Criterion",
     "GradientCriterion",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -20,11 +20,18 @@ from prune.pruning.criteria.base import (
     producers,
 )
 from prune.pruning.groups import ChannelGroup
+from prune.pruning.transformer import output_names
 
 
 def per_unit(t: Tensor) -> Tensor:
     """Mean over positions: ``(B, C, *spatial) -> (B, C)`` (no-op for ``(B, C)``)."""
     return t.flatten(2).mean(2) if t.dim() > 2 else t
+
+
+def units_first(module: nn.Module, t: Tensor) -> Tensor:
+    """A module's output with its units on axis 1: a Linear layer on tokens ``(B, T, D)`` has
+    them on the last axis (``-> (B, D, T)``); every other layer on axis 1 already."""
+    return t.movedim(-1, 1) if isinstance(module, nn.Linear) and t.dim() > 2 else t
 
 
 @contextlib.contextmanager
@@ -56,8 +63,8 @@ def accumulate_units(
     """Mean over samples of ``term(activation, gradient) -> (B, C)`` for each named module.
 
     The gradient is that of the summed cross-entropy loss with respect to the module's output,
-    taken with ``torch.autograd.grad`` so that no parameter's ``.grad`` is touched. The model
-    runs :func:`evaluated`.
+    taken with ``torch.autograd.grad`` so that no parameter's ``.grad`` is touched. The units
+    are moved to axis 1 first (:func:`units_first`). The model runs :func:`evaluated`.
     """
     modules = {n: model.get_submodule(n) for n in names}
     totals: dict[str, Tensor] = {}
@@ -74,7 +81,8 @@ def accumulate_units(
             loss = F.cross_entropy(logits, y, reduction="sum")
             grads = torch.autograd.grad(loss, [outputs[n] for n in names])
             for n, g in zip(names, grads, strict=True):
-                t = term(outputs[n].detach(), g).to(torch.float64).sum(0)  # (C,)
+                a, g = units_first(modules[n], outputs[n].detach()), units_first(modules[n], g)
+                t = term(a, g).to(torch.float64).sum(0)  # (C,)
                 totals[n] = totals[n] + t if n in totals else t
             count += x.shape[0]
     if count == 0:
@@ -86,7 +94,9 @@ class BackpropCriterion(Criterion):
     """Base of the unit criteria that read activations and loss gradients on labelled batches.
 
     A subclass defines :meth:`term`; a unit's score is its mean over samples
-    (:func:`accumulate_units`), then normalised per layer.
+    (:func:`accumulate_units`), then normalised per layer. Heads are read at each head's
+    output (``<attention>.heads_out``, its tokens and features are the head's positions), MLP
+    neurons at ``fc1``'s output (the tokens are its positions).
 
     Args:
         normalize: divide each layer's scores by their L1 norm ("l2": their L2 norm, false:
@@ -94,7 +104,7 @@ class BackpropCriterion(Criterion):
     """
 
     needs: ClassVar[frozenset[str]] = frozenset({"batches"})
-    targets: ClassVar[frozenset[str]] = frozenset({"units"})
+    targets: ClassVar[frozenset[str]] = frozenset({"units", "heads", "neurons"})
     config_checks: ClassVar[dict[str, Check]] = {"normalize": NORMALIZE_CHECK}
 
     def __init__(self, normalize: bool | str = True) -> None:
@@ -109,5 +119,23 @@ class BackpropCriterion(Criterion):
         self, model: nn.Module, groups: Sequence[ChannelGroup], batches: Batches
     ) -> dict[str, Tensor]:
         """``{producer: (C,)}`` mean of :meth:`term` over samples, normalised per layer."""
-        raw = accumulate_units(model, producers(groups), batches, self.term)
-        return {n: normalize_layer(s, self.normalize) for n, s in raw.items()}
+        return self._scores(model, {name: name for name in producers(groups)}, batches)
+
+    def head_scores(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], batches: Batches
+    ) -> dict[str, Tensor]:
+        """``{attention: (heads,)}`` of :meth:`term` at ``<attention>.heads_out``."""
+        return self._scores(model, output_names(groups, "heads"), batches)
+
+    def neuron_scores(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], batches: Batches
+    ) -> dict[str, Tensor]:
+        """``{MLP: (hidden,)}`` of :meth:`term` at ``<MLP>.fc1``."""
+        return self._scores(model, output_names(groups, "neurons"), batches)
+
+    def _scores(
+        self, model: nn.Module, read: Mapping[str, str], batches: Batches
+    ) -> dict[str, Tensor]:
+        """``{key: (C,)}``, each read at the output of the module ``read[key]``."""
+        raw = accumulate_units(model, list(read.values()), batches, self.term)
+        return {key: normalize_layer(raw[name], self.normalize) for key, name in read.items()}

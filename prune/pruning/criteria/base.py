@@ -24,6 +24,8 @@ NEEDS: dict[str, str] = {
 METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "units": ("scores", ("model", "groups")),
     "inputs": ("input_scores", ("model", "example_input")),
+    "heads": ("head_scores", ("model", "groups")),
+    "neurons": ("neuron_scores", ("model", "groups")),
 }
 """Per target: the scoring method and the arguments it takes before those in ``needs``."""
 
@@ -32,9 +34,13 @@ class Criterion:
     """Base of all pruning criteria.
 
     A criterion scores output units (``"units"`` in ``targets``: one score per output channel
-    or neuron of each group's producers, by ``scores(model, groups, ...)``) and/or input
-    elements (``"inputs"``: one score per element of a sample, by
-    ``input_scores(model, example_input, ...)``). It declares in ``needs`` what else it reads:
+    or neuron of each group's producers, by ``scores(model, groups, ...)``), input elements
+    (``"inputs"``: one score per element of a sample, by
+    ``input_scores(model, example_input, ...)``), the attention heads of transformer blocks
+    (``"heads"``: one score per head of each attention module, by
+    ``head_scores(model, groups, ...)``) and/or the hidden neurons of their MLPs
+    (``"neurons"``: one per neuron of each MLP, by ``neuron_scores(model, groups, ...)``; see
+    :mod:`prune.pruning.transformer`). It declares in ``needs`` what else it reads:
     ``"stats"`` (relevance statistics), ``"batches"`` (labelled data to run forward and backward
     passes on), or nothing; its scoring methods take exactly those as further arguments, by
     name, and the pruner passes nothing else. Scores are float64; higher means keep.
@@ -72,6 +78,22 @@ class Criterion:
         """Scores ``{producer name: (width,)}`` for every producer of every group."""
         raise TypeError(
             f"{type(self).__name__} cannot score units; it scores {sorted(self.targets)}"
+        )
+
+    def head_scores(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], **needs: object
+    ) -> dict[str, Tensor]:
+        """Scores ``{attention module name: (heads,)}`` for every group of heads."""
+        raise TypeError(
+            f"{type(self).__name__} cannot score heads; it scores {sorted(self.targets)}"
+        )
+
+    def neuron_scores(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], **needs: object
+    ) -> dict[str, Tensor]:
+        """Scores ``{MLP name: (hidden,)}`` for every group of MLP neurons."""
+        raise TypeError(
+            f"{type(self).__name__} cannot score neurons; it scores {sorted(self.targets)}"
         )
 
     def input_scores(self, model: nn.Module, example_input: Tensor, **needs: object) -> Tensor:

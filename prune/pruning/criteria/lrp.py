@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -19,6 +19,7 @@ from prune.pruning.criteria.base import (
     producers,
 )
 from prune.pruning.groups import ChannelGroup
+from prune.pruning.transformer import output_names
 
 if TYPE_CHECKING:
     from prune.lrp import RelevanceStats
@@ -40,7 +41,7 @@ def _checked(name: str, scores: Tensor) -> Tensor:
             "reference set, so its units rank below every unit that does (global ranking cuts "
             "it first, down to pruner.min_width)"
         )
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
         log.warning(message)
     return scores
 
@@ -54,6 +55,15 @@ class LRPCriterion(Criterion):
     equal FLOPs. Inputs: ``stats.input_abs`` (sum of |R| per element). The first-layer rule
     must depend on the pixel values (epsilon, z-B); a flat or w-square rule there gives every
     pixel the same score (measured: worse than random pixels).
+
+    Heads: the relevance at each head's output, ``softmax(q k^T) v`` of that head before
+    ``proj`` (the output of ``<attention>.heads_out``), summed over tokens and the head's
+    features. Hatefi et al. 2024 read it at the head's attention weights (the softmax output),
+    summed over keys; under AttnLRP's uniform rule for ``A @ v`` that is half of the head's
+    output relevance per query token, and under CP-LRP, which holds the attention weights
+    constant, it is zero, so the head's output is the place that works for every composite.
+    MLP neurons: the relevance at ``fc1``'s output, per hidden neuron, summed over tokens
+    (as Hatefi et al. 2024).
 
     Degenerate relevance, by rule:
 
@@ -71,14 +81,15 @@ class LRPCriterion(Criterion):
             at every position (Yeom et al.); ``signed``, R itself (keeps units that speak *for*
             the explained class, drops those that speak against it); ``unit_abs``, the size of
             each unit's net relevance per sample (positions summed first, then |.|, as Taylor's
-            ``|sum a*g|``; for inputs and neurons the same as ``abs``).
+            ``|sum a*g|``; for inputs and the neurons of dense layers the same as ``abs``;
+            for a head, its tokens and features summed first).
         normalize: divide each layer's unit scores by their L1 norm (inputs are unaffected).
             LRP conserves relevance from layer to layer, so unnormalised scores already share
             one scale (the explained output's) and rank together globally as they are.
     """
 
     needs: ClassVar[frozenset[str]] = frozenset({"stats"})
-    targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
+    targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs", "heads", "neurons"})
 
     AGGREGATES: ClassVar[tuple[str, ...]] = ("abs", "signed", "unit_abs")
     config_checks: ClassVar[dict[str, Check]] = {
@@ -97,20 +108,36 @@ class LRPCriterion(Criterion):
         self, model: nn.Module, groups: Sequence[ChannelGroup], stats: RelevanceStats
     ) -> dict[str, Tensor]:
         """``{producer: (C,)}`` from the recorded unit relevance."""
+        return self._from_stats(stats, {name: name for name in producers(groups)})
+
+    def head_scores(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], stats: RelevanceStats
+    ) -> dict[str, Tensor]:
+        """``{attention: (heads,)}`` from the relevance recorded at ``<attention>.heads_out``."""
+        return self._from_stats(stats, output_names(groups, "heads"))
+
+    def neuron_scores(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], stats: RelevanceStats
+    ) -> dict[str, Tensor]:
+        """``{MLP: (hidden,)}`` from the relevance recorded at ``<MLP>.fc1``."""
+        return self._from_stats(stats, output_names(groups, "neurons"))
+
+    def _from_stats(self, stats: RelevanceStats, recorded: Mapping[str, str]) -> dict[str, Tensor]:
+        """``{key: (C,)}``, each from the stats of the module ``recorded[key]``."""
         source = {
             "abs": stats.channels,
             "signed": stats.channels_signed,
             "unit_abs": stats.channels_unit_abs,
         }[self.aggregate]
         out = {}
-        for name in producers(groups):
+        for key, name in recorded.items():
             if name not in source:
                 raise KeyError(
                     f"relevance stats hold no units for {name!r}; recorded: {sorted(source)} "
                     "(pass Pruner.record_names(model) as the LRP record list)"
                 )
             s = _checked(name, source[name].detach().to(torch.float64))
-            out[name] = normalize_layer(s, self.normalize)
+            out[key] = normalize_layer(s, self.normalize)
         return out
 
     def input_scores(

@@ -14,7 +14,7 @@ from prune.pruning.groups import ChannelGroup
 
 
 class RandomCriterion(Criterion):
-    """Uniform random scores from a seeded generator (units or input elements).
+    """Uniform random scores from a seeded generator (units, input elements, heads, neurons).
 
     Show it beside every criterion from the same run: on MNIST input pruning, random pixels
     beat an LRP ranking under a flat first-layer rule, whose input relevance ignores the pixels.
@@ -24,7 +24,7 @@ class RandomCriterion(Criterion):
     """
 
     needs: ClassVar[frozenset[str]] = frozenset()
-    targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs"})
+    targets: ClassVar[frozenset[str]] = frozenset({"units", "inputs", "heads", "neurons"})
     config_checks: ClassVar[dict[str, Check]] = {"seed": integer()}
 
     def __init__(self, seed: int = 0) -> None:
@@ -40,6 +40,14 @@ class RandomCriterion(Criterion):
         return {
             n: torch.rand(width[n], generator=gen, dtype=torch.float64) for n in producers(groups)
         }
+
+    def head_scores(self, model: nn.Module, groups: Sequence[ChannelGroup]) -> dict[str, Tensor]:
+        """``{attention: (heads,)}`` uniform in [0, 1)."""
+        return self.scores(model, groups)
+
+    def neuron_scores(self, model: nn.Module, groups: Sequence[ChannelGroup]) -> dict[str, Tensor]:
+        """``{MLP: (hidden,)}`` uniform in [0, 1)."""
+        return self.scores(model, groups)
 
     def input_scores(self, model: nn.Module, example_input: Tensor) -> Tensor:
         """Uniform in [0, 1), shaped like one sample."""

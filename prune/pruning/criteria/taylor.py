@@ -12,7 +12,9 @@ class TaylorCriterion(BackpropCriterion):
 
     Per sample, the product of a unit's output and the loss gradient there, averaged over
     positions, in absolute value; then averaged over samples. Needs labelled batches
-    (forward and backward passes); parameter ``.grad`` are not touched.
+    (forward and backward passes); parameter ``.grad`` are not touched. For an attention head
+    (its output's tokens and features as positions) this is the head importance of Michel et
+    al. 2019, ``E |sum A_h dL/dA_h|``, up to a factor that is the same for every head.
 
     Args:
         normalize: divide each layer's scores by their L1 norm (Molchanov et al. use the L2

@@ -1,0 +1,74 @@
+"""The ViT pruning experiments end to end, tiny: heads and MLP neurons, few-shot and iterative."""
+
+from __future__ import annotations
+
+import pytest
+
+from prune.run.evaluate import evaluate
+from prune.run.rounds import train
+from tests.conftest import FAST, compose_cfg, with_output
+
+#: a run of a few seconds: small synthetic data, a 2-block ViT of width 16, a few batches
+TINY_VIT = [
+    *FAST,
+    "~logger",
+    "threads=1",
+    "data.num_train=320",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "data.relevance_per_class=4",
+    "model.net.dim=16",
+    "model.net.depth=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "measure.latency_batches=[1]",
+    "measure.latency_repeats=1",
+]
+HEADS = 2 * 4  # blocks x heads
+
+
+def _kept(row: dict) -> int:
+    return sum(len(v) for v in row["plan"]["keep"].values())
+
+
+def test_vit_fewshot_removes_heads_without_fine_tuning_and_reloads(tmp_path) -> None:
+    overrides = ["+experiment=mnist_vit_fewshot", *TINY_VIT, "pruner.rounds=3", "pruner.ratio=0.75"]
+    cfg = with_output(compose_cfg("train", overrides), tmp_path)
+    results = train(cfg)
+    rounds = results["rounds"]
+    assert results["status"] == "complete" and len(rounds) == 4
+    assert [_kept(r) for r in rounds[1:]] == [6, 4, 2]  # constant steps of 2 heads
+    assert set(results["plan"]["keep"]) == {"blocks.0.attn", "blocks.1.attn"}
+    assert all(r["test/acc"] == r["test/acc_pruned"] for r in rounds[1:])  # no fine-tuning
+    flops = [r["cost/flops"] for r in rounds]
+    assert flops == sorted(flops, reverse=True) and len(set(flops)) == 4
+    assert "prune/auc_pruned" in results
+
+    # the pruned checkpoint reloads into a dense ViT built from its stored config and plan
+    ckpt = rounds[-1]["checkpoint"]
+    eval_cfg = with_output(compose_cfg("evaluate", [*FAST, f"ckpt_path={ckpt}"]), tmp_path / "ev")
+    res = evaluate(eval_cfg)
+    assert res["test/acc"] == pytest.approx(rounds[-1]["test/acc"], abs=1e-6)
+    assert res["plan"] == results["plan"]
+
+
+@pytest.mark.parametrize("target", ["heads", "neurons"])
+def test_vit_iterative_pruning_fine_tunes_heads_and_neurons(target: str, tmp_path) -> None:
+    overrides = [
+        "+experiment=mnist_vit_heads",
+        *TINY_VIT,
+        f"pruner.target={target}",
+        "pruner.rounds=2",
+        "retrain.max_epochs=1",
+    ]
+    cfg = with_output(compose_cfg("train", overrides), tmp_path)
+    results = train(cfg)
+    rounds = results["rounds"]
+    assert results["status"] == "complete" and len(rounds) == 3
+    dense = HEADS if target == "heads" else 2 * 32  # blocks x MLP width (2 x dim)
+    assert _kept(rounds[-1]) == round(dense * 0.5)
+    holders = {f"blocks.{b}.{'attn' if target == 'heads' else 'mlp'}" for b in (0, 1)}
+    assert set(results["plan"]["keep"]) == holders
+    assert rounds[-1]["cost/flops"] < rounds[1]["cost/flops"] < rounds[0]["cost/flops"]
+    assert rounds[-1]["kept"]["units_kept"] == round(dense * 0.5)
