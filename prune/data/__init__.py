@@ -1,6 +1,5 @@
 """Tensor-backed data sources, one LightningDataModule per file."""
 
-from prune.data.augment import AugmentedDataModule
 from prune.data.base import TensorDataModule
 from prune.data.cifar10 import CIFAR10DataModule
 from prune.data.cifar100 import CIFAR100DataModule
@@ -12,7 +11,6 @@ from prune.data.npz import NpzDataModule
 from prune.data.synthetic import SyntheticDataModule
 
 __all__ = [
-    "AugmentedDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "FashionMNISTDataModule",

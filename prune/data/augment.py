@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from prune.checks import Check, int_at_least
-from prune.data.base import TensorDataModule
 from prune.errors import ConfigError
 
 #: the augmentations ``data.augment`` may name
@@ -83,69 +79,3 @@ class DeviceAugment:
         """Each image mirrored left-right with probability 1/2."""
         mirrored = torch.rand(len(x), device=x.device) < 0.5
         return torch.where(mirrored[:, None, None, None], x.flip(-1), x)
-
-
-class AugmentedDataModule(TensorDataModule):
-    """A :class:`TensorDataModule` whose training batches can be augmented on the device.
-
-    With ``augment`` set, training batches (and only those: validation, test and the relevance
-    pass are never augmented) go through :class:`DeviceAugment` right after they reach the
-    device, and then through the LightningModule's own ``on_after_batch_transfer`` (its
-    normalisation). Without it, this datamodule adds no hook and the batches are untouched.
-
-    Args:
-        augment: augmentations of training batches, a list of ``crop`` and ``flip`` (empty or
-            None: none).
-        crop_padding: black pixels padded on each side before the random crop.
-        **kwargs: see :class:`TensorDataModule`.
-    """
-
-    config_checks: ClassVar[dict[str, Check]] = {
-        "augment": Check(
-            f"a list of {list(AUGMENTATIONS)}, each at most once, or null",
-            lambda v: (
-                isinstance(v, (list, tuple))
-                and all(n in AUGMENTATIONS for n in v)
-                and len(set(v)) == len(v)
-            ),
-            nullable=True,
-        ),
-        "crop_padding": int_at_least(0),
-    }
-
-    @classmethod
-    def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
-        """The random crop needs a padding of at least 1."""
-        if "crop" in (values.get("augment") or ()) and values.get("crop_padding", 4) == 0:
-            raise ConfigError(f"{prefix}crop_padding must be >= 1 with {prefix}augment=[crop, ...]")
-
-    def __init__(
-        self, augment: Sequence[str] | None = None, crop_padding: int = 4, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.augmentation = DeviceAugment(augment or (), crop_padding)
-        if self.augmentation:
-            # Bound on the instance, not defined on the class: Lightning calls a datamodule's
-            # batch hook *instead of* the LightningModule's when the datamodule overrides it, so
-            # the hook exists only when there is something to augment, and it hands the batch on
-            # to the module's hook itself (both run; Lightning's warning about it is moot).
-            self.on_after_batch_transfer = self._augment_then_module_hook
-            warnings.filterwarnings(
-                "ignore", message="You have overridden `on_after_batch_transfer` in both"
-            )
-
-    def _augment_then_module_hook(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = self.trainer
-        if trainer is not None and trainer.training:
-            x, y = batch
-            batch = (self.augmentation(x), y)
-        module = trainer.lightning_module if trainer is not None else None
-        return module.on_after_batch_transfer(batch, dataloader_idx) if module else batch
-
-    def describe(self) -> dict[str, Any]:
-        """Facts for results.json, with the augmentation of training batches."""
-        facts = super().describe()
-        facts["augment"] = list(self.augmentation.names)
-        if "crop" in self.augmentation.names:
-            facts["crop_padding"] = self.augmentation.crop_padding
-        return facts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from prune.checks import (
     is_number,
     number_list,
 )
+from prune.data.augment import AUGMENTATIONS, DeviceAugment
 from prune.data.checks import _gaps, _plural, _runs, _show, check_images, check_labels
 from prune.data.samplers import EvalBatchSampler, IndexBatchSampler
 from prune.errors import ConfigError
@@ -78,6 +80,12 @@ class TensorDataModule(L.LightningDataModule):
     training, one for test (held out: ``max(1, N // 6)``) and, unless ``val_size=0``, one for
     validation.
 
+    With ``augment`` set, training batches (and only those: validation, test and the relevance
+    pass are never augmented) go through :class:`~prune.data.augment.DeviceAugment` right after
+    they reach the device, and then through the LightningModule's own
+    ``on_after_batch_transfer`` (its normalisation). Without it, the datamodule adds no hook
+    and the batches are untouched.
+
     Args:
         batch_size: training batch size (>= 1).
         eval_batch_size: batch size for validation, test and relevance passes (>= 1).
@@ -96,6 +104,9 @@ class TensorDataModule(L.LightningDataModule):
         num_classes: the number of classes K (>= 2); labels must be below it and classes
             without a sample are allowed. None: K is the largest training label + 1 and every
             class ``0..K-1`` must have a training sample (a gap is an error).
+        augment: augmentations of training batches on their device, a list of ``crop`` and
+            ``flip`` (empty or None: none).
+        crop_padding: black pixels padded on each side before the random crop.
     """
 
     source: str = "unknown"
@@ -116,6 +127,16 @@ class TensorDataModule(L.LightningDataModule):
         "relevance_per_class": int_at_least(1, nullable=True),
         "num_workers": int_at_least(0),
         "num_classes": int_at_least(2, nullable=True),
+        "augment": Check(
+            f"a list of {list(AUGMENTATIONS)}, each at most once, or null",
+            lambda v: (
+                isinstance(v, (list, tuple))
+                and all(n in AUGMENTATIONS for n in v)
+                and len(set(v)) == len(v)
+            ),
+            nullable=True,
+        ),
+        "crop_padding": int_at_least(0),
     }
 
     @classmethod
@@ -128,6 +149,8 @@ class TensorDataModule(L.LightningDataModule):
                 f"{prefix}mean has {len(mean)} entries but {prefix}std has {len(std)}; give each "
                 "one entry per channel (or one for all)"
             )
+        if "crop" in (values.get("augment") or ()) and values.get("crop_padding", 4) == 0:
+            raise ConfigError(f"{prefix}crop_padding must be >= 1 with {prefix}augment=[crop, ...]")
 
     def __init__(
         self,
@@ -142,6 +165,8 @@ class TensorDataModule(L.LightningDataModule):
         relevance_per_class: int | None = None,
         num_workers: int = 0,
         num_classes: int | None = None,
+        augment: Sequence[str] | None = None,
+        crop_padding: int = 4,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -180,6 +205,24 @@ class TensorDataModule(L.LightningDataModule):
         self.train_set: TensorBatchDataset | None = None
         self.val_set: TensorBatchDataset | None = None
         self.test_set: TensorBatchDataset | None = None
+        self.augmentation = DeviceAugment(augment or (), crop_padding)
+        if self.augmentation:
+            # Bound on the instance, not defined on the class: Lightning calls a datamodule's
+            # batch hook *instead of* the LightningModule's when the datamodule overrides it, so
+            # the hook exists only when there is something to augment, and it hands the batch on
+            # to the module's hook itself (both run; Lightning's warning about it is moot).
+            self.on_after_batch_transfer = self._augment_then_module_hook
+            warnings.filterwarnings(
+                "ignore", message="You have overridden `on_after_batch_transfer` in both"
+            )
+
+    def _augment_then_module_hook(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            x, y = batch
+            batch = (self.augmentation(x), y)
+        module = trainer.lightning_module if trainer is not None else None
+        return module.on_after_batch_transfer(batch, dataloader_idx) if module else batch
 
     # -- to implement --------------------------------------------------------------------------
     def load(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -393,7 +436,7 @@ class TensorDataModule(L.LightningDataModule):
 
     def describe(self) -> dict[str, Any]:
         """Facts for results.json."""
-        return {
+        facts = {
             "source": self.source,
             "in_shape": list(self.in_shape),
             "num_classes": self.num_classes,
@@ -402,4 +445,8 @@ class TensorDataModule(L.LightningDataModule):
             "test": len(self.test_set),
             "mean": self.mean.flatten().tolist(),
             "std": self.std.flatten().tolist(),
+            "augment": list(self.augmentation.names),  # of training batches
         }
+        if "crop" in self.augmentation.names:
+            facts["crop_padding"] = self.augmentation.crop_padding
+        return facts

@@ -14,13 +14,13 @@ from torch import Tensor
 from torchvision import datasets
 
 from prune.checks import Check, boolean
-from prune.data.augment import AugmentedDataModule
+from prune.data.base import TensorDataModule
 from prune.data.mnist import resolve_root
 
 log = logging.getLogger(__name__)
 
 
-class CIFAR10DataModule(AugmentedDataModule):
+class CIFAR10DataModule(TensorDataModule):
     """CIFAR-10 (Krizhevsky 2009): 50k training and 10k test images, 3x32x32, 10 classes.
 
     The files are torchvision's: the python version of the dataset, extracted under
@@ -35,7 +35,7 @@ class CIFAR10DataModule(AugmentedDataModule):
         root: data root (``data.root``; None: ``$LRP_PRUNE_DATA``, else ``./data``).
         download: try torchvision's download when the files are missing.
         augment: device augmentation of training batches, e.g. ``[crop, flip]`` (the usual
-            CIFAR recipe; see :class:`prune.data.augment.AugmentedDataModule`).
+            CIFAR recipe; see :class:`prune.data.base.TensorDataModule`).
         crop_padding: padding of the random crop (4 in He et al. 2016).
         **kwargs: see :class:`prune.data.base.TensorDataModule`; ``num_classes`` defaults to
             the dataset's (10).

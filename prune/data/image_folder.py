@@ -20,8 +20,7 @@ from PIL import Image
 from torch import Tensor
 
 from prune.checks import Check, ExistingPath, boolean, is_int
-from prune.data.augment import AugmentedDataModule
-from prune.data.base import TensorBatchDataset
+from prune.data.base import TensorBatchDataset, TensorDataModule
 from prune.data.checks import _plural, check_images, check_labels
 from prune.data.mnist import resolve_root
 from prune.errors import ConfigError
@@ -38,7 +37,7 @@ SPLITS = ("train", "val", "test")
 CACHE_FORMAT = 1
 
 
-class ImageFolderDataModule(AugmentedDataModule):
+class ImageFolderDataModule(TensorDataModule):
     """Images of any size, RGB or grey, from ``path``: one sub-folder per class.
 
     Layout: either ``path/<class>/**/<image>`` (validation and test are then split from it,
@@ -67,7 +66,7 @@ class ImageFolderDataModule(AugmentedDataModule):
         cache_dir: folder of the cache files; None: ``image_cache`` under the data root
             (``$LRP_PRUNE_DATA``, else ``./data``). A cache folder inside ``path`` is skipped
             when the images are listed.
-        augment: device augmentation of training batches (see :class:`AugmentedDataModule`).
+        augment: device augmentation of training batches (see :class:`TensorDataModule`).
         crop_padding: padding of the random crop.
         **kwargs: see :class:`prune.data.base.TensorDataModule`; ``val_size`` applies only
             without a ``val/`` folder.

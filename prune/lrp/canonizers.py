@@ -48,6 +48,8 @@ class MergeBatchNorm(Canonizer):
     and then *checked during the forward*: if a merged BatchNorm receives anything other than
     its partner's output, the engine raises instead of computing a wrong explanation.
     BatchNorms with batch statistics in eval mode (``track_running_stats=False``) stay unmerged.
+    A BatchNorm with layers inside (timm's ``BatchNormAct2d``) is merged as its BatchNorm part
+    (:func:`norm_of`); its activation still runs with its rule.
     """
 
     def merges(self, leaves: Sequence[nn.Module]) -> dict[nn.Module, nn.Module]:
@@ -64,6 +66,26 @@ class MergeBatchNorm(Canonizer):
                 pairs[leaf] = previous
             previous = leaf
         return pairs
+
+
+def norm_of(module: nn.Module) -> nn.Module | None:
+    """The BatchNorm of a BatchNorm with layers inside, as a leaf; None for any other module.
+
+    timm's ``BatchNormAct2d`` is a ``BatchNorm2d`` whose forward normalises and then runs its
+    children (``drop``, ``act``) in order. The engine runs such a module as its BatchNorm, then
+    its children: the BatchNorm part is this leaf, a plain BatchNorm that shares the module's
+    parameter and buffer dictionaries (so it always reads the current weights and statistics)
+    and is merged or given a rule like any BatchNorm.
+    """
+    if not isinstance(module, BATCHNORM_TYPES) or not module._modules:
+        return None
+    base = next(cls for cls in type(module).__mro__ if cls in BATCHNORM_TYPES)
+    norm = base.__new__(base)
+    nn.Module.__init__(norm)
+    shared = ("_parameters", "_buffers", "num_features", "eps", "momentum", "affine")
+    norm.__dict__.update({key: module.__dict__[key] for key in shared})
+    norm.track_running_stats = module.track_running_stats
+    return norm.eval()
 
 
 def batchnorm_affine(bn: nn.Module, like: Tensor) -> tuple[Tensor, Tensor]:

@@ -76,10 +76,11 @@ class Composite:
         canonizers: model rewrites applied for the pass (default: merge BatchNorm into the layer
             before it); pass ``[]`` to keep BatchNorm as a layer of its own.
         op_map: rules for functional ops in a module's forward, by op: ``add`` (``a + b``),
-            ``sum``, ``mean``, ``mul``, ``matmul`` (also ``bmm``, ``@``), ``softmax``,
-            ``layer_norm``, ``scaled_dot_product_attention``, ``cat``. Default: the z-rule
-            (:class:`~prune.lrp.rules.Norm`) for ``add``, ``sum`` and ``mean``. An op without a
-            rule is an error, except ``cat``, which then only moves values.
+            ``sum``, ``mean`` (also functional average pools), ``mul``, ``matmul`` (also ``bmm``,
+            ``@``), ``softmax``, ``layer_norm``, ``scaled_dot_product_attention``, ``cat``.
+            Default: the z-rule (:class:`~prune.lrp.rules.Norm`) for ``add``, ``sum`` and
+            ``mean``. An op without a rule is an error, except ``cat``, which then only moves
+            values.
         transparent: leaf types that run natively (their gradient is the rule).
     """
 
@@ -420,7 +421,7 @@ class AbsLRP(LayerMap):
             (BATCHNORM_TYPES, AbsBatchNorm()),
             (AVGPOOL_TYPES, AbsNorm()),
         ]
-        super().__init__(layer_map, canonizers=[], op_map={"add": AbsSum()})
+        super().__init__(layer_map, canonizers=[], op_map={"add": AbsSum(), "mean": AbsNorm()})
         self.contrastive = contrastive
         self.num_maps = 2 if contrastive else 1
 

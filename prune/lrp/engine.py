@@ -20,7 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch._C import DisableTorchFunction
 
-from prune.lrp.canonizers import merged_weight_bias
+from prune.lrp.canonizers import merged_weight_bias, norm_of
 from prune.lrp.errors import UnsupportedLayerError
 from prune.lrp.fast import kernel_for
 from prune.lrp.fast.base import LinearKernel
@@ -111,8 +111,12 @@ class Engine:
         self._last_output: dict[nn.Module, Tensor] = {}
         self._merges: dict[nn.Module, nn.Module] = {}
         self._replaced: dict[nn.Module, Callable[..., Any]] = {}
+        # a BatchNorm with layers inside (timm's BatchNormAct2d) runs as its norm, then them
+        self._norms = {m: norm for _, m, _ in self.modules if (norm := norm_of(m)) is not None}
         if composite.canonizers:
-            leaves = [module for _, module, leaf in self.modules if leaf]
+            leaves = [
+                self._norms.get(m, m) for _, m, leaf in self.modules if leaf or m in self._norms
+            ]
             for canonizer in composite.canonizers:
                 self._merges.update(canonizer.merges(leaves))
                 self._replaced.update(canonizer.replacements(self.modules))
@@ -151,6 +155,17 @@ class Engine:
             if inside is not None and name.startswith(inside):
                 continue
             inside = None
+            if module in self._norms and module not in self._replaced:
+                norm, part = self._norms[module], f"{name}.<norm>"  # a name nobody records
+                if norm in self._merges:
+                    forward = self._merged(part, norm, self._merges[norm])
+                elif (rule := self.composite.rule_for(state, name, norm)) is not None:
+                    forward = self._ruled(part, norm, rule)
+                else:
+                    unsupported.append(f"{name} ({type(module).__name__})")
+                    continue
+                plan.append((module, self._norm_then_children(name, module, forward)))
+                continue
             leaf = leaf and module not in self._replaced
             rule = None if leaf else self.composite.rule_for(state, name, module)
             if rule is not None:  # a container with a rule of its own
@@ -362,8 +377,12 @@ class Engine:
     def _reference(self, name: str, module: nn.Module, rule: Rule) -> Callable[..., Any]:
         """The wrapper of a layer whose rule runs in its reference form."""
         plain, linear = self._plain(name, module), isinstance(module, LINEAR_TYPES)
-        forward_of = type(module).forward
-        op = None if linear else Op(lambda *xs: forward_of(module, *xs), module)
+        forward_of, inplace = type(module).forward, getattr(module, "inplace", False) is True
+
+        def layer_forward(*xs: Tensor) -> Tensor:  # out of place: the node keeps its input
+            return forward_of(module, *(x.clone() for x in xs) if inplace else xs)
+
+        op = None if linear else Op(layer_forward, module)
 
         def forward(*args: Tensor) -> Tensor:
             run = self.run
@@ -377,6 +396,21 @@ class Engine:
                     out = reference_apply(rule, layer if linear else op, args, run)
             finally:
                 run.inside -= 1
+            return out if plain else self._finish(name, module, out)
+
+        return forward
+
+    def _norm_then_children(
+        self, name: str, module: nn.Module, norm: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """The wrapper of a BatchNorm with layers inside: ``norm`` (its BatchNorm part, merged
+        or with its rule), then its children in order (their own wrappers)."""
+        children, plain = list(module.children()), self._plain(name, module)
+
+        def forward(x: Tensor) -> Tensor:
+            out = norm(x)
+            for child in children:
+                out = child(out)
             return out if plain else self._finish(name, module, out)
 
         return forward

@@ -91,6 +91,9 @@ OPS: dict[str, str] = {
 }
 OPS.update((op, op) for op in ("sum", "mean", "softmax", "layer_norm"))
 OPS["scaled_dot_product_attention"] = "scaled_dot_product_attention"
+# a functional average pool (torchvision's MobileNetV2 head) is a mean over windows: the rule of
+# "mean", which the presets give the z-rule, as they do average-pool layers
+OPS.update((f"{kind}avg_pool{d}d", "mean") for kind in ("", "adaptive_") for d in (1, 2, 3))
 
 
 def _tensors(args: Iterable[Any]) -> Iterable[Tensor]:
@@ -197,11 +200,17 @@ class OpMode(TorchFunctionMode):
             if out is not None:
                 run.root_other_used |= root
                 return out
-        if inplace and name != "__iadd__":
-            raise UnsupportedLayerError(
-                f"the in-place op {name!r} in the forward of {self.where()} has a rule without a "
-                f"kernel ({type(self.rules[op]).__name__}); write it out of place (x = x + y)"
-            )
+        target = None
+        if inplace:
+            if op != "add":
+                raise UnsupportedLayerError(
+                    f"the in-place op {name!r} in the forward of {self.where()} has a rule without "
+                    f"a kernel ({type(self.rules[op]).__name__}); write it out of place (x = x + y)"
+                )
+            # x += y (torch names it add_): the rule's node on a copy of x, the result written
+            # back into x (its gradient then flows into the node)
+            target, func = args[0], Tensor.add
+            args = (target.clone(), *args[1:])
         flat = _flat(args)  # the inputs: tensors that need a gradient, parameters excluded
         holes = {
             i
@@ -209,8 +218,6 @@ class OpMode(TorchFunctionMode):
             if isinstance(t, Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
         }
         inputs = tuple(flat[i] for i in sorted(holes))
-        if inplace:  # __iadd__ runs out of place: Python binds its result to the name
-            func = Tensor.__add__
 
         def fn(*xs: Tensor) -> Tensor:
             return func(*_rebuild(args, xs, holes), **kwargs)
@@ -218,6 +225,7 @@ class OpMode(TorchFunctionMode):
         run.inside += 1
         try:
             layer = Op(fn, name=op, args=args, kwargs=kwargs)
-            return reference_apply(self.rules[op], layer, inputs, run)
+            out = reference_apply(self.rules[op], layer, inputs, run)
+            return out if target is None else target.copy_(out)
         finally:
             run.inside -= 1

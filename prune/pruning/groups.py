@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +12,12 @@ import torch_pruning as tp
 from torch import Tensor, nn
 
 PRODUCER_TYPES = (nn.Conv2d, nn.Linear)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class UnprunableModelError(ValueError):
+    """The dependency graph cannot cut this model's units consistently; the message names the
+    layer: a forward Torch-Pruning cannot trace, a grouped convolution, a concatenation."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,57 @@ def output_layers(model: nn.Module, example_input: Tensor) -> list[nn.Module]:
 
 
 def build_graph(model: nn.Module, example_input: Tensor) -> tp.DependencyGraph:
-    """Trace ``model`` into a Torch-Pruning dependency graph (model mode is preserved)."""
-    with tracing(model):
-        return tp.DependencyGraph().build_dependency(
-            model, example_inputs=example_input, verbose=False
+    """Trace ``model`` into a Torch-Pruning dependency graph (model mode is preserved).
+
+    Raises:
+        UnprunableModelError: for a grouped convolution other than a depthwise one (its
+            groups would lose different numbers of channels), or a forward Torch-Pruning
+            cannot trace (naming the op and the layer before it).
+    """
+    names = {m: n for n, m in model.named_modules() if n}
+    for module, name in names.items():
+        groups = getattr(module, "groups", 1)
+        depthwise = (
+            groups == getattr(module, "in_channels", 0) == getattr(module, "out_channels", 0)
         )
+        if isinstance(module, CONV_TYPES) and groups > 1 and not depthwise:
+            raise UnprunableModelError(
+                f"{type(model).__name__} cannot be pruned by channels: {name!r} is a grouped "
+                f"convolution ({module.in_channels} -> {module.out_channels} channels in "
+                f"{groups} groups), which the dependency graph cannot cut consistently; plain "
+                "and depthwise convolutions are supported"
+            )
+    with tracing(model):
+        try:
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=example_input, verbose=False
+            )
+        except Exception as err:  # Torch-Pruning's own errors name no layer
+            raise UnprunableModelError(_untraceable(model, names, err)) from err
+
+
+def _untraceable(model: nn.Module, names: dict[nn.Module, str], err: Exception) -> str:
+    """One line for a forward Torch-Pruning failed on: its op and the nearest layer before it."""
+    node, tb = None, err.__traceback__
+    while tb is not None:  # the graph node Torch-Pruning was mapping when it failed
+        candidate = tb.tb_frame.f_locals.get("node")
+        if isinstance(candidate, tp.dependency.Node):
+            node = candidate
+        tb = tb.tb_next
+    where = ""
+    if node is not None:
+        seen, queue, layer = set(), deque([node]), None
+        while queue and layer is None:  # breadth first towards the input
+            current = queue.popleft()
+            layer = names.get(current.module)
+            seen.add(current)
+            queue.extend(n for n in current.inputs if n not in seen)
+        where = f" at {node.name}" + ("" if layer is None else f" (after layer {layer!r})")
+    reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+    return (
+        f"{type(model).__name__} cannot be pruned by channels: Torch-Pruning cannot trace its "
+        f"forward{where}: {reason}"
+    )
 
 
 def is_producer_dep(graph: tp.DependencyGraph, dep: object) -> bool:
@@ -112,8 +165,9 @@ def find_groups(
         Groups in module order of their first producer.
 
     Raises:
-        NotImplementedError: for couplings whose producers do not share unit indices
-            (concatenations), which our plans do not represent.
+        UnprunableModelError: for couplings whose producers do not share unit indices
+            (concatenations), which our plans do not represent, and where
+            :func:`build_graph` fails.
     """
     example_input = example_input_for(model, example_input)
     graph = graph if graph is not None else build_graph(model, example_input)
@@ -126,8 +180,9 @@ def find_groups(
             if not is_producer_dep(graph, item.dep):
                 continue
             if list(item.idxs) != list(item.root_idxs):
-                raise NotImplementedError(
-                    f"{order[item.dep.target.module][1]} is coupled with shifted indices "
+                raise UnprunableModelError(
+                    f"{type(model).__name__} cannot be pruned by channels: "
+                    f"{order[item.dep.target.module][1]!r} is coupled with shifted indices "
                     "(concatenation?); plans need producers that share unit indices"
                 )
             producers.append(item.dep.target.module)

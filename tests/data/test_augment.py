@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prune.data.augment import AugmentedDataModule, DeviceAugment
+from prune.data.augment import DeviceAugment
+from prune.data.base import TensorDataModule
 from prune.errors import ConfigError
 
 
@@ -56,7 +57,7 @@ def test_augmentation_follows_the_torch_seed():
 
 
 def test_only_training_batches_are_augmented_then_normalised_by_the_module():
-    dm = AugmentedDataModule(augment=["crop", "flip"], crop_padding=3)
+    dm = TensorDataModule(augment=["crop", "flip"], crop_padding=3)
     seen = []
     module = SimpleNamespace(on_after_batch_transfer=lambda b, i: seen.append(b) or ("norm", b))
     x, y = _batch(), torch.arange(16)
@@ -71,8 +72,8 @@ def test_only_training_batches_are_augmented_then_normalised_by_the_module():
 def test_no_augmentation_adds_no_hook():
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
-    assert not is_overridden("on_after_batch_transfer", AugmentedDataModule())
-    assert is_overridden("on_after_batch_transfer", AugmentedDataModule(augment=["flip"]))
+    assert not is_overridden("on_after_batch_transfer", TensorDataModule())
+    assert is_overridden("on_after_batch_transfer", TensorDataModule(augment=["flip"]))
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ EXTRA = {  # what makes each experiment tiny beyond TINY (few-shot keeps retrain
     "mnist_prune": ["retrain.max_epochs=1", "pruner.rounds=3"],
     "mnist_channels": ["retrain.max_epochs=1"],
     "fashion_mnist_channels": ["retrain.max_epochs=1"],
+    "cifar10_resnet56_channels": ["retrain.max_epochs=1", "model.net.depth=8"],
+    "fashion_mnist_resnet18_channels": ["retrain.max_epochs=1"],
     "mnist_removal": [
         "explanations.num_images=24",
         "explanations.gae_samples=8",

@@ -49,7 +49,9 @@ class PassKernel(Kernel):
             return F.leaky_relu(x, module.negative_slope)
         if isinstance(module, HOMOGENEOUS_ACTIVATIONS) or not x.requires_grad:
             return type(module).forward(module, x)
-        return _PassFunction.apply(x, lambda t: type(module).forward(module, t))
+        forward, inplace = type(module).forward, getattr(module, "inplace", False) is True
+        # out of place: the rescale needs the input, which its producer may have saved too
+        return _PassFunction.apply(x, lambda t: forward(module, t.clone() if inplace else t))
 
 
 class _SumFunction(torch.autograd.Function):

@@ -122,6 +122,8 @@ class AlphaBetaKernel(LinearKernel):
             if self.beta == 0:  # alpha = 1: z+
                 h = modified_layer(op, x, lambda: weight.clamp(min=0), positive(bias))
                 return Substitute.apply(h, x, PlusSpec(op, weight, bias, self.stabilizer))
+            if op.is_conv and op.groups != 1:  # [W+; W-] would mix the groups: the general node
+                return None
             inputs = x
 
             def stacked() -> Tensor:
