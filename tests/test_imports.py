@@ -21,6 +21,7 @@ LEVELS = {
     "prune.callbacks": 4,
     "prune.evaluation": 5,
     "prune.run": 6,
+    "prune.tuning": 7,  # a search over runs
 }
 CORE = ("prune.lrp", "prune.pruning")
 FRAMEWORKS = ("lightning", "pytorch_lightning", "hydra", "omegaconf")

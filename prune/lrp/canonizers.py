@@ -37,7 +37,9 @@ class Canonizer:
     ) -> dict[nn.Module, Callable[..., Any]]:
         """``{module: forward}``: modules that run ``forward`` instead of their own during the
         pass, as containers (their functional ops get the composite's ``op_map`` rules), given
-        ``(name, module, is_leaf)`` of every module. ``forward`` must compute the same output."""
+        ``(name, module, is_leaf)`` of every module. ``forward`` must compute the same output;
+        it may be an ``nn.Module`` stand-in, whose own layers then get rules like the model's
+        (named ``<name>.<sub>``)."""
         return {}
 
 

@@ -3,7 +3,8 @@
 Presets follow Zennit's names and mixes (Montavon et al. 2019, sec. 10.3; Kohlbrenner et al.
 2020): epsilon for dense layers, a rule favouring positive contributions for convolutions, and an
 optional special first layer. Activations pass relevance through, average pools, residual sums
-and means use the z-rule, max-pools winner-takes-all; BatchNorm is merged into the layer before it.
+and means use the z-rule, max-pools winner-takes-all, an elementwise product holds its gate
+constant (squeeze-and-excitation); BatchNorm is merged into the layer before it.
 """
 
 from __future__ import annotations
@@ -15,16 +16,23 @@ from torch import Tensor, nn
 
 from prune.checks import Check, boolean, finite_number
 from prune.errors import ConfigError
+from prune.lrp.attention_canonizer import ExplicitMultiheadAttention
 from prune.lrp.canonizers import Canonizer, MergeBatchNorm
+from prune.lrp.layer_scale_canonizer import ExplicitLayerScale
 from prune.lrp.rules import (
+    AbsActivation,
     AbsBatchNorm,
+    AbsLayerNorm,
     AbsLinear,
     AbsNorm,
+    AbsProduct,
+    AbsSoftmax,
     AbsSum,
     AlphaBeta,
     Epsilon,
     Flat,
     Gamma,
+    Gate,
     Norm,
     Pass,
     Rule,
@@ -79,8 +87,8 @@ class Composite:
             ``sum``, ``mean`` (also functional average pools), ``mul``, ``matmul`` (also ``bmm``,
             ``@``), ``softmax``, ``layer_norm``, ``scaled_dot_product_attention``, ``cat``.
             Default: the z-rule (:class:`~prune.lrp.rules.Norm`) for ``add``, ``sum`` and
-            ``mean``. An op without a rule is an error, except ``cat``, which then only moves
-            values.
+            ``mean``, the gate rule (:class:`~prune.lrp.rules.Gate`) for ``mul``. An op without
+            a rule is an error, except ``cat``, which then only moves values.
         transparent: leaf types that run natively (their gradient is the rule).
     """
 
@@ -130,9 +138,10 @@ OPS = (
 
 
 def default_op_map(stabilizer: float = 1e-6) -> dict[str, Rule]:
-    """The z-rule for sums and means: the rules of residual connections and global pooling."""
+    """The z-rule for sums and means (residual connections, global pooling) and the gate rule for
+    elementwise products (squeeze-and-excitation: all relevance to the gated feature map)."""
     rule = Norm(stabilizer)
-    return {"add": rule, "sum": rule, "mean": rule}
+    return {"add": rule, "sum": rule, "mean": rule, "mul": Gate()}
 
 
 def base_layer_map(stabilizer: float = 1e-6) -> list[tuple[tuple[type[nn.Module], ...], Rule]]:
@@ -402,11 +411,13 @@ class EpsilonGammaBox(SpecialFirstLayer):
 class AbsLRP(LayerMap):
     """absLRP, relative absolute magnitude propagation (Vukadin et al. 2024).
 
-    See :mod:`prune.lrp.abslrp`.
+    See :mod:`prune.lrp.rules.abslrp`.
 
-    Every linear, conv, BatchNorm (kept as its own layer) and average pool uses the absolute
-    rule with per-sample L1 rescaling; residual sums rescale each branch separately. The result
-    is the contrastive map: the map of the target minus the map of all other classes.
+    Every linear, conv, BatchNorm (kept as its own layer), average pool and activation uses the
+    absolute rule with per-sample L1 rescaling; residual sums rescale each branch separately. In
+    transformers LayerNorm, the softmax and both factors of the attention products take it too
+    (also inside ``scaled_dot_product_attention``). The result is the contrastive map: the map of
+    the target minus the map of all other classes.
 
     Args:
         contrastive: subtract the map of all other classes (the paper's default).
@@ -415,13 +426,26 @@ class AbsLRP(LayerMap):
     config_checks: ClassVar[dict[str, Check]] = {"contrastive": boolean()}
 
     def __init__(self, contrastive: bool = True) -> None:
+        product, softmax = AbsProduct(), AbsSoftmax()
         layer_map = [
-            (ACTIVATION_TYPES, Pass()),
+            ((nn.ReLU,), Pass()),  # the absolute rule on a ReLU is the pass rule, rescaled
+            (ACTIVATION_TYPES, AbsActivation()),
             (LINEAR_TYPES, AbsLinear()),
             (BATCHNORM_TYPES, AbsBatchNorm()),
             (AVGPOOL_TYPES, AbsNorm()),
+            ((nn.LayerNorm,), AbsLayerNorm()),
+            ((nn.Softmax,), softmax),
         ]
-        super().__init__(layer_map, canonizers=[], op_map={"add": AbsSum(), "mean": AbsNorm()})
+        op_map = {
+            "add": AbsSum(),
+            "mean": AbsNorm(),
+            "mul": product,
+            "matmul": product,
+            "softmax": softmax,
+            "layer_norm": AbsLayerNorm(),
+            "scaled_dot_product_attention": Attention(product, softmax),
+        }
+        super().__init__(layer_map, canonizers=transformer_canonizers(merge=False), op_map=op_map)
         self.contrastive = contrastive
         self.num_maps = 2 if contrastive else 1
 
@@ -466,7 +490,8 @@ class AttnLRP(LayerMap):
         self, epsilon: float = 1e-6, stabilizer: float = 1e-6, gamma: float | None = None
     ) -> None:
         layers = _transformer_layers(epsilon, gamma)
-        super().__init__(layers, op_map=_transformer_ops(epsilon, stabilizer, Uniform(stabilizer)))
+        ops = _transformer_ops(epsilon, stabilizer, Uniform(stabilizer))
+        super().__init__(layers, canonizers=transformer_canonizers(merge=True), op_map=ops)
 
 
 @COMPOSITES.register("cp_lrp")
@@ -489,7 +514,18 @@ class CPLRP(LayerMap):
     ) -> None:
         products = HeldConstant(stabilizer)
         layers = _transformer_layers(epsilon, gamma)
-        super().__init__(layers, op_map=_transformer_ops(epsilon, stabilizer, products))
+        ops = _transformer_ops(epsilon, stabilizer, products)
+        super().__init__(layers, canonizers=transformer_canonizers(merge=True), op_map=ops)
+
+
+def transformer_canonizers(merge: bool) -> list[Canonizer]:
+    """``nn.MultiheadAttention`` and timm's LayerScale written out, BatchNorm merged if
+    ``merge``."""
+    return [
+        *([MergeBatchNorm()] if merge else []),
+        ExplicitMultiheadAttention(),
+        ExplicitLayerScale(),
+    ]
 
 
 def _transformer_ops(epsilon: float, stabilizer: float, products: Rule) -> dict[str, Rule]:

@@ -151,7 +151,7 @@ class Engine:
         plan, unsupported = [], []
         self._natives: dict[nn.Module, Callable[..., Any]] = {}
         inside: str | None = None  # a container with a rule runs as one layer: skip its inside
-        for name, module, leaf in self.modules:
+        for name, module, leaf in self._with_standins():
             if inside is not None and name.startswith(inside):
                 continue
             inside = None
@@ -192,6 +192,18 @@ class Engine:
                 f"{', '.join(unsupported)}; add them to its layer map or name map"
             )
         return plan
+
+    def _with_standins(self) -> list[tuple[str, nn.Module, bool]]:
+        """The model's modules, each one replaced by a module (a canonizer's stand-in, whose
+        layers share the replaced module's parameters) followed by the stand-in's own modules,
+        named ``<name>.<sub>``: their layers get rules like the model's."""
+        out = []
+        for name, module, leaf in self.modules:
+            out.append((name, module, leaf))
+            standin = self._replaced.get(module)
+            if isinstance(standin, nn.Module):
+                out.extend((f"{name}.<{sub}>", m, is_leaf) for sub, m, is_leaf in walk(standin)[1:])
+        return out
 
     # -- setup / teardown ---------------------------------------------------------------------
     def __enter__(self) -> Engine:

@@ -191,12 +191,12 @@ class OpMode(TorchFunctionMode):
     def _rule(self, op, name, func, args, kwargs, inplace, root):
         """``func(*args, **kwargs)`` with the rule of ``op``: its kernel, else its reference."""
         run, kernel = self.run, self.kernels.get(op)
-        if kernel is not None and not kwargs:
-            if op == "add" and len(args) == 2:
+        if kernel is not None:
+            if op == "add" and len(args) == 2 and not kwargs:
                 a, b = args
                 if not (isinstance(a, Tensor) and a.requires_grad) and not inplace:
                     args = (b, a)
-            out = kernel.op(op, args, inplace, run)
+            out = kernel.op(op, args, kwargs, inplace, run)
             if out is not None:
                 run.root_other_used |= root
                 return out

@@ -1,4 +1,13 @@
-"""Transformer units: attention heads and MLP hidden neurons, found by structure and cut out."""
+"""Transformer units: attention heads and MLP hidden neurons, found by structure and cut out.
+
+Two attention layouts hold heads that can be cut: :class:`prune.models.vit.Attention` (head
+count ``heads``) and timm's ``Attention`` (``num_heads``, with ``attn_dim``), both with an
+explicit ``qkv`` projection. Two MLP layouts hold neurons: :class:`prune.models.vit.MLP` and
+timm's ``Mlp`` (``fc1``, ``act``, ``fc2``). Pruning heads by a criterion also needs each head's
+output, read at the attention's ``heads_out`` (prune.models.vit only): asked for the heads of a
+model whose attention has none (timm, ``nn.MultiheadAttention``), :func:`unit_groups` stops with
+one line naming the attention's type.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,9 @@ from prune.pruning.groups import ChannelGroup
 HEADS_OUT = "heads_out"
 """Submodule of an attention module whose output holds the heads' outputs ``(B, H, N, Dh)``."""
 
+HEAD_COUNTS = ("heads", "num_heads")
+"""Attributes that hold an attention module's number of heads: prune.models.vit's, timm's."""
+
 
 def _parameters_only_in(module: nn.Module, children: Sequence[str]) -> bool:
     """True when every parameter of ``module`` belongs to one of the named children (nothing
@@ -20,35 +32,62 @@ def _parameters_only_in(module: nn.Module, children: Sequence[str]) -> bool:
     return all(n.split(".", 1)[0] in children for n, _ in module.named_parameters())
 
 
+def _no_norm(module: nn.Module) -> bool:
+    """True when ``module`` has no ``norm`` over its concatenated units (timm's ``scale_norm``
+    and ``scale_mlp_norm``), or only an identity there: a norm over all units, even one
+    without parameters, would change when some of them are cut."""
+    norm = getattr(module, "norm", None)
+    return norm is None or isinstance(norm, nn.Identity)
+
+
+def head_count(module: nn.Module) -> str | None:
+    """The attribute of ``module`` that holds its number of heads (``heads``, ``num_heads``),
+    or None."""
+    return next((a for a in HEAD_COUNTS if isinstance(getattr(module, a, None), int)), None)
+
+
+def heads_of(attention: nn.Module) -> int:
+    """The number of heads of an attention module (see :func:`is_attention`)."""
+    return getattr(attention, head_count(attention))
+
+
 def is_attention(module: nn.Module) -> bool:
-    """Multi-head attention in the layout of :class:`prune.models.vit.Attention`.
+    """Multi-head attention whose heads can be cut, in the layout of
+    :class:`prune.models.vit.Attention` or of timm's ``Attention``.
 
     ``qkv`` (Linear ``dim -> 3 * heads * head_dim``, rows ordered ``(3, heads, head_dim)``),
-    ``proj`` (Linear ``heads * head_dim -> dim``), int attributes ``heads`` and ``head_dim``,
-    a ``heads_out`` module on the heads' outputs, and no parameters besides those of ``qkv``
-    and ``proj``.
+    ``proj`` (Linear ``heads * head_dim -> dim``), int attributes ``head_dim`` and ``heads``
+    (timm: ``num_heads``, and ``attn_dim == num_heads * head_dim``, the width its forward
+    reshapes the heads' outputs to), no norm over the concatenated heads, and no parameters
+    besides those of ``qkv``, ``proj`` and the per-head ``q_norm``/``k_norm`` (shared by all
+    heads, so untouched by a cut).
     """
     qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
-    heads, head_dim = getattr(module, "heads", None), getattr(module, "head_dim", None)
+    count, head_dim = head_count(module), getattr(module, "head_dim", None)
+    if count is None or not isinstance(head_dim, int):
+        return False
+    width = getattr(module, count) * head_dim
     return (
         isinstance(qkv, nn.Linear)
         and isinstance(proj, nn.Linear)
-        and isinstance(heads, int)
-        and isinstance(head_dim, int)
-        and isinstance(getattr(module, HEADS_OUT, None), nn.Module)
-        and qkv.out_features == 3 * heads * head_dim == 3 * proj.in_features
-        and _parameters_only_in(module, ("qkv", "proj"))
+        and qkv.out_features == 3 * width
+        and proj.in_features == width
+        and (count == "heads" or getattr(module, "attn_dim", None) == width)
+        and _no_norm(module)
+        and _parameters_only_in(module, ("qkv", "proj", "q_norm", "k_norm"))
     )
 
 
 def is_mlp(module: nn.Module) -> bool:
-    """A transformer block's MLP, ``fc2(act(fc1(x)))``: Linear ``fc1`` and ``fc2`` whose hidden
-    widths match, and no parameters besides theirs (the activation acts element by element)."""
+    """A transformer block's MLP, ``fc2(act(fc1(x)))`` (prune.models.vit's, timm's ``Mlp``):
+    Linear ``fc1`` and ``fc2`` whose hidden widths match, no norm over the hidden width, and no
+    parameters besides theirs (the activation and dropouts act element by element)."""
     fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
     return (
         isinstance(fc1, nn.Linear)
         and isinstance(fc2, nn.Linear)
         and fc1.out_features == fc2.in_features
+        and _no_norm(module)
         and _parameters_only_in(module, ("fc1", "fc2"))
     )
 
@@ -86,10 +125,11 @@ def prune_heads(attention: nn.Module, keep: Sequence[int]) -> None:
     """Keep the heads ``keep`` of ``attention`` (current indices), in place.
 
     A head's q, k and v slices of ``qkv`` (rows) and its slice of ``proj``'s inputs (columns)
-    are removed and ``heads`` is lowered; ``head_dim``, ``scale`` and the token width stay.
-    Parameters are new tensors (build a new optimizer afterwards).
+    are removed and the head count (``heads``; timm: ``num_heads`` and ``attn_dim``) is
+    lowered; ``head_dim``, ``scale`` and the token width stay. Parameters are new tensors
+    (build a new optimizer afterwards).
     """
-    h, dh = attention.heads, attention.head_dim
+    h, dh = heads_of(attention), attention.head_dim
     device = attention.qkv.weight.device
     index = _index(keep, h, "prune_heads", device)
     with torch.inference_mode(False), torch.no_grad():
@@ -97,7 +137,9 @@ def prune_heads(attention: nn.Module, keep: Sequence[int]) -> None:
         columns = torch.arange(h * dh, device=device).view(h, dh)[index].flatten()
         keep_rows(attention.qkv, rows)
         keep_columns(attention.proj, columns)
-    attention.heads = index.numel()
+    setattr(attention, head_count(attention), index.numel())
+    if isinstance(getattr(attention, "attn_dim", None), int):
+        attention.attn_dim = index.numel() * dh
 
 
 def prune_neurons(mlp: nn.Module, keep: Sequence[int]) -> None:
@@ -107,6 +149,11 @@ def prune_neurons(mlp: nn.Module, keep: Sequence[int]) -> None:
     with torch.inference_mode(False), torch.no_grad():
         keep_rows(mlp.fc1, index)
         keep_columns(mlp.fc2, index)
+
+
+def _readable(name: str, module: nn.Module) -> None:
+    """The default of ``UnitKind.unreadable``: a criterion can read every unit."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +168,8 @@ class UnitKind:
             neurons on the last axis of ``fc1``'s token features): where relevance, activations
             and gradients of a unit are read.
         cut: keep the listed units of a matching module, in place.
+        unreadable: for a module called ``name``, why its units of this kind cannot be
+            pruned by a criterion (one line), or None.
     """
 
     holder: str
@@ -128,10 +177,40 @@ class UnitKind:
     width: Callable[[nn.Module], int]
     output: str
     cut: Callable[[nn.Module, Sequence[int]], None]
+    unreadable: Callable[[str, nn.Module], str | None] = _readable
+
+
+def _type_name(module: nn.Module) -> str:
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def unreadable_heads(name: str, module: nn.Module) -> str | None:
+    """Why the heads of ``module`` (called ``name``) cannot be pruned by a criterion, or None.
+
+    A criterion reads each head's relevance, activations or gradients at the output of the
+    attention's ``heads_out`` (:class:`prune.models.vit.Attention`); timm's ``Attention``, whose
+    heads :func:`prune_heads` can cut, has no such module, and ``nn.MultiheadAttention`` keeps
+    its heads inside one fused op.
+    """
+    if isinstance(module, nn.MultiheadAttention):
+        return (
+            f"{name!r} is a {_type_name(module)}, whose heads run inside one fused op with no "
+            f"per-head output to read or projection to cut; pruning heads needs the attention of "
+            f"prune.models.ViT (model=vit)"
+        )
+    if is_attention(module) and not isinstance(getattr(module, HEADS_OUT, None), nn.Module):
+        return (
+            f"{name!r} is a {_type_name(module)} without a {HEADS_OUT!r} module on its heads' "
+            f"outputs, where a criterion reads each head's relevance, activations or gradients; "
+            f"pruning heads needs the attention of prune.models.ViT (model=vit)"
+        )
+    return None
 
 
 KINDS: dict[str, UnitKind] = {
-    "heads": UnitKind("attention module", is_attention, lambda m: m.heads, HEADS_OUT, prune_heads),
+    "heads": UnitKind(
+        "attention module", is_attention, heads_of, HEADS_OUT, prune_heads, unreadable_heads
+    ),
     "neurons": UnitKind("MLP", is_mlp, lambda m: m.fc1.out_features, "fc1", prune_neurons),
 }
 """The pruner targets that cut transformer units, by name."""
@@ -147,15 +226,21 @@ def unit_groups(model: nn.Module, target: str) -> list[ChannelGroup]:
 
     A group's name (and its only producer) is the holding module: ``blocks.0.attn`` for heads,
     ``blocks.0.mlp`` for MLP neurons; its width is the current number of units.
+
+    Raises:
+        ValueError: for an unknown ``target``, or, in one line naming the module and its type,
+            for units that a criterion cannot read (:func:`unreadable_heads`).
     """
     if target not in KINDS:
         raise ValueError(f"unknown unit kind {target!r}; choose from {sorted(KINDS)}")
     kind = KINDS[target]
-    return [
-        ChannelGroup(name, (name,), kind.width(module))
-        for name, module in model.named_modules()
-        if kind.matches(module)
-    ]
+    groups = []
+    for name, module in model.named_modules():
+        if (reason := kind.unreadable(name, module)) is not None:
+            raise ValueError(reason)
+        if kind.matches(module):
+            groups.append(ChannelGroup(name, (name,), kind.width(module)))
+    return groups
 
 
 def output_names(groups: Sequence[ChannelGroup], target: str) -> dict[str, str]:

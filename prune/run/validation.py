@@ -37,6 +37,7 @@ from prune.checks import (
 from prune.data.base import TensorDataModule
 from prune.errors import ConfigError
 from prune.evaluation.cost import Measure
+from prune.evaluation.methods import get_methods
 from prune.lrp.composites import AbsLRP, Composite
 from prune.pruning.criteria.base import Criterion
 from prune.pruning.pruner import Pruner
@@ -223,6 +224,22 @@ def validate_run(cfg: DictConfig, dm: Any, module: Any, pruner: Any = None) -> N
                 f"pruner.target={pruner.target!r} cannot apply to model.net._target_={model!r}: "
                 f"{err}"
             ) from None  # entry.run reports the root cause: keep this message
+    _check_methods_fit(cfg, module.net)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         check_checkpoint_fits(ckpt_path, module, training=True)
+
+
+def _check_methods_fit(cfg: DictConfig, net: Any) -> None:
+    """Each explanation method can explain the model (attention maps need a ViT)."""
+    methods = OmegaConf.select(cfg, "explanations.methods")
+    if methods is None:
+        return
+    names = OmegaConf.to_container(methods) if not isinstance(methods, str) else [methods]
+    for method in get_methods(names).values():
+        check = getattr(method, "check_model", None)
+        if check is not None:
+            try:
+                check(net)
+            except ConfigError as err:
+                raise ConfigError(f"explanations.methods: {err}") from None

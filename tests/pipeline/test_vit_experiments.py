@@ -56,7 +56,7 @@ def test_vit_fewshot_removes_heads_without_fine_tuning_and_reloads(tmp_path) -> 
 @pytest.mark.parametrize("target", ["heads", "neurons"])
 def test_vit_iterative_pruning_fine_tunes_heads_and_neurons(target: str, tmp_path) -> None:
     overrides = [
-        "+experiment=mnist_vit_heads",
+        "+experiment=mnist_vit_prune",
         *TINY_VIT,
         f"pruner.target={target}",
         "pruner.rounds=2",

@@ -157,6 +157,12 @@ def test_input_pruning_of_a_model_it_cannot_apply_to(capsys, tmp_path):
     assert "pruner.target='inputs'" in line and "GlobalPoolNet" in line and "pool" in line
 
 
+def test_attention_map_method_on_a_model_without_attention(capsys, tmp_path):
+    overrides = [*FAST, "+experiment=mnist_removal", "explanations.methods=[attention_rollout]"]
+    line = _fail(capsys, tmp_path, overrides)
+    assert "explanations.methods" in line and "Vision Transformer" in line and "MLP" in line
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

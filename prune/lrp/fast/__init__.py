@@ -8,7 +8,16 @@ by ``F.fold`` (:mod:`.fold`), broadcast average pools (:mod:`.pooling`), and a t
 the model's forward (:mod:`.program`). A rule without a kernel runs its reference form.
 """
 
-from prune.lrp.fast import abslrp, free, input, linear  # noqa: F401  (registers the kernels)
+from prune.lrp.fast import (  # noqa: F401  (registers the kernels)
+    abslrp,
+    abslrp_transformer,
+    attention,
+    free,
+    gate,
+    input,
+    linear,
+    transformer,
+)
 from prune.lrp.fast.registry import KERNELS, kernel, kernel_for
 
 __all__ = ["KERNELS", "kernel", "kernel_for"]

@@ -156,8 +156,10 @@ class _AbsSumFunction(torch.autograd.Function):
 class AbsSumKernel(Kernel):
     """absLRP on a sum: one custom node rescaling each branch on its own."""
 
-    def op(self, name: str, args: tuple, inplace: bool, run: RunState) -> Tensor | None:
+    def op(
+        self, name: str, args: tuple, kwargs: dict, inplace: bool, run: RunState
+    ) -> Tensor | None:
         """``a + b`` (or ``a += b``) with the absolute rule's backward; None for other ops."""
-        if name != "add" or len(args) != 2:
+        if name != "add" or len(args) != 2 or kwargs:
             return None
         return _AbsSumFunction.apply(*args, inplace)

@@ -160,9 +160,12 @@ class Kernel:
         """Forward ``x`` through ``module`` with the rule's backward."""
         raise NotImplementedError
 
-    def op(self, name: str, args: tuple, inplace: bool, run: RunState) -> Tensor | None:
-        """The functional op ``name`` (``"add"``, ...) on ``args`` with the rule's backward, or
-        None where this kernel has no fast form of it (the rule's reference form runs then)."""
+    def op(
+        self, name: str, args: tuple, kwargs: dict, inplace: bool, run: RunState
+    ) -> Tensor | None:
+        """The functional op ``name`` (``"add"``, ...) on ``args`` and ``kwargs`` with the rule's
+        backward, or None where this kernel has no fast form of that call (the rule's reference
+        form runs then)."""
         return None
 
 

@@ -85,9 +85,11 @@ class NormKernel(Kernel):
             run.mark_pending(y, self.stabilizer)  # native gradient, rescale owed (flow.py)
         return y
 
-    def op(self, name: str, args: tuple, inplace: bool, run: RunState) -> Tensor | None:
+    def op(
+        self, name: str, args: tuple, kwargs: dict, inplace: bool, run: RunState
+    ) -> Tensor | None:
         """``a + b`` (or ``a += b``) with the z-rule backward; None for other ops."""
-        if name != "add" or len(args) != 2:
+        if name != "add" or len(args) != 2 or kwargs:
             return None
         a, b = args
         if inplace:

@@ -1,8 +1,18 @@
 """LRP rules in their reference form: each one the formula of its paper (:mod:`.base`)."""
 
-from prune.lrp.rules.abslrp import AbsBatchNorm, AbsLinear, AbsNorm, AbsSum
+from prune.lrp.rules.abslrp import (
+    AbsActivation,
+    AbsBatchNorm,
+    AbsLayerNorm,
+    AbsLinear,
+    AbsNorm,
+    AbsProduct,
+    AbsSoftmax,
+    AbsSum,
+)
 from prune.lrp.rules.base import Layer, LinearRule, Op, Rule
 from prune.lrp.rules.free import Norm, Pass
+from prune.lrp.rules.gate import Gate
 from prune.lrp.rules.input import Flat, WSquare, ZBox
 from prune.lrp.rules.linear import LRP0, AlphaBeta, Epsilon, Gamma, ZPlus
 from prune.lrp.rules.transformer import (
@@ -15,15 +25,20 @@ from prune.lrp.rules.transformer import (
 
 __all__ = [
     "LRP0",
+    "AbsActivation",
     "AbsBatchNorm",
+    "AbsLayerNorm",
     "AbsLinear",
     "AbsNorm",
+    "AbsProduct",
+    "AbsSoftmax",
     "AbsSum",
     "AlphaBeta",
     "Attention",
     "Epsilon",
     "Flat",
     "Gamma",
+    "Gate",
     "HeldConstant",
     "Layer",
     "LayerNormIdentity",

@@ -17,6 +17,7 @@ denominator (zero counts as positive), as Zennit does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,16 @@ class Op:
 
     def __call__(self, *inputs: Tensor) -> Tensor:
         return self.fn(*inputs)
+
+
+def op_argument(layer: Op, position: int, name: str, default: Any) -> Any:
+    """An option of ``layer`` (``dim``, ``eps``, ``weight``): the module's attribute of that name,
+    else the functional op's keyword, else its positional argument at ``position``."""
+    if layer.module is not None:
+        return getattr(layer.module, name, default)
+    if name in layer.kwargs:
+        return layer.kwargs[name]
+    return layer.args[position] if len(layer.args) > position else default
 
 
 def check_nonneg(name: str, value: float) -> float:

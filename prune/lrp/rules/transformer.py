@@ -15,16 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from prune.lrp.rules.base import Op, Rule, check_nonneg, ratio
-
-
-def _argument(layer: Op, position: int, name: str, default):
-    """A functional op's argument, from its module (an attribute), keywords or positions."""
-    if layer.module is not None:
-        return getattr(layer.module, name, default)
-    if name in layer.kwargs:
-        return layer.kwargs[name]
-    return layer.args[position] if len(layer.args) > position else default
+from prune.lrp.rules.base import Op, Rule, check_nonneg, op_argument, ratio
 
 
 class LayerNormIdentity(Rule):
@@ -43,10 +34,10 @@ class LayerNormIdentity(Rule):
         self.epsilon = check_nonneg("epsilon", epsilon)
 
     def relevance(self, layer: Op, x: Tensor, *, relevance: Tensor) -> Tensor:
-        shape = _argument(layer, 1, "normalized_shape", (x.shape[-1],))
-        weight = _argument(layer, 2, "weight", None)
-        bias = _argument(layer, 3, "bias", None)
-        eps = _argument(layer, 4, "eps", 1e-5)
+        shape = op_argument(layer, 1, "normalized_shape", (x.shape[-1],))
+        weight = op_argument(layer, 2, "weight", None)
+        bias = op_argument(layer, 3, "bias", None)
+        eps = op_argument(layer, 4, "eps", 1e-5)
         dims = tuple(range(-len(tuple(shape)), 0))
         sigma = (x.var(dims, unbiased=False, keepdim=True) + eps).sqrt()
         with torch.enable_grad():
@@ -66,7 +57,7 @@ class SoftmaxTaylor(Rule):
     """
 
     def relevance(self, layer: Op, x: Tensor, *, relevance: Tensor) -> Tensor:
-        dim = _argument(layer, 1, "dim", -1)
+        dim = op_argument(layer, 1, "dim", -1)
         s = layer(x)
         x = torch.where(torch.isneginf(x), torch.zeros_like(x), x)
         return x * (relevance - s * relevance.sum(dim, keepdim=True))

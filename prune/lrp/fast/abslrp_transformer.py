@@ -1,0 +1,192 @@
+"""Kernels of the absLRP rules for the parts of a transformer (:mod:`prune.lrp.rules.abslrp`).
+
+Each is one elementwise node (LayerNorm, softmax, activation) or one node per product, whose
+backward builds the absolute twin's slope from saved tensors instead of running the layer
+twice under autograd. In the gradient form the incoming ``R / |y|`` is ``sign(y) * g``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from prune.lrp.fast.abslrp import _sign, _unit_l1
+from prune.lrp.fast.base import Kernel
+from prune.lrp.fast.registry import kernel
+from prune.lrp.fast.transformer import layer_norm_options
+from prune.lrp.rules.abslrp import AbsActivation, AbsLayerNorm, AbsProduct, AbsSoftmax
+from prune.lrp.state import RunState
+
+
+def _unit(x: Tensor, grad_in: Tensor) -> Tensor:
+    """``grad_in`` rescaled so that the relevance ``x * grad_in`` has unit L1 per sample."""
+    return _unit_l1(x * grad_in, grad_in, root=False)
+
+
+class _AbsLayerNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, shape, weight, bias, eps):
+        y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.x, ctx.rstd, ctx.weight, ctx.eps, ctx.sign_y = x, rstd, weight, eps, _sign(y)
+        ctx.dims = tuple(range(-len(shape), 0))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.x, ctx.weight
+        rstd_abs = (x.abs().var(ctx.dims, unbiased=False, keepdim=True) + ctx.eps).rsqrt()
+        if w is None:
+            slope = ctx.rstd + x.sign() * rstd_abs
+        else:
+            slope = w * ctx.rstd + x.sign() * w.abs() * rstd_abs
+        return _unit(x, grad * ctx.sign_y * slope), None, None, None, None
+
+
+@kernel(AbsLayerNorm)
+class AbsLayerNormKernel(Kernel):
+    """absLRP on LayerNorm: the native normalisation, one elementwise node."""
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """``module`` (an ``nn.LayerNorm``) on ``x`` with the absolute rule's backward."""
+        if not isinstance(module, nn.LayerNorm) or not x.requires_grad:
+            return type(module).forward(module, x)
+        shape = tuple(module.normalized_shape)
+        return _AbsLayerNorm.apply(x, shape, module.weight, module.bias, module.eps)
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``F.layer_norm`` with the absolute rule's backward."""
+        options = layer_norm_options(args, kwargs) if name == "layer_norm" else None
+        return None if options is None else _AbsLayerNorm.apply(*options)
+
+
+class _AbsSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = x.softmax(dim)
+        ctx.x, ctx.y, ctx.dim = x, y, dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.x, ctx.y
+        masked = torch.isneginf(x)
+        twin = x.abs().masked_fill(masked, float("-inf")).softmax(ctx.dim)
+        slope = (y + x.sign() * twin).masked_fill(masked, 0.0)
+        grad_in = grad * y.sign() * slope
+        relevance = (x.masked_fill(masked, 0.0)) * grad_in
+        return _unit_l1(relevance, grad_in, root=False), None
+
+
+def _abs_softmax(x: Tensor, dim: int) -> Tensor:
+    return _AbsSoftmax.apply(x, dim) if x.requires_grad else x.softmax(dim)
+
+
+@kernel(AbsSoftmax)
+class AbsSoftmaxKernel(Kernel):
+    """absLRP on the softmax: the native softmax, one elementwise node."""
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """``module`` (an ``nn.Softmax``) on ``x`` with the absolute rule's backward."""
+        return _abs_softmax(x, module.dim)
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``softmax`` over one dimension with the absolute rule's backward."""
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if name != "softmax" or dim is None or set(kwargs) - {"dim"} or len(args) > 2:
+            return None
+        return _abs_softmax(args[0], dim)
+
+
+class _AbsActivation(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fn, approximate):
+        y = fn(x)
+        ctx.x, ctx.fn, ctx.approximate, ctx.sign_y = x, fn, approximate, _sign(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, c = ctx.x, grad * ctx.sign_y
+        if ctx.approximate is not None:  # GELU: its slope without autograd
+            gelu = torch.ops.aten.gelu_backward
+            twin = gelu(c, x.abs(), approximate=ctx.approximate)
+            grad_in = gelu(c, x, approximate=ctx.approximate) + x.sign() * twin
+        else:
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_()
+                both = ctx.fn(leaf) + ctx.fn(leaf.abs())
+            (grad_in,) = torch.autograd.grad(both, leaf, c)
+        return _unit(x, grad_in), None, None
+
+
+@kernel(AbsActivation)
+class AbsActivationKernel(Kernel):
+    """absLRP on an elementwise activation: one node; GELU's slopes by its own backward."""
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """``module`` on ``x`` with the absolute rule's backward."""
+        forward = type(module).forward
+        if not x.requires_grad:
+            return forward(module, x)
+        inplace = getattr(module, "inplace", False) is True
+        approximate = module.approximate if isinstance(module, nn.GELU) else None
+        return _AbsActivation.apply(
+            x, lambda t: forward(module, t.clone() if inplace else t), approximate
+        )
+
+
+class _AbsMatmul(torch.autograd.Function):
+    """``a @ b`` with absLRP's backward: ``g_a = c b^T + sign(a) (c |b|^T)`` and alike."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        z = a @ b
+        ctx.a, ctx.b, ctx.sign_z = a, b, _sign(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, c = ctx.a, ctx.b, grad * ctx.sign_z
+        at, bt = a.transpose(-2, -1), b.transpose(-2, -1)
+        grad_a = (c @ bt + a.sign() * (c @ bt.abs())).sum_to_size(a.shape)
+        grad_b = (at @ c + b.sign() * (at.abs() @ c)).sum_to_size(b.shape)
+        return _unit(a, grad_a), _unit(b, grad_b)
+
+
+class _AbsMul(torch.autograd.Function):
+    """``a * b`` with absLRP's backward: ``g_a = c (b + sign(a) |b|)`` and alike."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        z = a * b
+        ctx.a, ctx.b, ctx.sign_z = a, b, _sign(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, c = ctx.a, ctx.b, grad * ctx.sign_z
+        grad_a = (c * (b + a.sign() * b.abs())).sum_to_size(a.shape)
+        grad_b = (c * (a + b.sign() * a.abs())).sum_to_size(b.shape)
+        return _unit(a, grad_a), _unit(b, grad_b)
+
+
+def _takes_relevance(t: object) -> bool:
+    return isinstance(t, Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
+
+
+@kernel(AbsProduct)
+class AbsProductKernel(Kernel):
+    """absLRP on a product of two activations: one node; a product with one factor that needs
+    relevance (``scores * scale``) runs natively, its gradient passing the relevance unchanged."""
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``a * b`` or ``a @ b`` with the absolute rule's backward."""
+        if name not in ("mul", "matmul") or inplace or kwargs or len(args) != 2:
+            return None
+        a, b = args
+        both = _takes_relevance(a) and _takes_relevance(b)
+        if name == "mul":
+            return _AbsMul.apply(a, b) if both else torch.mul(a, b)
+        if not both or a.dim() < 2 or b.dim() < 2:
+            return None
+        return _AbsMatmul.apply(a, b)

@@ -1,0 +1,144 @@
+"""Kernels of the transformer rules of AttnLRP and CP-LRP (:mod:`prune.lrp.rules.transformer`).
+
+In the gradient form of :mod:`prune.lrp.fast.base` (``R = a * g``) these rules are the ordinary
+gradient with at most one rescale, so the relevance pass costs about one backward pass:
+
+- the softmax's deep Taylor rule, ``R_i = x_i (R_i - s_i sum_j R_j)``, gives
+  ``g_in = s (g - sum_j s_j g_j)``: the softmax's own gradient;
+- the uniform rule of a product of ``n`` factors is the product's gradient after the rescale
+  ``z / stab(n z)``; CP-LRP's held-constant product the gradient through its last factor after
+  ``z / stab(z)``, the other factors detached;
+- LayerNorm at constant ``sigma``: ``g_in = (t - mean(t)) / sigma`` for
+  ``t = w * g * y / stab(y)``.
+
+``scaled_dot_product_attention`` is written out with these (:mod:`prune.lrp.fast.attention`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prune.lrp.fast.base import Kernel
+from prune.lrp.fast.registry import kernel
+from prune.lrp.rules.base import ratio
+from prune.lrp.rules.transformer import HeldConstant, LayerNormIdentity, SoftmaxTaylor, Uniform
+from prune.lrp.state import RunState
+
+#: torch's functions for the ``op_map`` names of products (``__matmul__``, ``bmm``, ... alike)
+PRODUCTS = {"mul": torch.mul, "matmul": torch.matmul}
+
+
+class _Rescale(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, z, scale):
+        ctx.scale = scale
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def rescaled(z: Tensor, factors: int, stabilizer: float) -> Tensor:
+    """``z`` whose gradient is scaled by ``z / stab(factors * z)`` on the way back."""
+    return _Rescale.apply(z, ratio(z, factors * z, stabilizer))
+
+
+def _inputs(args: tuple) -> list[int]:
+    """Positions in ``args`` of the tensors that take relevance (need a gradient, no parameter)."""
+    return [
+        i
+        for i, a in enumerate(args)
+        if isinstance(a, Tensor) and a.requires_grad and not isinstance(a, nn.Parameter)
+    ]
+
+
+class _LayerNormIdentity(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, shape, weight, bias, eps, epsilon):
+        y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.rstd, ctx.weight, ctx.scale = rstd, weight, ratio(y, y, epsilon)
+        ctx.dims = tuple(range(-len(shape), 0))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        t = grad * ctx.scale
+        if ctx.weight is not None:
+            t = t * ctx.weight
+        return (t - t.mean(ctx.dims, keepdim=True)) * ctx.rstd, None, None, None, None, None
+
+
+def layer_norm_options(args: tuple, kwargs: dict) -> tuple | None:
+    """``(x, shape, weight, bias, eps)`` of a ``F.layer_norm`` call."""
+    names = ("normalized_shape", "weight", "bias", "eps")
+    options = {**dict(zip(names, args[1:], strict=False)), **kwargs}
+    if set(options) - set(names):
+        return None
+    shape = tuple(options["normalized_shape"])
+    return args[0], shape, options.get("weight"), options.get("bias"), options.get("eps", 1e-5)
+
+
+@kernel(LayerNormIdentity)
+class LayerNormIdentityKernel(Kernel):
+    """LayerNorm at constant ``sigma``: one elementwise node after the native normalisation."""
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """``module`` (an ``nn.LayerNorm``) on ``x`` with the rule's backward."""
+        if not isinstance(module, nn.LayerNorm) or not x.requires_grad:
+            return type(module).forward(module, x)
+        shape, eps = tuple(module.normalized_shape), module.eps
+        return _LayerNormIdentity.apply(x, shape, module.weight, module.bias, eps, self.epsilon)
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``F.layer_norm`` with the rule's backward."""
+        options = layer_norm_options(args, kwargs) if name == "layer_norm" else None
+        if options is None:
+            return None
+        return _LayerNormIdentity.apply(*options, self.epsilon)
+
+
+@kernel(SoftmaxTaylor)
+class SoftmaxTaylorKernel(Kernel):
+    """The softmax's deep Taylor rule: the native softmax (its gradient is the rule)."""
+
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """``module`` (an ``nn.Softmax``) on ``x``."""
+        return type(module).forward(module, x)
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``softmax`` natively."""
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        dtype = kwargs.get("dtype", args[2] if len(args) > 2 else None)
+        if name != "softmax" or dim is None:
+            return None
+        return F.softmax(args[0], dim, dtype=dtype if isinstance(dtype, torch.dtype) else None)
+
+
+@kernel(Uniform)
+class UniformKernel(Kernel):
+    """The uniform rule: the native product, its gradient rescaled by ``z / stab(n z)``."""
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``a * b`` or ``a @ b`` with the rule's backward."""
+        if name not in PRODUCTS or inplace or kwargs or len(args) != 2:
+            return None
+        factors = len(_inputs(args))
+        return rescaled(PRODUCTS[name](*args), factors, self.stabilizer)
+
+
+@kernel(HeldConstant)
+class HeldConstantKernel(Kernel):
+    """CP-LRP's product: the gradient through the last factor only, rescaled by ``z / stab(z)``."""
+
+    def op(self, name, args, kwargs, inplace, run):
+        """``A @ v`` (or ``a * b``) with ``A`` held constant."""
+        if name not in PRODUCTS or inplace or kwargs or len(args) != 2:
+            return None
+        held = _inputs(args)[:-1]
+        args = tuple(a.detach() if i in held else a for i, a in enumerate(args))
+        return rescaled(PRODUCTS[name](*args), 1, self.stabilizer)

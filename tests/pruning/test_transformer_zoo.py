@@ -1,0 +1,169 @@
+"""Heads and MLP neurons of timm's Vision Transformer cut out; torchvision's refused (float64)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer as TimmViT
+from torch import Tensor, nn
+from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
+
+from prune.lrp import Explainer, RelevanceStats
+from prune.pruning import Pruner, PruningPlan, apply_plan
+from prune.pruning.criteria import LRPCriterion, RandomCriterion
+from prune.pruning.transformer import is_attention, is_mlp, kind_of, unit_groups
+
+SIDE, PATCH, DIM, HEADS, HEAD_DIM, HIDDEN = 8, 4, 16, 4, 4, 32
+# float64 models: removing dead heads or neurons changes only the summation order.
+TOL = {"atol": 1e-10, "rtol": 1e-10}
+
+
+def _timm(
+    fused: bool = True, qk_norm: bool = False, layer_scale: float | None = 0.5, seed: int = 0
+) -> nn.Module:
+    torch.manual_seed(seed)
+    model = TimmViT(
+        img_size=SIDE,
+        patch_size=PATCH,
+        in_chans=1,
+        num_classes=3,
+        embed_dim=DIM,
+        depth=2,
+        num_heads=HEADS,
+        mlp_ratio=HIDDEN / DIM,
+        qk_norm=qk_norm,
+        init_values=layer_scale,  # LayerScale after each branch
+    )
+    for block in model.blocks:
+        block.attn.fused_attn = fused
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model.double().eval()
+
+
+def _x(batch: int = 6, seed: int = 0) -> Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 1, SIDE, SIDE, generator=gen, dtype=torch.float64)
+
+
+def _example() -> Tensor:
+    return torch.zeros(1, 1, SIDE, SIDE, dtype=torch.float64)
+
+
+def _kill_heads(model: nn.Module, block: int, heads: list[int]) -> None:
+    """Zero the value rows of ``heads``: their outputs ``A @ v`` are then exactly zero."""
+    qkv = model.blocks[block].attn.qkv
+    with torch.no_grad():
+        qkv.weight.view(3, HEADS, HEAD_DIM, DIM)[2, heads] = 0
+        qkv.bias.view(3, HEADS, HEAD_DIM)[2, heads] = 0
+
+
+def _kill_neurons(model: nn.Module, block: int, neurons: list[int]) -> None:
+    """Zero the incoming weights and biases of ``neurons``: their GELU outputs are zero."""
+    fc1 = model.blocks[block].mlp.fc1
+    with torch.no_grad():
+        fc1.weight[neurons] = 0
+        fc1.bias[neurons] = 0
+
+
+def _keep(width: int, removed: list[int]) -> list[int]:
+    return [i for i in range(width) if i not in removed]
+
+
+def test_timm_attention_and_mlp_hold_heads_and_neurons() -> None:
+    block = _timm(qk_norm=True).blocks[0]
+    assert is_attention(block.attn) and kind_of(block.attn) == "heads"
+    assert is_mlp(block.mlp) and kind_of(block.mlp) == "neurons"
+    assert not is_attention(_timm_scale_norm().blocks[0].attn)  # a norm over all heads
+    groups = unit_groups(_timm(), "neurons")
+    assert [(g.name, g.width) for g in groups] == [
+        ("blocks.0.mlp", HIDDEN),
+        ("blocks.1.mlp", HIDDEN),
+    ]
+
+
+def _timm_scale_norm() -> nn.Module:
+    return TimmViT(
+        img_size=SIDE,
+        patch_size=PATCH,
+        embed_dim=DIM,
+        depth=1,
+        num_heads=HEADS,
+        scale_attn_norm=True,
+    )
+
+
+@pytest.mark.parametrize("qk_norm", [False, True], ids=["plain", "qk_norm"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "explicit"])
+def test_removing_dead_timm_heads_keeps_the_logits(fused: bool, qk_norm: bool) -> None:
+    dense = _timm(fused, qk_norm)
+    _kill_heads(dense, 0, [1, 3])
+    _kill_heads(dense, 1, [0])
+    x = _x()
+    before = dense(x)
+    plan = PruningPlan(keep={"blocks.0.attn": [0, 2], "blocks.1.attn": [1, 2, 3]})
+    pruned = apply_plan(copy.deepcopy(dense), plan, _example())
+    attn = pruned.blocks[0].attn
+    assert (attn.num_heads, attn.attn_dim, attn.head_dim) == (2, 2 * HEAD_DIM, HEAD_DIM)
+    assert (attn.qkv.out_features, attn.proj.in_features) == (3 * 2 * HEAD_DIM, 2 * HEAD_DIM)
+    assert pruned.blocks[1].attn.num_heads == 3
+    torch.testing.assert_close(pruned(x), before, **TOL)
+    alive = apply_plan(
+        copy.deepcopy(dense), PruningPlan(keep={"blocks.0.attn": [1, 3]}), _example()
+    )
+    assert not torch.allclose(alive(x), before, atol=1e-6)  # the kept heads are the dead ones
+
+
+def test_removing_dead_timm_neurons_keeps_the_logits() -> None:
+    dense = _timm()
+    removed = [0, 7, 31]
+    _kill_neurons(dense, 1, removed)
+    x = _x()
+    before = dense(x)
+    plan = PruningPlan(keep={"blocks.1.mlp": _keep(HIDDEN, removed)})
+    pruned = apply_plan(copy.deepcopy(dense), plan, _example())
+    mlp = pruned.blocks[1].mlp
+    assert (mlp.fc1.out_features, mlp.fc2.in_features) == (HIDDEN - 3, HIDDEN - 3)
+    torch.testing.assert_close(pruned(x), before, **TOL)
+
+
+def test_lrp_neuron_pruning_of_a_timm_vit_removes_dead_neurons_first() -> None:
+    model = _timm(layer_scale=None)
+    removed = [2, 9]
+    with torch.no_grad():  # dead for fc2: no relevance reaches them
+        model.blocks[0].mlp.fc2.weight[:, removed] = 0
+    pruner = Pruner(LRPCriterion(), target="neurons", keep=2 * HIDDEN - 2)
+    record = pruner.record_names(model, _example())
+    assert record == ["blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
+    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, -1))
+    explainer = Explainer(model, "attnlrp", record)
+    for seed in range(2):
+        x, y = _x(seed=seed), torch.arange(6) % 3
+        result = explainer(x, y)
+        stats.update(result.input, result.output, y)
+    plan = pruner.plan(model, _example(), stats=stats)
+    assert plan.keep["blocks.0.mlp"] == _keep(HIDDEN, removed)
+    assert plan.keep["blocks.1.mlp"] == list(range(HIDDEN))
+    before = model(_x())
+    torch.testing.assert_close(apply_plan(model, plan, _example())(_x()), before, **TOL)
+
+
+def test_heads_of_a_timm_vit_cannot_be_scored() -> None:
+    pruner = Pruner(RandomCriterion(), target="heads")
+    pattern = r"'blocks\.0\.attn' is a timm\.layers\.attention\.Attention without a 'heads_out'"
+    with pytest.raises(ValueError, match=pattern) as error:
+        pruner.validate(_timm(), _example())
+    assert "\n" not in str(error.value)
+
+
+def test_heads_of_a_torchvision_vit_are_refused_naming_multihead_attention() -> None:
+    model = TorchvisionViT(SIDE, PATCH, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16)
+    pruner = Pruner(RandomCriterion(), target="heads")
+    attention = r"'encoder\.layers\.encoder_layer_0\.self_attention'"
+    pattern = attention + r" is a torch\.nn\.\S+\.MultiheadAttention"
+    with pytest.raises(ValueError, match=pattern) as error:
+        pruner.validate(model, torch.zeros(1, 3, SIDE, SIDE))
+    assert "\n" not in str(error.value)
