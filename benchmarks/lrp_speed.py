@@ -4,6 +4,15 @@ Usage::
 
     python benchmarks/lrp_speed.py [--models mlp,lenet5,vgg11] [--presets epsilon,...]
         [--repeats 2] [--batch 128] [--threads 2] [--device cpu] [--captum]
+    python benchmarks/lrp_speed.py --models vit      # the transformer presets
+
+``vit`` is ``prune.models.ViT`` at the sizes of ``conf/model/vit.yaml`` on 1x28x28 inputs; its
+presets are attnlrp, cp_lrp and abslrp (those of the CNNs without ``--presets``). Beside each,
+the same relevance computed by another implementation: LXT's explicit functional rules (a ViT
+forward written with ``lxt.explicit.functional``, as ``tests/lrp/test_transformer.py`` checks it)
+for attnlrp and cp_lrp, and for abslrp the straightforward hook-based absLRP of
+``benchmarks/abslrp_hooks.py``. Before timing, a tiny float64 ViT checks that each of them gives
+our map, so that the timings compare equal work.
 
 Times come first, under the default allocator: each round runs, for every preset in turn,
 forward+backward (gradient x input, the floor for any LRP), our preset and Zennit's equivalent
@@ -42,10 +51,14 @@ import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
+import yaml
 import zennit.composites as zc
+from abslrp_hooks import AbsLRPHooks
 from summary import add_summary_option, command_line, write_run
 from torch import nn
 from zennit import rules as zr
@@ -56,7 +69,9 @@ from prune.lrp import Explainer, attribute, get_composite
 from prune.lrp.fast.flow import _EpsReLU
 from prune.lrp.rules.base import stabilize
 from prune.models import MLP, LeNet5
+from prune.models.vit import ViT
 
+ROOT = Path(__file__).resolve().parent.parent
 ZENNIT: dict[str, Callable[[], zc.Composite]] = {
     "epsilon": lambda: zc.LayerMapComposite([*zc.layer_map_base(), (ZLinear, zr.Epsilon())]),
     "epsilon_plus": zc.EpsilonPlus,
@@ -67,9 +82,18 @@ ZENNIT: dict[str, Callable[[], zc.Composite]] = {
 }
 DEFAULT_MODELS = "mlp,lenet5,vgg11"
 DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_beta1"
+#: The transformer's presets (``--models vit`` without ``--presets``).
+TRANSFORMER_PRESETS = "attnlrp,cp_lrp,abslrp"
+TRANSFORMERS = ("vit",)
 #: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.
 TIME_TARGET = {"epsilon": 1.15, "epsilon_plus": 1.6, "epsilon_plus_flat": 1.6}
 TIME_TARGET_MODIFIED, MEMORY_TARGET, ZENNIT_TARGET = 1.9, 1.5, 2.0
+#: ... and of the transformer's presets (time only).
+TRANSFORMER_TIME_TARGET = {"cp_lrp": 1.15, "attnlrp": 1.3, "abslrp": 2.5}
+#: The other implementations timed beside ours, by the prefix of their rows.
+BASELINES = ("zennit", "lxt", "hooks")
+#: LXT's stabiliser in the timed passes (ours: the presets' default epsilon), and in the check.
+LXT_EPS, CHECK_EPS = 1e-6, 1e-15
 #: Length of one timed block of calls, and calls per memory sample.
 BLOCK_SECONDS, MEMORY_CALLS = 0.05, 3
 #: Below this forward+backward peak the resident set size is too coarse for a memory ratio.
@@ -128,7 +152,132 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "mlp": (MLP(in_shape=(1, 28, 28), num_classes=10), (1, 28, 28)),
         "lenet5": (LeNet5(in_shape=(1, 28, 28), num_classes=10), (1, 28, 28)),
         "vgg11": (torchvision.models.vgg11(num_classes=10), (3, 32, 32)),
+        "vit": (ViT(in_shape=(1, 28, 28), num_classes=10, **_vit_sizes()), (1, 28, 28)),
     }
+
+
+def _vit_sizes() -> dict[str, object]:
+    """The ViT's constructor arguments in ``conf/model/vit.yaml``."""
+    net = yaml.safe_load((ROOT / "conf" / "model" / "vit.yaml").read_text())["net"]
+    return {k: v for k, v in net.items() if not k.startswith("_")}
+
+
+def _presets(args, name: str) -> list[str]:
+    """The presets timed on model ``name``: ``--presets`` (``all``: every preset of its kind),
+    else its kind's default."""
+    transformer = name in TRANSFORMERS
+    if args.presets == "all":
+        return TRANSFORMER_PRESETS.split(",") if transformer else [*ZENNIT, "abslrp"]
+    if args.presets is not None:
+        return args.presets.split(",")
+    return (TRANSFORMER_PRESETS if transformer else DEFAULT_PRESETS).split(",")
+
+
+class _Pass(torch.autograd.Function):
+    """LXT's identity rule around an elementwise function: the relevance passes unchanged."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, relevance: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return relevance, None
+
+
+class _HeldConstant(torch.autograd.Function):
+    """``A @ v`` with the attention weights ``A`` as the weight matrix of LXT's
+    ``linear_epsilon`` rule on ``v`` (CP-LRP; ``A`` gets no relevance), for every sample and
+    head at once: ``R_v = v * A^T (R / (A v + eps))``."""
+
+    @staticmethod
+    def forward(ctx, attn: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+        out = attn @ v
+        ctx.save_for_backward(attn, v, out)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, relevance: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        attn, v, out = ctx.saved_tensors
+        return None, (attn.transpose(-2, -1) @ (relevance / (out + ctx.eps))).mul_(v), None
+
+
+def _lxt_logits(model: ViT, x: torch.Tensor, held_constant: bool, eps: float) -> torch.Tensor:
+    """The ViT's forward written with LXT's explicit functional rules (AttnLRP, or CP-LRP with
+    ``held_constant``); the gradient of the logits is then their relevance."""
+    import lxt.explicit.functional as lf
+
+    p = model.patch_embed
+    patches = F.unfold(x, p.kernel_size, stride=p.stride).transpose(1, 2)  # (B, N, C k k)
+    h = lf.linear_epsilon(patches, p.weight.flatten(1), p.bias, eps)
+    h = lf.add2(
+        torch.cat([model.cls_token.expand(x.shape[0], -1, -1), h], 1), model.pos_embed, False, eps
+    )
+    for block in model.blocks:
+        a, m = block.attn, block.mlp
+        n1 = lf.layer_norm_grad_fn.apply(h, block.norm1.weight, block.norm1.bias, 1e-5, eps)
+        b, n, _ = n1.shape
+        qkv = lf.linear_epsilon(n1, a.qkv.weight, a.qkv.bias, eps)
+        q, k, v = qkv.reshape(b, n, 3, a.heads, a.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if held_constant:
+            attn = (q @ k.transpose(-2, -1) * a.scale).softmax(-1).detach()
+            out = _HeldConstant.apply(attn, v, eps)
+        else:
+            scores = lf.mul2(lf.matmul(q, k.transpose(-2, -1), False, eps), a.scale)
+            out = lf.matmul(lf.softmax(scores, -1), v, False, eps)
+        out = lf.linear_epsilon(
+            out.transpose(1, 2).reshape(b, n, -1), a.proj.weight, a.proj.bias, eps
+        )
+        h = lf.add2(h, out, False, eps)
+        n2 = lf.layer_norm_grad_fn.apply(h, block.norm2.weight, block.norm2.bias, 1e-5, eps)
+        hidden = _Pass.apply(lf.linear_epsilon(n2, m.fc1.weight, m.fc1.bias, eps), F.gelu)
+        h = lf.add2(h, lf.linear_epsilon(hidden, m.fc2.weight, m.fc2.bias, eps), False, eps)
+    h = lf.layer_norm_grad_fn.apply(h, model.norm.weight, model.norm.bias, 1e-5, eps)
+    return lf.linear_epsilon(h[:, 0], model.head.weight, model.head.bias, eps)
+
+
+def _lxt(
+    model: ViT, x: torch.Tensor, out_rel: torch.Tensor, held_constant: bool, eps: float = LXT_EPS
+) -> torch.Tensor:
+    """LXT's input relevance for the output relevance ``out_rel``."""
+    xx = x.detach().requires_grad_()
+    (relevance,) = torch.autograd.grad(_lxt_logits(model, xx, held_constant, eps), xx, out_rel)
+    return relevance
+
+
+def _check_vit_baselines() -> None:
+    """On a tiny float64 ViT, LXT's AttnLRP and CP-LRP and the hook-based absLRP give our maps:
+    the timings below compare equal work. Raises ``AssertionError`` naming the one that differs."""
+    torch.manual_seed(0)
+    model = ViT((1, 8, 8), 3, patch_size=4, dim=8, depth=2, heads=2).double().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(-1.5, 1.5)
+                m.bias.normal_(0, 0.1)
+        model.cls_token.normal_(0, 0.5)
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 1])
+    logits = model(x).detach()
+    out_rel = torch.zeros_like(logits).scatter_(
+        1, target[:, None], logits.gather(1, target[:, None])
+    )
+    hooks = AbsLRPHooks(copy.deepcopy(model))
+    theirs = {
+        "abslrp": hooks(x, target),
+        "attnlrp": _lxt(model, x, out_rel, False, CHECK_EPS),
+        "cp_lrp": _lxt(model, x, out_rel, True, CHECK_EPS),
+    }
+    hooks.remove()
+    for preset, relevance in theirs.items():
+        want = attribute(model, x, target, get_composite(preset, **_check_kwargs(preset))).input
+        error = ((relevance - want).abs().max() / want.abs().max()).item()
+        assert error < 1e-8, f"{preset}: the baseline's map differs from ours by {error:.2e}"
+
+
+def _check_kwargs(preset: str) -> dict[str, float]:
+    return {} if preset == "abslrp" else {"epsilon": CHECK_EPS, "stabilizer": CHECK_EPS}
 
 
 def _grad_x_input(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -169,6 +318,19 @@ def _zennit_once(model: nn.Module, name: str, x: torch.Tensor, out_rel: torch.Te
         return attributor(x, out_rel)[1]
 
 
+def _vit_baselines(model, preset, x, target, out_rel, stack) -> dict[str, Callable[[], object]]:
+    """The other implementation of ``preset`` on the ViT: LXT's explicit rules (attnlrp,
+    cp_lrp), or absLRP by hooks (abslrp, on a copy of the model, whose hooks stay for the run)."""
+    if preset in ("attnlrp", "cp_lrp"):
+        held = preset == "cp_lrp"
+        return {f"lxt {preset}": lambda: _lxt(model, x, out_rel, held)}
+    if preset == "abslrp":
+        hooks = AbsLRPHooks(copy.deepcopy(model))
+        stack.callback(hooks.remove)
+        return {"hooks abslrp": lambda: hooks(x, target)}
+    return {}
+
+
 def _groups(model, x, target, out_rel, presets, captum, stack, per_call):
     """``{preset: {row name: fn}}``: each group runs back to back, f+b first.
 
@@ -197,6 +359,8 @@ def _groups(model, x, target, out_rel, presets, captum, stack, per_call):
             else:
                 attributor = stack.enter_context(Gradient(zmodel, ZENNIT[preset]()))
                 group[f"zennit {preset}"] = lambda a=attributor: a(x, out_rel)[1]
+        if isinstance(model, ViT):
+            group.update(_vit_baselines(model, preset, x, target, out_rel, stack))
         groups[preset] = group
     if captum:
         cmodel = copy.deepcopy(model)
@@ -212,7 +376,7 @@ def _groups(model, x, target, out_rel, presets, captum, stack, per_call):
     return groups
 
 
-def _setup(model, shape, args, stack):
+def _setup(name, model, shape, args, stack):
     model = model.to(args.device).eval()
     x = torch.randn(args.batch, *shape, device=args.device)
     with torch.no_grad():
@@ -220,7 +384,7 @@ def _setup(model, shape, args, stack):
     target = logits.argmax(1)
     out_rel = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0) * logits
     return _groups(
-        model, x, target, out_rel, args.presets.split(","), args.captum, stack, args.per_call
+        model, x, target, out_rel, _presets(args, name), args.captum, stack, args.per_call
     )
 
 
@@ -260,52 +424,61 @@ def _memory(groups, args) -> dict[str, list[tuple[float, float]]]:
     return samples
 
 
-def _table(times, memory) -> list[str]:
+def _leads(times, name: str) -> dict[str, float]:
+    """How many times faster the row ``ours <preset>`` ran than each other implementation of
+    that preset (``zennit``, ``lxt``, ``hooks``): the median of the ratios of adjacent blocks."""
+    if not name.startswith("ours "):
+        return {}
+    ours = times[name]
+    return {
+        ref: statistics.median(t[0] / o[0] for t, o in zip(other, ours, strict=True))
+        for ref in BASELINES
+        if (other := times.get(f"{ref} {name[5:]}"))
+    }
+
+
+def _targets(model: str, preset: str) -> tuple[float, float | None]:
+    """The time target of ``preset`` on ``model``, and its memory target (None: none)."""
+    if model in TRANSFORMERS:
+        return TRANSFORMER_TIME_TARGET.get(preset, TIME_TARGET_MODIFIED), None
+    return TIME_TARGET.get(preset, TIME_TARGET_MODIFIED), MEMORY_TARGET
+
+
+def _table(model, times, memory) -> list[str]:
     med = {
         name: [statistics.median(col) for col in zip(*s, strict=True)] for name, s in times.items()
     }
-    lines = [f"{'method':<34}{'ms':>9}{'x f+b':>8}{'MiB':>8}{'x f+b':>8}{'vs zennit':>11}  targets"]
+    head = f"{'method':<34}{'ms':>9}{'x f+b':>8}{'MiB':>8}{'x f+b':>8}{'faster than':>16}"
+    lines = [f"{head}  targets"]
     for name, (seconds, t_ratio) in med.items():
         mem, m_ratio = (statistics.median(col) for col in zip(*memory[name], strict=True))
-        vs, verdict = "", ""
+        leads = _leads(times, name)
+        vs = ", ".join(f"{v:.2f}x {ref}" for ref, v in leads.items())
+        verdict = ""
         if name.startswith("ours "):
-            preset = name[5:]
-            zen = times.get(f"zennit {preset}")
-            ours = times[name]
-            if zen:
-                speedup = statistics.median(z[0] / o[0] for z, o in zip(zen, ours, strict=True))
-                vs = f"{speedup:.2f}x"
-            goal = TIME_TARGET.get(preset, TIME_TARGET_MODIFIED)
-            checks = [t_ratio <= goal, math.isnan(m_ratio) or m_ratio <= MEMORY_TARGET] + (
-                [speedup >= ZENNIT_TARGET] if zen else []
-            )
-            verdict = (
-                "pass"
-                if all(checks)
-                else "MISS "
-                + ",".join(
-                    label
-                    for label, ok in zip(("time", "memory", "zennit"), checks, strict=False)
-                    if not ok
-                )
-            )
+            goal, memory_goal = _targets(model, name[5:])
+            checks = {"time": t_ratio <= goal}
+            if memory_goal is not None:
+                checks["memory"] = math.isnan(m_ratio) or m_ratio <= memory_goal
+            if "zennit" in leads:
+                checks["zennit"] = leads["zennit"] >= ZENNIT_TARGET
+            missed = [label for label, ok in checks.items() if not ok]
+            verdict = "MISS " + ",".join(missed) if missed else "pass"
         row = f"{name:<34}{seconds * 1e3:>9.1f}{t_ratio:>8.2f}{mem:>8.1f}{m_ratio:>8.2f}"
-        lines.append(f"{row}{vs:>11}  {verdict}")
+        lines.append(f"{row}{vs:>16}  {verdict}")
     return lines
 
 
 def _summary_rows(times, memory) -> dict[str, dict[str, float]]:
-    """The medians of every row, as ``_table`` prints them, for the summary file."""
+    """The medians of every row, as ``_table`` prints them, for the summary file; ``vs_<other>``
+    is how many times faster ours ran than that implementation (``vs_zennit``, ``vs_lxt``,
+    ``vs_hooks``)."""
     rows = {}
     for name, samples in times.items():
         seconds, t_ratio = (statistics.median(col) for col in zip(*samples, strict=True))
         mem, m_ratio = (statistics.median(col) for col in zip(*memory[name], strict=True))
         row = {"ms": seconds * 1e3, "time_ratio": t_ratio, "mib": mem, "memory_ratio": m_ratio}
-        zen = times.get(f"zennit {name[5:]}") if name.startswith("ours ") else None
-        if zen:
-            row["vs_zennit"] = statistics.median(
-                z[0] / o[0] for z, o in zip(zen, samples, strict=True)
-            )
+        row.update({f"vs_{ref}": v for ref, v in _leads(times, name).items()})
         rows[name] = {k: v for k, v in row.items() if not math.isnan(v)}
     return rows
 
@@ -317,8 +490,8 @@ def _run_name(args) -> str:
         name += "-per-call"
     if args.models != DEFAULT_MODELS:
         name += "-" + args.models.replace(",", "-")
-    if args.presets != DEFAULT_PRESETS:
-        name += "-" + ("all" if args.presets_all else args.presets.replace(",", "-"))
+    if args.presets not in (None, DEFAULT_PRESETS):
+        name += "-" + args.presets.replace(",", "-")
     return name
 
 
@@ -326,7 +499,11 @@ def main() -> None:
     """Run the benchmark and print a table per model."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=DEFAULT_MODELS)
-    parser.add_argument("--presets", default=DEFAULT_PRESETS, help="comma-separated, or 'all'")
+    parser.add_argument(
+        "--presets",
+        default=None,
+        help="comma-separated, or 'all' (default: each model's kind's presets)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -341,9 +518,6 @@ def main() -> None:
     add_summary_option(parser, "lrp_speed")
     parser.add_argument("--run", default=None, help="the run's name in the summary file")
     args = parser.parse_args()
-    args.presets_all = args.presets == "all"
-    if args.presets == "all":
-        args.presets = ",".join([*ZENNIT, "abslrp"])
     torch.set_num_threads(args.threads)
     if args.phase == "all":
         print(
@@ -351,19 +525,24 @@ def main() -> None:
             f"batch {args.batch}, median of {args.repeats} rounds after a warm-up; ratios to "
             f"forward+backward (gradient x input) from adjacent calls; targets: time <= "
             f"{TIME_TARGET} else {TIME_TARGET_MODIFIED}, memory <= {MEMORY_TARGET}, zennit >= "
-            f"{ZENNIT_TARGET}x",
+            f"{ZENNIT_TARGET}x; transformers: time <= {TRANSFORMER_TIME_TARGET}",
             flush=True,
         )
-    models = {k: v for k, v in _models().items() if k in args.models.split(",")}
+    names = args.models.split(",")
+    if args.phase == "all" and any(name in TRANSFORMERS for name in names):
+        _check_vit_baselines()  # equal work: the baselines give our maps
+    models = {k: v for k, v in _models().items() if k in names}
     with contextlib.ExitStack() as stack:
-        runs = {name: _setup(model, shape, args, stack) for name, (model, shape) in models.items()}
+        runs = {
+            name: _setup(name, *model_shape, args, stack) for name, model_shape in models.items()
+        }
         if args.phase == "memory":
             print(json.dumps({name: _memory(groups, args) for name, groups in runs.items()}))
             return
         times = {name: _time(groups, args) for name, groups in runs.items()}
     memory = _memory_in_child(args)
     for name, (_, shape) in models.items():
-        lines = _table(times[name], memory[name])
+        lines = _table(name, times[name], memory[name])
         print(f"\n== {name} {tuple(shape)} ==", *lines, sep="\n", flush=True)
     if args.summary is not None:
         figures = {
@@ -373,6 +552,7 @@ def main() -> None:
             "repeats": args.repeats,
             "per_call": args.per_call,
             "zennit": version("zennit"),
+            **({"lxt": version("lxt")} if any(n in TRANSFORMERS for n in models) else {}),
             "models": {
                 name: {"shape": list(shape), "rows": _summary_rows(times[name], memory[name])}
                 for name, (_, shape) in models.items()

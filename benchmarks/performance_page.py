@@ -319,6 +319,55 @@ def lrp_speed(summaries: Summaries) -> str | None:
     return "\n\n".join(parts)
 
 
+#: the transformer presets, their targets (time over forward+backward), and their baselines
+TRANSFORMER_TARGETS = {"attnlrp": 1.3, "cp_lrp": 1.15, "abslrp": 2.5}
+BASELINE_NAMES = {"lxt": "LXT {lxt} (explicit rules)", "hooks": "absLRP by hooks"}
+
+
+def transformers(summaries: Summaries) -> str | None:
+    run = _runs(summaries, "lrp_speed").get("cpu-b128-vit")
+    if run is None:
+        return None
+    fig = run["figures"]
+    rows = []
+    for preset, goal in TRANSFORMER_TARGETS.items():
+        ours = _row(run, "vit", f"ours {preset}")
+        if not ours:
+            continue
+        other = next(((k, v) for k, v in ours.items() if k in ("vs_lxt", "vs_hooks")), None)
+        against = (
+            f"{span(other[1], 2, 'x')} ({BASELINE_NAMES[other[0][3:]].format(**fig)})"
+            if other
+            else "-"
+        )
+        memory_ratio = ours.get("memory_ratio")
+        rows.append(
+            [
+                preset,
+                span(ours["time_ratio"], 2, "x"),
+                f"{goal:g}x",
+                "-" if memory_ratio is None else span(memory_ratio, 2, "x"),
+                against,
+            ]
+        )
+    header = ["preset", "time x f+b", "target", "memory x f+b", "faster than"]
+    return "\n\n".join(
+        [
+            "### LRP on a Vision Transformer",
+            f"{command_text(run)}, batch {fig['batch']}: `prune.models.ViT` at the sizes of "
+            "`conf/model/vit.yaml` on 1x28x28 inputs. Time and peak memory of one LRP pass "
+            "relative to forward+backward (gradient x input) in the same run, and how many times "
+            "faster than another implementation of the same relevance: AttnLRP and CP-LRP "
+            "written with LXT's explicit functional rules, absLRP as the authors' code does it "
+            "(a twin forward per layer through hooks, an autograd call per layer; "
+            "`benchmarks/abslrp_hooks.py`). A tiny float64 ViT checks before timing that each "
+            "gives our map.",
+            table(header, "lrrrl", rows),
+            sources([("lrp_speed", "cpu-b128-vit", run, None)]),
+        ]
+    )
+
+
 # ---------------------------------------------------------------------------- memory
 
 MEMORY_HOW = """\
@@ -834,7 +883,7 @@ def threads(summaries: Summaries) -> str | None:
     return "\n\n".join(parts)
 
 
-SECTIONS = [cpu_overview, lrp_speed, memory, where_time_goes, gpu, threads]
+SECTIONS = [cpu_overview, lrp_speed, transformers, memory, where_time_goes, gpu, threads]
 
 
 def render(summaries: Summaries) -> str:

@@ -53,6 +53,7 @@ from prune.lrp.types import (
     CONV_TYPES,
     LINEAR_TYPES,
     TRANSPARENT_TYPES,
+    torch_equivalent,
 )
 from prune.registry import Registry
 
@@ -112,8 +113,14 @@ class Composite:
         raise NotImplementedError
 
     def is_transparent(self, module: nn.Module) -> bool:
-        """Whether ``module`` runs natively because its gradient already is the right rule."""
-        return isinstance(module, self.transparent) or getattr(module, "lrp_transparent", False)
+        """Whether ``module`` runs natively because its gradient already is the right rule: one of
+        the ``transparent`` types, a module whose torch equivalent is one (torchvision's
+        ``StochasticDepth``, timm's ``DropPath``: dropout, see
+        :func:`~prune.lrp.types.torch_equivalent`), or one with ``lrp_transparent = True``."""
+        if isinstance(module, self.transparent) or getattr(module, "lrp_transparent", False):
+            return True
+        twin = torch_equivalent(module)
+        return twin is not None and issubclass(twin, self.transparent)
 
     def seeds(self, logits: Tensor, relevance: Tensor) -> list[tuple[float, Tensor]]:
         """``num_maps`` output relevances to propagate, each with its weight in the result."""
@@ -172,8 +179,13 @@ class LayerMap(Composite):
         self.layer_map = list(layer_map)
 
     def rule_for(self, state: dict[str, Any], name: str, module: nn.Module) -> Rule | None:
-        """First rule whose types match ``module``."""
-        return next((rule for types, rule in self.layer_map if isinstance(module, types)), None)
+        """First rule whose types match ``module`` or its torch equivalent (timm's activations
+        match the torch ones, see :func:`~prune.lrp.types.torch_equivalent`)."""
+        twin = torch_equivalent(module)
+        for types, rule in self.layer_map:
+            if isinstance(module, types) or (twin is not None and issubclass(twin, types)):
+                return rule
+        return None
 
 
 class SpecialFirstLayer(LayerMap):

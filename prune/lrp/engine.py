@@ -32,7 +32,13 @@ from prune.lrp.functional import OpMode, _tensors
 from prune.lrp.reference import reference_apply
 from prune.lrp.rules.base import Layer, Op, Rule
 from prune.lrp.state import RunState, _live
-from prune.lrp.types import DATA_MOVEMENT_TYPES, LINEAR_TYPES, TRANSPARENT_TYPES
+from prune.lrp.types import (
+    DATA_MOVEMENT_TYPES,
+    IDENTITY_TYPES,
+    LINEAR_TYPES,
+    TRANSPARENT_TYPES,
+    torch_equivalent,
+)
 
 #: The two ways to run a composite's rules: kernels where a rule has one, or reference forms only.
 BACKENDS = ("fast", "reference")
@@ -328,9 +334,14 @@ class Engine:
         pool = type(module) is nn.MaxPool2d and "forward" not in module.__dict__
         builtin = isinstance(module, TRANSPARENT_TYPES)
         moves = isinstance(module, DATA_MOVEMENT_TYPES)
+        identity = isinstance(module, IDENTITY_TYPES) or torch_equivalent(module) is nn.Dropout
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             run = self.run
+            if identity and plain and len(args) == 1 and not kwargs and not module.training:
+                # an identity in eval mode (dropout, StochasticDepth): its input as it is, any
+                # rescale it owes left for its consumer (an in-place one then works too)
+                return args[0]
             if moves and not self._mode_on and len(args) == 1 and not kwargs:
                 # a traced program: the layer on one tensor that owes nothing, called directly
                 (x,) = args

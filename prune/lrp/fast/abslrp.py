@@ -141,13 +141,17 @@ class _AbsSumFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        c = grad * ctx.sign_z
+        if not hasattr(ctx, "slopes"):  # built in the first pass, kept for the next
+            ctx.slopes = [
+                None if not isinstance(t, Tensor) else ctx.sign_z * (1 + t.sign())
+                for t in (ctx.a, ctx.b)
+            ]
         grads = []
-        for t in (ctx.a, ctx.b):
-            if not isinstance(t, Tensor):
+        for t, slope in zip((ctx.a, ctx.b), ctx.slopes, strict=True):
+            if slope is None:
                 grads.append(None)
                 continue
-            g = (c * (1 + t.sign())).sum_to_size(t.shape)
+            g = (grad * slope).sum_to_size(t.shape)
             grads.append(_unit_l1(t * g, g, root=False))
         return grads[0], grads[1], None
 

@@ -27,19 +27,22 @@ class _AbsLayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, shape, weight, bias, eps):
         y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
-        ctx.x, ctx.rstd, ctx.weight, ctx.eps, ctx.sign_y = x, rstd, weight, eps, _sign(y)
-        ctx.dims = tuple(range(-len(shape), 0))
+        ctx.x, ctx.y, ctx.rstd, ctx.weight, ctx.eps = x, y, rstd, weight, eps
+        ctx.shape, ctx.slope = shape, None
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.x, ctx.weight
-        rstd_abs = (x.abs().var(ctx.dims, unbiased=False, keepdim=True) + ctx.eps).rsqrt()
-        if w is None:
-            slope = ctx.rstd + x.sign() * rstd_abs
-        else:
-            slope = w * ctx.rstd + x.sign() * w.abs() * rstd_abs
-        return _unit(x, grad * ctx.sign_y * slope), None, None, None, None
+        if ctx.slope is None:  # built in the first pass, kept for the next (contrastive map)
+            x, w = ctx.x, ctx.weight
+            rstd_abs = torch.native_layer_norm(x.abs(), ctx.shape, None, None, ctx.eps)[2]
+            if w is None:
+                slope = ctx.rstd + x.sign() * rstd_abs
+            else:
+                slope = w * ctx.rstd + x.sign() * w.abs() * rstd_abs
+            ctx.slope = slope.mul_(ctx.y.sign())
+            del ctx.y
+        return _unit(ctx.x, grad * ctx.slope), None, None, None, None
 
 
 @kernel(AbsLayerNorm)
@@ -63,18 +66,20 @@ class _AbsSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dim):
         y = x.softmax(dim)
-        ctx.x, ctx.y, ctx.dim = x, y, dim
+        ctx.x, ctx.y, ctx.dim, ctx.slope = x, y, dim, None
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, y = ctx.x, ctx.y
-        masked = torch.isneginf(x)
-        twin = x.abs().masked_fill(masked, float("-inf")).softmax(ctx.dim)
-        slope = (y + x.sign() * twin).masked_fill(masked, 0.0)
-        grad_in = grad * y.sign() * slope
-        relevance = (x.masked_fill(masked, 0.0)) * grad_in
-        return _unit_l1(relevance, grad_in, root=False), None
+        if ctx.slope is None:  # built in the first pass, kept for the next
+            x, y = ctx.x, ctx.y
+            masked = torch.isneginf(x)
+            twin = x.abs().masked_fill(masked, float("-inf")).softmax(ctx.dim)
+            ctx.slope = (y + x.sign() * twin).mul_(y.sign()).masked_fill_(masked, 0.0)
+            ctx.x = x.masked_fill(masked, 0.0)
+            del ctx.y
+        grad_in = grad * ctx.slope
+        return _unit(ctx.x, grad_in), None
 
 
 def _abs_softmax(x: Tensor, dim: int) -> Tensor:
@@ -101,22 +106,25 @@ class _AbsActivation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fn, approximate):
         y = fn(x)
-        ctx.x, ctx.fn, ctx.approximate, ctx.sign_y = x, fn, approximate, _sign(y)
+        ctx.x, ctx.fn, ctx.approximate, ctx.sign_y, ctx.slope = x, fn, approximate, _sign(y), None
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, c = ctx.x, grad * ctx.sign_y
-        if ctx.approximate is not None:  # GELU: its slope without autograd
-            gelu = torch.ops.aten.gelu_backward
-            twin = gelu(c, x.abs(), approximate=ctx.approximate)
-            grad_in = gelu(c, x, approximate=ctx.approximate) + x.sign() * twin
-        else:
-            with torch.enable_grad():
-                leaf = x.detach().requires_grad_()
-                both = ctx.fn(leaf) + ctx.fn(leaf.abs())
-            (grad_in,) = torch.autograd.grad(both, leaf, c)
-        return _unit(x, grad_in), None, None
+        if ctx.slope is None:  # built in the first pass, kept for the next
+            x, ones = ctx.x, torch.ones_like(ctx.x)
+            if ctx.approximate is not None:  # GELU: its slope without autograd
+                gelu = torch.ops.aten.gelu_backward
+                twin = gelu(ones, x.abs(), approximate=ctx.approximate)
+                slope = gelu(ones, x, approximate=ctx.approximate) + x.sign() * twin
+            else:
+                with torch.enable_grad():
+                    leaf = x.detach().requires_grad_()
+                    both = ctx.fn(leaf) + ctx.fn(leaf.abs())
+                (slope,) = torch.autograd.grad(both, leaf, ones)
+            ctx.slope = slope.mul_(ctx.sign_y)
+            del ctx.sign_y
+        return _unit(ctx.x, grad * ctx.slope), None, None
 
 
 @kernel(AbsActivation)
@@ -141,15 +149,18 @@ class _AbsMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b):
         z = a @ b
-        ctx.a, ctx.b, ctx.sign_z = a, b, _sign(z)
+        ctx.a, ctx.b, ctx.sign_z, ctx.kept = a, b, z.sign(), None
         return z
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.kept is None:  # built in the first pass, kept for the next
+            a, b = ctx.a, ctx.b
+            ctx.kept = (a.sign(), b.sign(), a.abs().transpose(-2, -1), b.abs().transpose(-2, -1))
+        sign_a, sign_b, abs_at, abs_bt = ctx.kept
         a, b, c = ctx.a, ctx.b, grad * ctx.sign_z
-        at, bt = a.transpose(-2, -1), b.transpose(-2, -1)
-        grad_a = (c @ bt + a.sign() * (c @ bt.abs())).sum_to_size(a.shape)
-        grad_b = (at @ c + b.sign() * (at.abs() @ c)).sum_to_size(b.shape)
+        grad_a = (c @ b.transpose(-2, -1)).addcmul_(sign_a, c @ abs_bt).sum_to_size(a.shape)
+        grad_b = (a.transpose(-2, -1) @ c).addcmul_(sign_b, abs_at @ c).sum_to_size(b.shape)
         return _unit(a, grad_a), _unit(b, grad_b)
 
 

@@ -26,12 +26,23 @@ from prune.lrp.rules.base import ratio
 from prune.lrp.state import RunState
 
 
+def self_ratio(z: Tensor, epsilon: float, factors: int = 1) -> Tensor:
+    """``z / stab(factors * z)``, the value of ``ratio(z, factors * z, epsilon)`` in three or four
+    elementwise ops instead of seven (only the sign of a zero result may differ)."""
+    z = z.detach()
+    if epsilon == 0:
+        return ratio(z, factors * z, 0.0)
+    den = torch.copysign(z.new_full((), epsilon), z)
+    den = den.add_(z) if factors == 1 else den.add_(z, alpha=factors)
+    return torch.div(z, den, out=den)
+
+
 class _EpsScale(torch.autograd.Function):
     """Identity forward; backward multiplies the gradient by ``z / stab(z)``."""
 
     @staticmethod
     def forward(ctx, z, epsilon):
-        ctx.scale = ratio(z, z, epsilon)
+        ctx.scale = self_ratio(z, epsilon)
         return z.view_as(z)
 
     @staticmethod
@@ -45,7 +56,7 @@ class _EpsScaleInplace(_EpsScale):
 
     @staticmethod
     def forward(ctx, z, epsilon):
-        ctx.scale = ratio(z, z, epsilon)
+        ctx.scale = self_ratio(z, epsilon)
         ctx.mark_dirty(z)
         return z
 

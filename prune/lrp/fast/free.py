@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prune.lrp.fast.base import Kernel
-from prune.lrp.fast.flow import fused_relu
+from prune.lrp.fast.flow import fused_relu, self_ratio
 from prune.lrp.fast.pooling import avg_pool
 from prune.lrp.fast.registry import kernel
-from prune.lrp.rules.base import divide_by_input, ratio
+from prune.lrp.rules.base import divide_by_input
 from prune.lrp.rules.free import Norm, Pass
 from prune.lrp.state import RunState
 from prune.lrp.types import HOMOGENEOUS_ACTIVATIONS
@@ -62,7 +62,7 @@ class _SumFunction(torch.autograd.Function):
         z = a.add_(b) if inplace else a + b
         if inplace:
             ctx.mark_dirty(a)
-        ctx.scale = ratio(z, z, epsilon)
+        ctx.scale = self_ratio(z, epsilon)
         ctx.shapes = (a.shape, b.shape if isinstance(b, Tensor) else None)
         return z
 

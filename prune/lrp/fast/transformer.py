@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prune.lrp.fast.base import Kernel
+from prune.lrp.fast.flow import self_ratio
 from prune.lrp.fast.registry import kernel
-from prune.lrp.rules.base import ratio
 from prune.lrp.rules.transformer import HeldConstant, LayerNormIdentity, SoftmaxTaylor, Uniform
 from prune.lrp.state import RunState
 
@@ -45,7 +45,7 @@ class _Rescale(torch.autograd.Function):
 
 def rescaled(z: Tensor, factors: int, stabilizer: float) -> Tensor:
     """``z`` whose gradient is scaled by ``z / stab(factors * z)`` on the way back."""
-    return _Rescale.apply(z, ratio(z, factors * z, stabilizer))
+    return _Rescale.apply(z, self_ratio(z, stabilizer, factors))
 
 
 def _inputs(args: tuple) -> list[int]:
@@ -61,7 +61,7 @@ class _LayerNormIdentity(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, shape, weight, bias, eps, epsilon):
         y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
-        ctx.rstd, ctx.weight, ctx.scale = rstd, weight, ratio(y, y, epsilon)
+        ctx.rstd, ctx.weight, ctx.scale = rstd, weight, self_ratio(y, epsilon)
         ctx.dims = tuple(range(-len(shape), 0))
         return y
 
