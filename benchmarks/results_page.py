@@ -20,9 +20,11 @@ from page_text import (
     pct,
     plus_minus,
     sources,
+    span,
     spell,
     stat,
     table,
+    values,
     words,
 )
 
@@ -83,19 +85,38 @@ def dense_models(summaries: Summaries) -> str | None:
         [
             run.get("label", name),
             str(run["figures"]["epochs"]),
-            pct(run["figures"]["test/acc"]),
+            _accuracy(run["figures"]["test/acc"]),
             count(run["figures"]["cost/flops"]),
             count(run["figures"]["cost/params"]),
+            _wall(run["figures"].get("wall_s")),
         ]
         for name, run in runs.items()
     ]
+    header = ["model", "epochs", "test acc %", "FLOPs", "params", "wall time (s) per run"]
     return "\n\n".join(
         [
             "## Dense models",
-            table(["model", "epochs", "test acc %", "FLOPs", "params"], "lrrrr", rows),
+            "One seed, or the mean ± standard deviation over the seeds listed (the per-seed "
+            "accuracies in brackets); wall time of one training run on the machine named below.",
+            table(header, "lrrrrr", rows),
             sources([("dense_models", name, run, run.get("label")) for name, run in runs.items()]),
         ]
     )
+
+
+def _accuracy(v: float | list[float]) -> str:
+    """One accuracy, or mean ± std of several (sample std) with each in brackets, in %."""
+    accs = values(v)
+    if len(accs) == 1:
+        return pct(accs[0])
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+    return f"{pct(mean)} ± {pct(std)} ({', '.join(pct(a) for a in accs)})"
+
+
+def _wall(v: float | list[float] | None) -> str:
+    """Wall seconds of a run, or the range over several; "-" where not recorded."""
+    return "-" if v is None else span(v, 0)
 
 
 # ---------------------------------------------------------------------------- input pruning
