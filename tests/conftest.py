@@ -19,6 +19,23 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "measure.latency_repeats=2",
 ]
+#: a ViT run of a few seconds: small synthetic data, a 2-block ViT of width 16, a few batches
+TINY_VIT = [
+    *FAST,
+    "~logger",
+    "threads=1",
+    "data.num_train=320",
+    "data.num_test=64",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "data.relevance_per_class=4",
+    "model.net.dim=16",
+    "model.net.depth=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "measure.latency_batches=[1]",
+    "measure.latency_repeats=1",
+]
 
 
 def compose_cfg(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:

@@ -6,25 +6,8 @@ import pytest
 
 from prune.run.evaluate import evaluate
 from prune.run.rounds import train
-from tests.conftest import FAST, compose_cfg, with_output
+from tests.conftest import FAST, TINY_VIT, compose_cfg, with_output
 
-#: a run of a few seconds: small synthetic data, a 2-block ViT of width 16, a few batches
-TINY_VIT = [
-    *FAST,
-    "~logger",
-    "threads=1",
-    "data.num_train=320",
-    "data.num_test=64",
-    "data.batch_size=32",
-    "data.eval_batch_size=64",
-    "data.relevance_per_class=4",
-    "model.net.dim=16",
-    "model.net.depth=2",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=1",
-    "measure.latency_batches=[1]",
-    "measure.latency_repeats=1",
-]
 HEADS = 2 * 4  # blocks x heads
 
 

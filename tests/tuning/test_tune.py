@@ -16,29 +16,16 @@ from prune.run.build import build_datamodule
 from prune.run.entry import run
 from prune.run.rounds import train
 from prune.tuning import GroupRules
-from tests.conftest import FAST, compose_cfg, with_output
+from tests.conftest import TINY_VIT, compose_cfg, with_output
 
 #: a few-shot run of a few seconds: small synthetic data, a 2-block ViT of width 16, 3 steps
-TINY_VIT = [
+TINY_FEWSHOT = [
     "+experiment=mnist_vit_fewshot",
-    *FAST,
-    "~logger",
-    "threads=1",
-    "data.num_train=320",
-    "data.num_test=64",
-    "data.batch_size=32",
-    "data.eval_batch_size=64",
-    "data.relevance_per_class=4",
-    "model.net.dim=16",
-    "model.net.depth=2",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=1",
+    *TINY_VIT,
     "pruner.rounds=3",
     "pruner.ratio=0.75",
-    "measure.latency_batches=[1]",
-    "measure.latency_repeats=1",
 ]
-TINY = [*TINY_VIT, "tune.n_trials=2"]
+TINY = [*TINY_FEWSHOT, "tune.n_trials=2"]
 
 
 def test_a_two_trial_search_is_measured_on_the_validation_split(tmp_path, monkeypatch) -> None:
@@ -84,7 +71,7 @@ def test_a_two_trial_search_is_measured_on_the_validation_split(tmp_path, monkey
 
 def test_the_default_composite_reproduces_the_training_runs_curve(tmp_path) -> None:
     pytest.importorskip("optuna")
-    train_cfg = with_output(compose_cfg("train", TINY_VIT), tmp_path / "train")
+    train_cfg = with_output(compose_cfg("train", TINY_FEWSHOT), tmp_path / "train")
     trained = train(train_cfg)
     dense = trained["rounds"][0]["checkpoint"]  # the weights its rounds pruned
     overrides = [*TINY, "tune.n_trials=1", f"tune.checkpoint={dense}"]

@@ -154,13 +154,18 @@ class _AbsMatmul(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        a, b = ctx.a, ctx.b
         if ctx.kept is None:  # built in the first pass, kept for the next
-            a, b = ctx.a, ctx.b
-            ctx.kept = (a.sign(), b.sign(), a.abs().transpose(-2, -1), b.abs().transpose(-2, -1))
-        sign_a, sign_b, abs_at, abs_bt = ctx.kept
-        a, b, c = ctx.a, ctx.b, grad * ctx.sign_z
-        grad_a = (c @ b.transpose(-2, -1)).addcmul_(sign_a, c @ abs_bt).sum_to_size(a.shape)
-        grad_b = (a.transpose(-2, -1) @ c).addcmul_(sign_b, abs_at @ c).sum_to_size(b.shape)
+            # each factor's two transposed products as one: [b^T | |b|^T] and [a^T ; |a|^T]
+            bt = torch.cat([b, b.abs()], -2).transpose(-2, -1)
+            at = torch.cat([a, a.abs()], -1).transpose(-2, -1)
+            ctx.kept = (a.sign(), b.sign(), bt, at)
+        sign_a, sign_b, bt, at = ctx.kept
+        c = grad * ctx.sign_z
+        plain_a, twin_a = (c @ bt).chunk(2, -1)
+        plain_b, twin_b = (at @ c).chunk(2, -2)
+        grad_a = plain_a.addcmul(sign_a, twin_a).sum_to_size(a.shape)
+        grad_b = plain_b.addcmul(sign_b, twin_b).sum_to_size(b.shape)
         return _unit(a, grad_a), _unit(b, grad_b)
 
 
