@@ -988,7 +988,67 @@ def _mlp_verdict(fig: Mapping[str, Any]) -> str:
     return text
 
 
-SECTIONS = [dense_models, input_pruning, lenet_channels, fewshot, explanations]
+# ---------------------------------------------------------------------------- ViT few-shot
+
+#: the ViT criteria in the order of the page, by the sweep's override of them
+VIT_ROWS = {
+    "pruner=lrp_conserved": "LRP, AttnLRP (`lrp_conserved`)",
+    "lrp=cp_lrp,pruner=lrp_conserved": "LRP, CP-LRP",
+    "lrp=abslrp,pruner=lrp_conserved": "LRP, absLRP",
+    "pruner=taylor": "Taylor",
+    "pruner=gradient": "gradient",
+    "pruner=attention": "attention confidence",
+    "pruner=magnitude": "magnitude",
+    "pruner=random": "random",
+}
+
+
+#: the runs of the ViT few-shot summary: what each prunes
+VIT_RUNS = {
+    "mnist_heads": "MNIST, attention heads",
+    "mnist_neurons": "MNIST, MLP hidden neurons",
+    "fashion_mnist_heads": "Fashion-MNIST, attention heads",
+    "fashion_mnist_neurons": "Fashion-MNIST, MLP hidden neurons",
+}
+
+
+def _vit_group(run: Run, overrides: str) -> Mapping[str, Any] | None:
+    """The group whose job overrides are ``overrides`` (the threads setting aside)."""
+    for name, group in run["figures"]["groups"].items():
+        keys = ",".join(k for k in name.split(",") if not k.startswith("threads="))
+        if keys == overrides:
+            return group
+    return None
+
+
+def vit_fewshot(summaries: Summaries) -> str | None:
+    runs = _runs(summaries, "fewshot_vit")
+    if not runs:
+        return None
+    parts = ["## Few-shot pruning without fine-tuning, Vision Transformer"]
+    for name, run in runs.items():
+        rows = []
+        for overrides, label in VIT_ROWS.items():
+            group = _vit_group(run, overrides)
+            if group is not None:
+                seeds = group.get("seeds") or []
+                rows.append([label, stat(_metric(group, "prune/auc_pruned")), str(len(seeds))])
+        if not rows:
+            continue
+        figures = run["figures"]
+        dense = stat(_metric(next(iter(figures["groups"].values())), "test/acc_dense"), 2, 100)
+        parts += [
+            f"**{VIT_RUNS.get(name, name)}**: area under accuracy against the share of "
+            "heads (or MLP neurons) removed, 0 to 95% in 5% steps, no fine-tuning, 10 reference "
+            "images per class, re-explained after each step; every criterion from the same "
+            f"dense `mnist_vit` checkpoint (test accuracy {dense}%).",
+            table(["criterion", "AUC", "seeds"], "lrr", rows),
+        ]
+    parts.append(sources([("fewshot_vit", n, r, VIT_RUNS.get(n)) for n, r in runs.items()]))
+    return "\n\n".join(parts)
+
+
+SECTIONS = [dense_models, input_pruning, lenet_channels, fewshot, vit_fewshot, explanations]
 
 
 def render(summaries: Summaries) -> str:
