@@ -6,6 +6,8 @@ average pool or a sum with the z-rule runs natively and leaves its rescale owed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +36,24 @@ class _PassFunction(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
+class _GeluPass(torch.autograd.Function):
+    """Pass through GELU, ``g_in = g * gelu(x) / x``: for ``gelu(x) = x * Phi(x)`` the scale is
+    ``Phi(x)`` itself (its tanh approximation for ``approximate="tanh"``), one op."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        if approximate == "tanh":
+            inner = (x + 0.044715 * x.pow(3)).mul_(math.sqrt(2 / math.pi))
+            ctx.scale = inner.tanh_().add_(1).mul_(0.5)
+        else:
+            ctx.scale = torch.special.ndtr(x)
+        return F.gelu(x, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
 @kernel(Pass)
 class PassKernel(Kernel):
     """Pass: the ordinary gradient of a ReLU (fused with an owed rescale) or leaky ReLU; for
@@ -49,6 +69,8 @@ class PassKernel(Kernel):
             return F.leaky_relu(x, module.negative_slope)
         if isinstance(module, HOMOGENEOUS_ACTIVATIONS) or not x.requires_grad:
             return type(module).forward(module, x)
+        if type(module) is nn.GELU:
+            return _GeluPass.apply(x, module.approximate)
         forward, inplace = type(module).forward, getattr(module, "inplace", False) is True
         # out of place: the rescale needs the input, which its producer may have saved too
         return _PassFunction.apply(x, lambda t: forward(module, t.clone() if inplace else t))
