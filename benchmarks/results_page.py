@@ -1032,16 +1032,19 @@ def vit_fewshot(summaries: Summaries) -> str | None:
             group = _vit_group(run, overrides)
             if group is not None:
                 seeds = group.get("seeds") or []
-                rows.append([label, stat(_metric(group, "prune/auc_pruned")), str(len(seeds))])
+                auc = _metric(group, "prune/auc_pruned")
+                text = stat(auc) if len(seeds) > 1 else num(auc["mean"], 3)
+                rows.append([label, text, str(len(seeds))])
         if not rows:
             continue
         figures = run["figures"]
-        dense = stat(_metric(next(iter(figures["groups"].values())), "test/acc_dense"), 2, 100)
+        widest = max(figures["groups"].values(), key=lambda g: len(g.get("seeds") or []))
+        dense = stat(_metric(widest, "test/acc_dense"), 2, 100)
         parts += [
             f"**{VIT_RUNS.get(name, name)}**: area under accuracy against the share of "
             "heads (or MLP neurons) removed, 0 to 95% in 5% steps, no fine-tuning, 10 reference "
             "images per class, re-explained after each step; every criterion from the same "
-            f"dense `mnist_vit` checkpoint (test accuracy {dense}%).",
+            f"dense `mnist_vit` checkpoint per seed (test accuracy {dense}%).",
             table(["criterion", "AUC", "seeds"], "lrr", rows),
         ]
     parts.append(sources([("fewshot_vit", n, r, VIT_RUNS.get(n)) for n, r in runs.items()]))
