@@ -65,3 +65,13 @@ def _no_shared_data(monkeypatch, tmp_path):
 @pytest.fixture
 def seed() -> int:
     return 0
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: its tensors are tiny, and a second thread only spins
+    while the shared CPU cores are busy (20x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from prune.lrp.errors import UnsupportedLayerError
-from prune.lrp.fast.base import Kernel
+from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.flow import fused_relu, is_owing, materialize_all
 from prune.lrp.reference import reference_apply
 from prune.lrp.rules.base import Op, Rule
@@ -212,11 +212,7 @@ class OpMode(TorchFunctionMode):
             target, func = args[0], Tensor.add
             args = (target.clone(), *args[1:])
         flat = _flat(args)  # the inputs: tensors that need a gradient, parameters excluded
-        holes = {
-            i
-            for i, t in enumerate(flat)
-            if isinstance(t, Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
-        }
+        holes = {i for i, t in enumerate(flat) if takes_relevance(t)}
         inputs = tuple(flat[i] for i in sorted(holes))
 
         def fn(*xs: Tensor) -> Tensor:

@@ -75,14 +75,7 @@ CUTS = {
 _BUILT: dict[tuple[str, int], nn.Module] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tensors are tiny, and a second thread only spins while the
-    shared CPU cores are busy (20x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 def _randomize_batchnorm(model: nn.Module, seed: int) -> None:

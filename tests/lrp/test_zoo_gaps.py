@@ -57,13 +57,7 @@ ZOO: dict[str, Callable[[], nn.Module]] = {
 _BUILT: dict[str, nn.Module] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the tensors are tiny (as in ``test_zoo``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 def zoo_model(name: str) -> nn.Module:

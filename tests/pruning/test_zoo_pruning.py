@@ -38,14 +38,7 @@ MODELS = [
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tensors are tiny, and a second thread only spins while the
-    shared CPU cores are busy (20x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 def _input(batch: int = 2, seed: int = 0) -> Tensor:

@@ -136,12 +136,12 @@ class _AbsSumFunction(torch.autograd.Function):
         z = a.add_(b) if inplace else a + b
         if inplace:
             ctx.mark_dirty(a)
-        ctx.sign_z = _sign(z)
+        ctx.sign_z, ctx.slopes = _sign(z), None
         return z
 
     @staticmethod
     def backward(ctx, grad):
-        if not hasattr(ctx, "slopes"):  # built in the first pass, kept for the next
+        if ctx.slopes is None:  # built in the first pass, kept for the next
             ctx.slopes = [
                 None if not isinstance(t, Tensor) else ctx.sign_z * (1 + t.sign())
                 for t in (ctx.a, ctx.b)

@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from prune.lrp.fast.abslrp import _sign, _unit_l1
-from prune.lrp.fast.base import Kernel
+from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.registry import kernel
-from prune.lrp.fast.transformer import layer_norm_options
+from prune.lrp.fast.transformer import layer_norm_options, softmax_options
 from prune.lrp.rules.abslrp import AbsActivation, AbsLayerNorm, AbsProduct, AbsSoftmax
 from prune.lrp.state import RunState
 
@@ -96,10 +96,10 @@ class AbsSoftmaxKernel(Kernel):
 
     def op(self, name, args, kwargs, inplace, run):
         """``softmax`` over one dimension with the absolute rule's backward."""
-        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        if name != "softmax" or dim is None or set(kwargs) - {"dim"} or len(args) > 2:
+        options = softmax_options(args, kwargs) if name == "softmax" else None
+        if options is None or options[2] is not None:  # a dtype: the reference form
             return None
-        return _abs_softmax(args[0], dim)
+        return _abs_softmax(*options[:2])
 
 
 class _AbsActivation(torch.autograd.Function):
@@ -186,10 +186,6 @@ class _AbsMul(torch.autograd.Function):
         return _unit(a, grad_a), _unit(b, grad_b)
 
 
-def _takes_relevance(t: object) -> bool:
-    return isinstance(t, Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
-
-
 @kernel(AbsProduct)
 class AbsProductKernel(Kernel):
     """absLRP on a product of two activations: one node; a product with one factor that needs
@@ -200,7 +196,7 @@ class AbsProductKernel(Kernel):
         if name not in ("mul", "matmul") or inplace or kwargs or len(args) != 2:
             return None
         a, b = args
-        both = _takes_relevance(a) and _takes_relevance(b)
+        both = takes_relevance(a) and takes_relevance(b)
         if name == "mul":
             return _AbsMul.apply(a, b) if both else torch.mul(a, b)
         if not both or a.dim() < 2 or b.dim() < 2:

@@ -33,6 +33,12 @@ def block_weight(blocks: list[list[Tensor]]) -> Tensor:
     return torch.cat([torch.cat(row, 1) for row in blocks])
 
 
+def takes_relevance(t: object) -> bool:
+    """Whether ``t`` is an input that a functional op shares relevance with: a tensor that needs
+    a gradient and is no parameter (``x + self.pos_embed`` shares it with ``x`` alone)."""
+    return isinstance(t, Tensor) and t.requires_grad and not isinstance(t, nn.Parameter)
+
+
 class LinearOp:
     """Forward and transposed products of a linear or convolutional layer with given weights.
 

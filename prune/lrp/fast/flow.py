@@ -38,16 +38,22 @@ def self_ratio(z: Tensor, epsilon: float, factors: int = 1) -> Tensor:
 
 
 class _EpsScale(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``z / stab(z)``."""
+    """Identity forward; backward multiplies the gradient by ``z / stab(factors * z)``."""
 
     @staticmethod
-    def forward(ctx, z, epsilon):
-        ctx.scale = self_ratio(z, epsilon)
+    def forward(ctx, z, epsilon, factors):
+        ctx.scale = self_ratio(z, epsilon, factors)
         return z.view_as(z)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.scale, None
+        return grad * ctx.scale, None, None
+
+
+def rescaled(z: Tensor, factors: int, epsilon: float) -> Tensor:
+    """``z`` whose gradient is scaled by ``z / stab(factors * z)`` on the way back (the epsilon
+    rule's rescale; the uniform rule's for a product of ``factors`` factors)."""
+    return _EpsScale.apply(z, epsilon, factors)
 
 
 class _EpsScaleInplace(_EpsScale):
@@ -55,8 +61,8 @@ class _EpsScaleInplace(_EpsScale):
     op on it)."""
 
     @staticmethod
-    def forward(ctx, z, epsilon):
-        ctx.scale = self_ratio(z, epsilon)
+    def forward(ctx, z, epsilon, factors):
+        ctx.scale = self_ratio(z, epsilon, factors)
         ctx.mark_dirty(z)
         return z
 
@@ -252,12 +258,12 @@ def _materialize(x: Tensor, run: RunState, inplace: bool) -> Tensor:
     epsilon = run.pending_epsilon(x)
     if epsilon is not None:
         if not inplace:
-            z = _EpsScale.apply(x, epsilon)
+            z = _EpsScale.apply(x, epsilon, 1)
             run.consumed(x, z, alias=x)  # a recorded x: its relevance through z is z * grad(z)
             return z
         run.pending.pop(id(x), None)
         value = x.detach().clone() if run.is_deferred(x) else None  # x is about to change
-        z = _EpsScaleInplace.apply(x, epsilon)
+        z = _EpsScaleInplace.apply(x, epsilon, 1)
         run.consumed(z, z, value)
         return z
     node = x.grad_fn

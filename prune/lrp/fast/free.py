@@ -7,6 +7,7 @@ average pool or a sum with the z-rule runs natively and leaves its rescale owed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,35 +24,35 @@ from prune.lrp.types import HOMOGENEOUS_ACTIVATIONS
 
 
 class _PassFunction(torch.autograd.Function):
-    """Relevance passes unchanged: ``g_in = g * f(x) / x`` (0 where ``x == 0``)."""
+    """Relevance passes unchanged: ``g_in = g * f(x) / x``, the scale ``scale_of(x, f(x))``."""
 
     @staticmethod
-    def forward(ctx, x, fn):
+    def forward(ctx, x, fn, scale_of):
         y = fn(x)
-        ctx.scale = divide_by_input(y, x)
+        ctx.scale = scale_of(x, y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.scale, None
+        return grad * ctx.scale, None, None
 
 
-class _GeluPass(torch.autograd.Function):
-    """Pass through GELU, ``g_in = g * gelu(x) / x``: for ``gelu(x) = x * Phi(x)`` the scale is
-    ``Phi(x)`` itself (its tanh approximation for ``approximate="tanh"``), one op."""
+def _over_input(x: Tensor, y: Tensor) -> Tensor:
+    """``f(x) / x`` (0 where ``x == 0``)."""
+    return divide_by_input(y, x)
 
-    @staticmethod
-    def forward(ctx, x, approximate):
-        if approximate == "tanh":
-            inner = (x + 0.044715 * x.pow(3)).mul_(math.sqrt(2 / math.pi))
-            ctx.scale = inner.tanh_().add_(1).mul_(0.5)
-        else:
-            ctx.scale = torch.special.ndtr(x)
-        return F.gelu(x, approximate=approximate)
 
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
+def _gelu_scale(approximate: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """``gelu(x) / x`` in one op: ``Phi(x)`` itself (its tanh approximation for
+    ``approximate="tanh"``), as ``gelu(x) = x * Phi(x)``."""
+
+    def scale(x: Tensor, y: Tensor) -> Tensor:
+        if approximate != "tanh":
+            return torch.special.ndtr(x)
+        inner = (x + 0.044715 * x.pow(3)).mul_(math.sqrt(2 / math.pi))
+        return inner.tanh_().add_(1).mul_(0.5)
+
+    return scale
 
 
 @kernel(Pass)
@@ -69,11 +70,11 @@ class PassKernel(Kernel):
             return F.leaky_relu(x, module.negative_slope)
         if isinstance(module, HOMOGENEOUS_ACTIVATIONS) or not x.requires_grad:
             return type(module).forward(module, x)
-        if type(module) is nn.GELU:
-            return _GeluPass.apply(x, module.approximate)
         forward, inplace = type(module).forward, getattr(module, "inplace", False) is True
         # out of place: the rescale needs the input, which its producer may have saved too
-        return _PassFunction.apply(x, lambda t: forward(module, t.clone() if inplace else t))
+        fn = lambda t: forward(module, t.clone() if inplace else t)  # noqa: E731
+        gelu = type(module) is nn.GELU
+        return _PassFunction.apply(x, fn, _gelu_scale(module.approximate) if gelu else _over_input)
 
 
 class _SumFunction(torch.autograd.Function):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from prune.lrp.fast.base import Kernel
-from prune.lrp.fast.flow import self_ratio
+from prune.lrp.fast.base import Kernel, takes_relevance
+from prune.lrp.fast.flow import rescaled, self_ratio
 from prune.lrp.fast.registry import kernel
 from prune.lrp.rules.transformer import HeldConstant, LayerNormIdentity, SoftmaxTaylor, Uniform
 from prune.lrp.state import RunState
@@ -30,31 +30,9 @@ from prune.lrp.state import RunState
 PRODUCTS = {"mul": torch.mul, "matmul": torch.matmul}
 
 
-class _Rescale(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``scale``."""
-
-    @staticmethod
-    def forward(ctx, z, scale):
-        ctx.scale = scale
-        return z.view_as(z)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
-def rescaled(z: Tensor, factors: int, stabilizer: float) -> Tensor:
-    """``z`` whose gradient is scaled by ``z / stab(factors * z)`` on the way back."""
-    return _Rescale.apply(z, self_ratio(z, stabilizer, factors))
-
-
 def _inputs(args: tuple) -> list[int]:
-    """Positions in ``args`` of the tensors that take relevance (need a gradient, no parameter)."""
-    return [
-        i
-        for i, a in enumerate(args)
-        if isinstance(a, Tensor) and a.requires_grad and not isinstance(a, nn.Parameter)
-    ]
+    """Positions in ``args`` of the tensors that take relevance."""
+    return [i for i, a in enumerate(args) if takes_relevance(a)]
 
 
 class _LayerNormIdentity(torch.autograd.Function):
@@ -81,6 +59,16 @@ def layer_norm_options(args: tuple, kwargs: dict) -> tuple | None:
         return None
     shape = tuple(options["normalized_shape"])
     return args[0], shape, options.get("weight"), options.get("bias"), options.get("eps", 1e-5)
+
+
+def softmax_options(args: tuple, kwargs: dict) -> tuple | None:
+    """``(x, dim, dtype)`` of a ``softmax`` call (``torch.softmax``, ``F.softmax``,
+    ``x.softmax``), or None without a ``dim``."""
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    dtype = kwargs.get("dtype", args[2] if len(args) > 2 else None)
+    if dim is None:
+        return None
+    return args[0], dim, dtype if isinstance(dtype, torch.dtype) else None
 
 
 @kernel(LayerNormIdentity)
@@ -112,11 +100,8 @@ class SoftmaxTaylorKernel(Kernel):
 
     def op(self, name, args, kwargs, inplace, run):
         """``softmax`` natively."""
-        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        dtype = kwargs.get("dtype", args[2] if len(args) > 2 else None)
-        if name != "softmax" or dim is None:
-            return None
-        return F.softmax(args[0], dim, dtype=dtype if isinstance(dtype, torch.dtype) else None)
+        options = softmax_options(args, kwargs) if name == "softmax" else None
+        return None if options is None else F.softmax(*options[:2], dtype=options[2])
 
 
 @kernel(Uniform)
