@@ -23,7 +23,21 @@ from prune.pruning.transformer import KINDS, output_names, unit_groups
 if TYPE_CHECKING:
     from prune.lrp import RelevanceStats
 
-TARGETS = ("units", "inputs", *KINDS)
+COMBINED: dict[str, tuple[str, ...]] = {"heads_and_neurons": tuple(KINDS)}
+"""Targets that cut several unit kinds in one plan: every kind by the same schedule."""
+
+TARGETS = ("units", "inputs", *KINDS, *COMBINED)
+
+
+def kinds_of(target: str) -> tuple[str, ...]:
+    """The transformer unit kinds ``target`` cuts: ``("heads",)``, ``("heads", "neurons")``,
+    or ``()`` for units and inputs."""
+    return COMBINED.get(target, (target,) if target in KINDS else ())
+
+
+def scored_targets(criterion_targets: frozenset[str]) -> list[str]:
+    """The pruner targets a criterion with ``criterion_targets`` can score."""
+    return [t for t in TARGETS if set(kinds_of(t) or (t,)) <= criterion_targets]
 
 
 class Pruner:
@@ -38,8 +52,9 @@ class Pruner:
         criterion: scores units and/or inputs (its ``targets``).
         target: "units" (neurons and conv channels of every prunable group), "inputs"
             (elements of a sample: pixels), "heads" (the attention heads of transformer
-            blocks) or "neurons" (the hidden neurons of transformer blocks' MLPs); see
-            :mod:`prune.pruning.transformer`.
+            blocks), "neurons" (the hidden neurons of transformer blocks' MLPs) or
+            "heads_and_neurons" (both, each attention module and MLP cut by the same fraction;
+            needs ``global_ranking=False``); see :mod:`prune.pruning.transformer`.
         ratio: final fraction removed, in [0, 1): of all prunable units (heads, neurons)
             together, or of the input elements.
         keep: final number kept (inputs: elements; otherwise all prunable units, heads or
@@ -71,9 +86,12 @@ class Pruner:
 
     @classmethod
     def check_config(cls, values: Mapping[str, Any], prefix: str) -> None:
-        """One of ``ratio`` and ``keep`` is set."""
+        """One of ``ratio`` and ``keep`` is set; a combined target ranks per module."""
         if values.get("ratio", 0.5) is None and values.get("keep") is None:
             raise ConfigError(f"{prefix}ratio and {prefix}keep are both null; set one of them")
+        target = values.get("target", "units")
+        if target in COMBINED and values.get("global_ranking", True):
+            raise ConfigError(_global_combined(target, prefix))
 
     def __init__(
         self,
@@ -91,11 +109,13 @@ class Pruner:
             raise TypeError(f"pruner.criterion must be a Criterion, got {type(criterion).__name__}")
         if target not in TARGETS:
             raise ValueError(f"pruner.target must be one of {list(TARGETS)}, got {target!r}")
-        if target not in criterion.targets:
+        if target not in scored_targets(criterion.targets):
             raise ValueError(
                 f"pruner.criterion {type(criterion).__name__} cannot score target={target!r}; "
-                f"it scores {sorted(criterion.targets)}"
+                f"it scores {scored_targets(criterion.targets)}"
             )
+        if target in COMBINED and global_ranking:
+            raise ValueError(_global_combined(target, "pruner."))
         if ratio is None and keep is None:
             raise ValueError("set pruner.ratio (fraction removed) or pruner.keep (number kept)")
         if ratio is not None and not 0.0 <= float(ratio) < 1.0:
@@ -151,16 +171,16 @@ class Pruner:
         Units: Torch-Pruning's coupled channel groups; heads and neurons: one group per
         attention module or MLP (:func:`prune.pruning.transformer.unit_groups`).
         """
-        if self.target in KINDS:
-            return unit_groups(model, self.target)
+        if kinds := kinds_of(self.target):
+            return [g for kind in kinds for g in unit_groups(model, kind)]
         return find_groups(model, example_input_for(model, example_input))
 
     def _no_groups(self, model: nn.Module) -> ValueError:
-        if self.target in KINDS:
-            kind = KINDS[self.target]
+        if kinds := kinds_of(self.target):
+            holders = " or ".join(KINDS[kind].holder for kind in kinds)
             return ValueError(
                 f"{type(model).__name__} has no {self.target} to prune (target={self.target}): "
-                f"no {kind.holder} in the layout of prune.models.vit "
+                f"no {holders} in the layout of prune.models.vit "
                 "(see prune.pruning.transformer)"
             )
         return ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
@@ -196,10 +216,13 @@ class Pruner:
         the producers of units, each attention module's ``heads_out``, each MLP's ``fc1``."""
         if self.target == "inputs" or "stats" not in self.needs:
             return []
-        groups = self.groups(model, example_input)
-        if self.target in KINDS:
-            return list(output_names(groups, self.target).values())
-        return [p for g in groups for p in g.producers]
+        if kinds := kinds_of(self.target):
+            return [
+                name
+                for kind in kinds
+                for name in output_names(unit_groups(model, kind), kind).values()
+            ]
+        return [p for g in self.groups(model, example_input) for p in g.producers]
 
     # -- one round -----------------------------------------------------------------------------
     def plan(
@@ -249,12 +272,16 @@ class Pruner:
         return PruningPlan(input_keep=keep_top(scores, target, generator), input_shape=shape)
 
     def _plan_units(self, model, example_input, needed, round_index, current, generator):
-        if self.target in KINDS:  # heads or MLP neurons: one producer per group, no graph
-            groups = unit_groups(model, self.target)
+        if kinds := kinds_of(self.target):  # heads, MLP neurons: one producer per group
+            by_kind = {kind: unit_groups(model, kind) for kind in kinds}
+            groups = [g for of_kind in by_kind.values() for g in of_kind]
             if not groups:
                 raise self._no_groups(model)
-            score = getattr(self.criterion, METHODS[self.target][0])
-            scores = checked_scores(groups, score(model, groups, **needed))
+            scores = {}
+            for kind, of_kind in by_kind.items():
+                if of_kind:
+                    score = getattr(self.criterion, METHODS[kind][0])
+                    scores |= checked_scores(of_kind, score(model, of_kind, **needed))
         else:
             graph = build_graph(model, example_input)
             groups: list[ChannelGroup] = find_groups(model, example_input, graph)
@@ -288,6 +315,14 @@ class Pruner:
         )
 
 
+def _global_combined(target: str, prefix: str) -> str:
+    return (
+        f"{prefix}global_ranking=true cannot rank {' against '.join(COMBINED[target])} "
+        f"({prefix}target={target!r}: scores of different kinds of unit); set "
+        f"{prefix}global_ranking=false to cut the same fraction of every module"
+    )
+
+
 def checked_scores(
     groups: Sequence[ChannelGroup], scores: Mapping[str, Tensor]
 ) -> dict[str, Tensor]:
@@ -311,4 +346,11 @@ def checked_scores(
     return out
 
 
-__all__: Sequence[str] = ["TARGETS", "Pruner", "checked_scores"]
+__all__: Sequence[str] = [
+    "COMBINED",
+    "TARGETS",
+    "Pruner",
+    "checked_scores",
+    "kinds_of",
+    "scored_targets",
+]

@@ -40,7 +40,7 @@ from prune.evaluation.cost import Measure
 from prune.evaluation.methods import get_methods
 from prune.lrp.composites import AbsLRP, Composite
 from prune.pruning.criteria.base import Criterion
-from prune.pruning.pruner import Pruner
+from prune.pruning.pruner import Pruner, scored_targets
 from prune.run.checkpoint import check_checkpoint_fits
 from prune.run.config_keys import (
     check_component,
@@ -182,10 +182,10 @@ def _check_pruner(cfg: DictConfig, composite: type | None) -> None:
         )
     criterion = check_component(cfg, "pruner.criterion", Criterion, "pruner", "pruning criterion")
     target = get_value(cfg, "pruner.target") or "units"
-    if target not in criterion.targets:
+    if target not in scored_targets(criterion.targets):
         raise ConfigError(
             f"pruner.target={target!r} cannot be scored by {criterion.__name__}; it scores "
-            f"{sorted(criterion.targets)}"
+            f"{scored_targets(criterion.targets)}"
         )
     if "stats" not in criterion.needs:
         return

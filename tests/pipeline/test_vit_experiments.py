@@ -36,12 +36,13 @@ def test_vit_fewshot_removes_heads_without_fine_tuning_and_reloads(tmp_path) -> 
     assert res["plan"] == results["plan"]
 
 
-@pytest.mark.parametrize("target", ["heads", "neurons"])
+@pytest.mark.parametrize("target", ["heads_and_neurons", "heads", "neurons"])
 def test_vit_iterative_pruning_fine_tunes_heads_and_neurons(target: str, tmp_path) -> None:
     overrides = [
         "+experiment=mnist_vit_prune",
         *TINY_VIT,
         f"pruner.target={target}",
+        "pruner.ratio=0.5",
         "pruner.rounds=2",
         "retrain.max_epochs=1",
     ]
@@ -49,9 +50,12 @@ def test_vit_iterative_pruning_fine_tunes_heads_and_neurons(target: str, tmp_pat
     results = train(cfg)
     rounds = results["rounds"]
     assert results["status"] == "complete" and len(rounds) == 3
-    dense = HEADS if target == "heads" else 2 * 32  # blocks x MLP width (2 x dim)
-    assert _kept(rounds[-1]) == round(dense * 0.5)
-    holders = {f"blocks.{b}.{'attn' if target == 'heads' else 'mlp'}" for b in (0, 1)}
+    dense = {"heads": HEADS, "neurons": 2 * 32}  # blocks x heads, blocks x MLP width (2 x dim)
+    kinds = ["heads", "neurons"] if target == "heads_and_neurons" else [target]
+    kept = sum(round(dense[k] * 0.5) for k in kinds)  # the same half of every module
+    assert _kept(rounds[-1]) == kept
+    holder = {"heads": "attn", "neurons": "mlp"}
+    holders = {f"blocks.{b}.{holder[k]}" for b in (0, 1) for k in kinds}
     assert set(results["plan"]["keep"]) == holders
     assert rounds[-1]["cost/flops"] < rounds[1]["cost/flops"] < rounds[0]["cost/flops"]
-    assert rounds[-1]["kept"]["units_kept"] == round(dense * 0.5)
+    assert rounds[-1]["kept"]["units_kept"] == kept

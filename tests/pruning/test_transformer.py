@@ -396,3 +396,34 @@ def test_pruner_refuses_heads_on_a_model_without_attention() -> None:
 def test_pruner_refuses_a_criterion_that_cannot_score_neurons() -> None:
     with pytest.raises(ValueError, match="cannot score target='neurons'"):
         Pruner(AttentionCriterion(), target="neurons")
+
+
+BOTH = [n for n, c in CRITERIA.items() if {"heads", "neurons"} <= c.targets]
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_heads_and_neurons_cut_each_module_as_its_own_target_would(name: str) -> None:
+    model = _vit()
+    both = Pruner(CRITERIA[name](), "heads_and_neurons", ratio=0.5, global_ranking=False)
+    record = both.record_names(model)
+    stats = _stats(model, record) if "stats" in both.needs else None
+    assert both.total(model) == 2 * HEADS + 2 * HIDDEN
+    plan = both.plan(model, stats=stats, batches=_batches())
+    for kind in ("heads", "neurons"):
+        alone = Pruner(CRITERIA[name](), kind, ratio=0.5, global_ranking=False)
+        assert set(alone.record_names(model)) <= set(record)
+        one = alone.plan(model, stats=stats, batches=_batches())
+        assert {k: plan.keep[k] for k in one.keep} == one.keep
+    assert len(plan.keep) == 4
+    flops = count_flops(model, IN_SHAPE)
+    assert count_flops(apply_plan(model, plan), IN_SHAPE) < flops
+
+
+def test_heads_and_neurons_are_refused_a_global_ranking_and_a_heads_only_criterion() -> None:
+    with pytest.raises(ValueError, match="global_ranking=true cannot rank heads against neurons"):
+        Pruner(MagnitudeCriterion(), target="heads_and_neurons")
+    with pytest.raises(ValueError, match=r"cannot score target='heads_and_neurons'.*\['heads'\]"):
+        Pruner(AttentionCriterion(), target="heads_and_neurons", global_ranking=False)
+    pruner = Pruner(MagnitudeCriterion(), target="heads_and_neurons", global_ranking=False)
+    with pytest.raises(ValueError, match="MLP has no heads_and_neurons to prune"):
+        pruner.validate(MLP(IN_SHAPE, 3))

@@ -85,6 +85,10 @@ CONFIG_CASES = [
     (["pruner.target=weights"], ["pruner.target", "'weights'", "units", "inputs"]),
     (["pruner=variance", "pruner.target=units"], ["pruner.target", "VarianceCriterion"]),
     (
+        ["pruner.target=heads_and_neurons"],
+        ["pruner.global_ranking=true", "heads against neurons", "global_ranking=false"],
+    ),
+    (
         ["pruner.criterion._target_=prune.pruning.criteria.Nope"],
         ["pruner.criterion._target_", "Nope", "lrp"],
     ),
