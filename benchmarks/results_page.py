@@ -1012,13 +1012,62 @@ VIT_RUNS = {
 }
 
 
+#: overrides that do not tell the rows of a ViT few-shot run apart
+VIT_ASIDE = ("threads=", "pruner.target=")
+
+
 def _vit_group(run: Run, overrides: str) -> Mapping[str, Any] | None:
-    """The group whose job overrides are ``overrides`` (the threads setting aside)."""
+    """The group whose job overrides are ``overrides`` (the threads and the target, which a
+    run holds one of, aside)."""
     for name, group in run["figures"]["groups"].items():
-        keys = ",".join(k for k in name.split(",") if not k.startswith("threads="))
+        keys = ",".join(k for k in name.split(",") if not k.startswith(VIT_ASIDE))
         if keys == overrides:
             return group
     return None
+
+
+#: the dense model each ViT few-shot run starts from, by the run's dataset
+VIT_DENSE = {
+    "mnist": "`mnist_vit` (12 epochs)",
+    "fashion_mnist": "`fashion_mnist_vit_fewshot` (20 epochs)",
+}
+#: the LRP row the baselines are paired with
+VIT_LRP = "pruner=lrp_conserved"
+
+
+def _by_seed(group: Mapping[str, Any] | None) -> dict[str, float]:
+    """``{seed: AUC}`` of a group."""
+    if group is None:
+        return {}
+    auc = _metric(group, "prune/auc_pruned") or {}
+    return dict(zip(map(str, group.get("seeds") or []), auc.get("values") or [], strict=False))
+
+
+def _vit_paired(run: Run) -> tuple[dict[str, str], str]:
+    """Per baseline row, LRP's AUC minus its AUC seed by seed; and the verdict."""
+    ours = _by_seed(_vit_group(run, VIT_LRP))
+    cells: dict[str, str] = {}
+    losses: list[str] = []
+    for overrides, label in VIT_ROWS.items():
+        if overrides.endswith("pruner=lrp_conserved"):
+            continue
+        theirs = _by_seed(_vit_group(run, overrides))
+        seeds = [s for s in ours if s in theirs]
+        if len(seeds) < 2:
+            continue
+        diffs = [ours[s] - theirs[s] for s in seeds]
+        cells[overrides] = " / ".join(f"{d:+.3f}" for d in diffs)
+        lost = [s for s, d in zip(seeds, diffs, strict=True) if d <= 0]
+        if lost:
+            losses.append(f"{label} in seed{'s' if len(lost) > 1 else ''} {words(lost)}")
+    if not cells:
+        return cells, ""
+    seeds = _seeds(list(ours), " / ")
+    if not losses:
+        verdict = f"LRP's AUC is above every baseline's in every seed ({seeds})."
+    else:
+        verdict = f"LRP's AUC is not above {words(losses)} (seeds {seeds})."
+    return cells, verdict
 
 
 def vit_fewshot(summaries: Summaries) -> str | None:
@@ -1027,6 +1076,7 @@ def vit_fewshot(summaries: Summaries) -> str | None:
         return None
     parts = ["## Few-shot pruning without fine-tuning, Vision Transformer"]
     for name, run in runs.items():
+        paired, verdict = _vit_paired(run)
         rows = []
         for overrides, label in VIT_ROWS.items():
             group = _vit_group(run, overrides)
@@ -1034,21 +1084,24 @@ def vit_fewshot(summaries: Summaries) -> str | None:
                 seeds = group.get("seeds") or []
                 auc = _metric(group, "prune/auc_pruned")
                 text = stat(auc) if len(seeds) > 1 else num(auc["mean"], 3)
-                rows.append([label, text, str(len(seeds))])
+                rows.append([label, text, str(len(seeds)), paired.get(overrides, "")])
         if not rows:
             continue
         figures = run["figures"]
         widest = max(figures["groups"].values(), key=lambda g: len(g.get("seeds") or []))
         dense = stat(_metric(widest, "test/acc_dense"), 2, 100)
+        model = VIT_DENSE["fashion_mnist" if name.startswith("fashion") else "mnist"]
         parts += [
             f"**{VIT_RUNS.get(name, name)}**: area under accuracy against the share of "
             "heads (or MLP neurons) removed, 0 to 95% in 5% steps, no fine-tuning, 10 reference "
             "images per class, re-explained after each step; every criterion from the same "
-            f"dense `mnist_vit` checkpoint per seed (test accuracy {dense}%).",
-            table(["criterion", "AUC", "seeds"], "lrr", rows),
+            f"dense {model} checkpoint per seed (test accuracy {dense}%). The last column pairs "
+            "the seeds: LRP's AUC minus the row's.",
+            table(["criterion", "AUC", "seeds", "LRP minus it, per seed"], "lrrr", rows),
+            verdict,
         ]
     parts.append(sources([("fewshot_vit", n, r, VIT_RUNS.get(n)) for n, r in runs.items()]))
-    return "\n\n".join(parts)
+    return "\n\n".join(p for p in parts if p)
 
 
 SECTIONS = [dense_models, input_pruning, lenet_channels, fewshot, vit_fewshot, explanations]
