@@ -376,6 +376,132 @@ def lenet_channels(summaries: Summaries) -> str | None:
     )
 
 
+# ---------------------------------------------------------------------------- fine-tuned pruning
+
+#: criteria of the fine-tuned pruning tables, by their ``pruner=`` override, in page order
+FINETUNED_CRITERIA = {
+    "lrp": "LRP (`lrp`)",
+    "lrp_conserved": "LRP (`lrp_conserved`)",
+    "magnitude": "weight magnitude",
+    "taylor": "Taylor",
+    "gradient": "gradient",
+    "random": "random",
+}
+
+
+class Finetuned:
+    """One fine-tuned pruning section: its summary file, title, setting and targets."""
+
+    def __init__(self, file: str, title: str, setting: str, flops_removed: float) -> None:
+        self.file, self.title, self.setting = file, title, setting
+        self.flops_removed = flops_removed  # the share of the FLOPs the issue asks removed
+
+
+#: accuracy a fine-tuned pruned model may lose against its dense model, points
+FINETUNED_BUDGET = 0.5
+
+FINETUNED = [
+    Finetuned(
+        "vit_prune",
+        "Heads and MLP neurons with fine-tuning, Vision Transformer on MNIST",
+        "`mnist_vit_prune`: AttnLRP for the LRP criterion, 100 reference images per class, 3 "
+        "geometric rounds to 55% of every attention module's heads and every MLP's hidden "
+        "neurons (`pruner.target=heads_and_neurons`, the same share of every module, so every "
+        "criterion ends at the same FLOPs), 3 epochs of fine-tuning (cosine from lr 1e-3) "
+        "after each round; every criterion from the same dense `mnist_vit` checkpoint per seed",
+        0.5,
+    ),
+    Finetuned(
+        "resnet18_channels",
+        "Channel pruning with fine-tuning, torchvision ResNet-18 on Fashion-MNIST",
+        "`fashion_mnist_resnet18_channels`: torchvision's `resnet18` with its stock stem, 4 "
+        "dense epochs of SGD, `epsilon_plus` for the LRP criterion with 100 reference images "
+        "per class, 30% of every coupled channel group cut at once behind Torch-Pruning's "
+        "dependency graph (the same share of every group, so every criterion ends at the same "
+        "FLOPs), 2 epochs of fine-tuning; the baselines start from the LRP run's dense "
+        "checkpoint of the same seed",
+        0.5,
+    ),
+]
+
+
+def _criterion_of(key: str) -> str | None:
+    return _overrides(key).get("pruner")
+
+
+def _finetuned_run(spec: Finetuned, name: str, run: Run) -> list[str]:
+    groups = {
+        c: g
+        for key, g in (run["figures"].get("groups") or {}).items()
+        if (c := _criterion_of(key)) in FINETUNED_CRITERIA
+    }
+    groups = {c: groups[c] for c in FINETUNED_CRITERIA if c in groups}
+    if not groups:
+        return []
+    rows, met = [], []
+    for c, g in groups.items():
+        removed = 1 - mean(_metric(g, "prune/flops_ratio"))
+        drop = _metric(g, "acc_drop")
+        per_seed = " / ".join(num(100 * v, 2) for v in drop.get("values") or [])
+        ok = removed >= spec.flops_removed and 100 * mean(drop) <= FINETUNED_BUDGET
+        if ok:
+            met.append(FINETUNED_CRITERIA[c])
+        rows.append(
+            [
+                FINETUNED_CRITERIA[c],
+                str(len(g.get("seeds") or [])),
+                f"{count(mean(_metric(g, 'cost/flops')))} ({pct(removed, 1)}%)",
+                stat(_metric(g, "test/acc_dense"), 2, 100),
+                stat(_metric(g, "test/acc"), 2, 100),
+                bold(f"{stat(drop, 2, 100)} ({per_seed})", ok),
+                stat(_metric(g, "test/acc_pruned"), 2, 100),
+            ]
+        )
+    header = [
+        "criterion",
+        "seeds",
+        "FLOPs (removed)",
+        "dense acc %",
+        "acc % after fine-tuning",
+        "loss vs dense, points (per seed)",
+        "acc % right after the last cut",
+    ]
+    final = {c: mean(_metric(g, "test/acc")) for c, g in groups.items()}
+    best = FINETUNED_CRITERIA[max(final, key=final.get)]
+    target = (
+        f"at least {pct(spec.flops_removed, 0)}% of the FLOPs removed with at most "
+        f"{FINETUNED_BUDGET} points lost (mean over seeds)"
+    )
+    verdict = (
+        f"Meets the target ({target}): {words(met)}. " if met else f"No criterion meets {target}. "
+    ) + f"Highest accuracy after fine-tuning at equal FLOPs: {best}."
+    walls = [(c, g["wall_s"]) for c, g in groups.items() if g.get("wall_s")]
+    if walls:
+        verdict += (
+            " Wall time per job, one thread each with other jobs on the machine: "
+            + ("; ".join(f"{FINETUNED_CRITERIA[c]} {span(w['values'], 0, ' s')}" for c, w in walls))
+            + "."
+        )
+    return [
+        f"**{spec.title}** ({spec.setting}):",
+        table(header, "lrrrrrr", rows),
+        verdict,
+    ]
+
+
+def finetuned_pruning(summaries: Summaries) -> str | None:
+    parts, items = [], []
+    for spec in FINETUNED:
+        for name, run in _runs(summaries, spec.file).items():
+            text = _finetuned_run(spec, name, run)
+            if text:
+                parts += text
+                items.append((spec.file, name, run, spec.title))
+    if not parts:
+        return None
+    return "\n\n".join(["## Pruning with fine-tuning at equal FLOPs", *parts, sources(items)])
+
+
 # ---------------------------------------------------------------------------- few-shot
 
 #: rows of the few-shot table: (overrides besides data, label)
@@ -1104,7 +1230,15 @@ def vit_fewshot(summaries: Summaries) -> str | None:
     return "\n\n".join(p for p in parts if p)
 
 
-SECTIONS = [dense_models, input_pruning, lenet_channels, fewshot, vit_fewshot, explanations]
+SECTIONS = [
+    dense_models,
+    input_pruning,
+    lenet_channels,
+    finetuned_pruning,
+    fewshot,
+    vit_fewshot,
+    explanations,
+]
 
 
 def render(summaries: Summaries) -> str:

@@ -81,6 +81,8 @@ def _group_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if "test/acc_dense" in metrics and "test/acc" in metrics:
         metrics["acc_drop"] = _stat([r["test/acc_dense"] - r["test/acc"] for r in rows])
     out["metrics"] = metrics
+    if all(r.get("wall_s") is not None for r in rows):
+        out["wall_s"] = _stat([r["wall_s"] for r in rows])
     by_round: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         for point in r.get("trajectory") or []:
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             key = re.sub(r"^\d+_", "", row["job"])
             results = _job_results(folder, row["job"])
             row["rounds"] = [r for r in results.get("rounds") or [] if isinstance(r, dict)]
+            row["wall_s"] = results.get("wall_s")
             groups[key].append(row)
             path = Path(folder) / row["job"] / "results.json"
             if path.is_file():

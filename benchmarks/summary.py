@@ -113,14 +113,16 @@ def command_line(script: str, argv: Sequence[str] | None = None) -> str:
 
 
 def plain(obj: Any) -> Any:
-    """``obj`` for a summary file: floats to :data:`DIGITS` significant digits, NaN and
-    infinities as None (JSON has neither)."""
+    """``obj`` for a summary file: floats to :data:`DIGITS` significant digits (whole ones,
+    FLOPs and parameter counts, exact), NaN and infinities as None (JSON has neither)."""
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     if isinstance(obj, float):
-        return float(f"{obj:.{DIGITS}g}") if math.isfinite(obj) else None
+        if not math.isfinite(obj):
+            return None
+        return obj if obj.is_integer() else float(f"{obj:.{DIGITS}g}")
     return obj
 
 
