@@ -944,6 +944,10 @@ METHOD_LABELS = {
     "smoothgrad": "SmoothGrad",
     "abslrp": "absLRP",
     "abslrp_target": "absLRP, target map only (`abslrp_target`)",
+    "lrp_attnlrp": "AttnLRP",
+    "lrp_cp_lrp": "CP-LRP",
+    "attention_rollout": "attention rollout",
+    "cls_attention": "class-token attention, last block",
     "random": "random",
 }
 EXPLANATION_COLUMNS = {
@@ -960,7 +964,7 @@ def _method_labels(names: Sequence[str]) -> str:
     parts: list[str] = []
     lrp: list[str] = []
     for name in names:
-        if name.startswith("lrp_"):
+        if name.startswith("lrp_") and name not in METHOD_LABELS:
             lrp.append(name[4:])
             continue
         if lrp:
@@ -1042,8 +1046,69 @@ def explanations(summaries: Summaries) -> str | None:
             items.append(
                 ("explanations", "lenet5_abslrp_target", extra, "LeNet-5, `abslrp_target` row")
             )
+    for name, data in VIT_EXPLANATIONS.items():
+        if name in runs:
+            parts += _vit_explanations(runs[name], data)
+            items.append(("explanations", name, runs[name], f"ViT, {data}"))
     parts.append(sources(items))
     return "\n\n".join(p for p in parts if p)
+
+
+#: the ViT explanation runs, by their name in the summary
+VIT_EXPLANATIONS = {"vit_mnist": "MNIST", "vit_fashion_mnist": "Fashion-MNIST"}
+VIT_EXPLANATION_COLUMNS = {
+    "removal/acc_kept": "acc, least removed",
+    "removal/acc_removed": "acc, most removed",
+    "flip/aopc_morf": "AOPC MoRF",
+    "gae/faithfulness": "GAE faithfulness",
+    "gae/robustness": "GAE robustness",
+    "gae/contrastiveness": "GAE contrastiveness",
+    "gae/gae": "GAE",
+}
+
+
+def _vit_explanations(run: Run, data: str) -> list[str]:
+    fig = run["figures"]
+    methods = fig["methods"]
+    columns = [c for c in VIT_EXPLANATION_COLUMNS if any(c in r for r in methods.values())]
+    gae = {m: mean(r["gae/gae"]) for m, r in methods.items() if "gae/gae" in r}
+    rows = [
+        [_method_labels([m])]
+        + [
+            bold(stat(r[c], 3), c == "gae/gae" and gae.get(m) == max(gae.values()))
+            if c in r
+            else "-"
+            for c in columns
+        ]
+        for m, r in methods.items()
+    ]
+    header = ["method"] + [VIT_EXPLANATION_COLUMNS[c] for c in columns]
+    seeds = fig.get("seeds") or []
+    parts = [
+        f"**Vision Transformer, {data}** ({command_text(run)}; the dense ViTs of the table at "
+        f"the top, seeds {_seeds(seeds, ' / ')}; first {count(fig['images'])} test images, GAE on "
+        f"the first {count(fig['gae_samples'])}; original accuracy "
+        f"{stat(fig['acc_original'], 3)}):",
+        table(header, "l" + "r" * len(columns), rows),
+    ]
+    if "abslrp" in gae and len(gae) > 1:
+        ahead = [m for m in gae if gae[m] > gae["abslrp"]]
+        per_seed = [
+            max(gae, key=lambda m, i=i: methods[m]["gae/gae"]["values"][i])
+            for i in range(len(seeds))
+        ]
+        won = sum(m == "abslrp" for m in per_seed)
+        lead = (
+            "absLRP has the highest GAE"
+            if not ahead
+            else f"absLRP's GAE is below that of {words([_method_labels([m]) for m in ahead])}"
+        )
+        verdict = "reproduced" if won == len(seeds) else "not reproduced"
+        parts.append(
+            f"On {data} {lead} (the highest in {won} of {len(seeds)} seeds); the paper's claim "
+            f"that absLRP leads on GAE is {verdict} here."
+        )
+    return parts
 
 
 def _lenet_verdict(methods: Mapping[str, Mapping[str, float]], extra: Run | None) -> str:

@@ -4,6 +4,7 @@ the explanation step on it."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
     run_cfg, ckpt = check_evaluate(cfg)  # before any work; nothing instantiated yet
+    start = time.perf_counter()
     apply_threads(cfg.get("threads", "auto"))  # intra-op threads: auto, the cores left free
     ckpt_path = cfg.ckpt_path
     out = Path(cfg.paths.output_dir)
@@ -51,6 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "checkpoint": str(ckpt_path),
+        "model_seed": run_cfg.get("seed"),  # the seed the checkpoint's run trained with
         "data": dm.describe(),
         "plan": None if module.plan is None else module.plan.to_dict(),
         "test/acc": acc,
@@ -67,6 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             accelerator=cfg.trainer.accelerator,
         )
     results["status"] = "complete"
+    results["wall_s"] = round(time.perf_counter() - start, 1)
     write_results(out / "evaluation.json", results)
     kept = None if module.plan is None else module.plan.summary()
     name = Path(str(ckpt_path))
