@@ -257,12 +257,12 @@ class RunFolderGuard(Callback):
         cfg = task_config(config, out)
         from prune.run.preflight import preflight  # here: Hydra loads this module before any job
 
-        _exit_on_error(preflight, cfg)  # one-line errors before anything is written
+        exit_on_error(preflight, cfg)  # one-line errors before anything is written
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if str(config.get("task_name", "")) not in OWNED:
             return
-        _exit_on_error(
+        exit_on_error(
             claim_sweep,
             config.hydra.sweep.dir,
             resume=bool(config.get("resume", False)),
@@ -270,7 +270,7 @@ class RunFolderGuard(Callback):
         )
 
 
-def _exit_on_error(fn: Any, *args: Any, **kwargs: Any) -> None:
+def exit_on_error(fn: Any, *args: Any, **kwargs: Any) -> None:
     """Hydra turns a callback's exception into a warning and goes on: stop here instead."""
     try:
         fn(*args, **kwargs)

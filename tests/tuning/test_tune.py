@@ -4,6 +4,7 @@ test split read only afterwards; bad values refused with one line and exit statu
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -17,6 +18,7 @@ from prune.run.entry import run
 from prune.run.rounds import train
 from prune.tuning import GroupRules
 from tests.conftest import TINY_VIT, compose_cfg, with_output
+from tests.reliability.helpers import ROOT, child_env
 
 #: a few-shot run of a few seconds: small synthetic data, a 2-block ViT of width 16, 3 steps
 TINY_FEWSHOT = [
@@ -119,3 +121,15 @@ def test_without_optuna_the_run_says_how_to_install_it(capsys, tmp_path, monkeyp
         run(tuning.tune, cfg)
     assert exc.value.code == 2
     assert "pip install -e .[tune]" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_before_hydra_writes_the_run_folder(tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "tune.py"), "tune.n_trials=0", f"hydra.run.dir={run_dir}"]
+    env = child_env(HYDRA_FULL_ERROR="0")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: tune.n_trials must be an integer >= 1, got 0"
+    ]
+    assert not run_dir.exists()  # no .hydra folder, no log
