@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one command (CI has none): the CUDA tests, the LRP speed
-# benchmark on CUDA, the dataset-level explain pass on a GPU Trainer, and the flagship run on
-# the GPU in float32 and bf16-mixed. Logs and the runs' results.json go to $OUT (default
+# benchmark on CUDA (CNNs and the ViT), the dataset-level explain pass on a GPU Trainer, the
+# flagship run on the GPU in float32 and bf16-mixed, and the ViT pruning runs on the GPU. Logs and the runs' results.json go to $OUT (default
 # logs/gpu); the runs themselves to logs/gpu/runs. The benchmarks record their runs in
 # benchmarks/summaries/ (then: python benchmarks/make_pages.py).
 #
@@ -23,6 +23,8 @@ python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --presets a
 # batch 128 leaves an H100 idle between kernel launches; at 1024 VGG11 keeps it busy
 python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --batch 1024 \
     --models lenet5,vgg11 --summary --run cuda-b1024 2>&1 | tee "$OUT/lrp_speed_b1024.log"
+python benchmarks/lrp_speed.py --device cuda --threads 8 --repeats 5 --models vit \
+    --summary --run cuda-b128-vit 2>&1 | tee "$OUT/lrp_speed_vit.log"
 for run in "mlp epsilon" "lenet5 epsilon_plus"; do
     set -- $run
     python benchmarks/explain_speed.py --device gpu --data-root "$DATA" --model "$1" \
@@ -35,3 +37,8 @@ for precision in 32-true bf16-mixed; do
     cp "logs/gpu/runs/$precision/results.json" "$OUT/results_$precision.json"
     grep -E "Elapsed|Maximum resident" "$OUT/flagship_$precision.log" | tail -12
 done
+# the ViT: dense training, then heads and MLP neurons cut and fine-tuned, on the GPU
+$TIME python train.py +experiment=mnist_vit_prune trainer.accelerator=gpu \
+    hydra.run.dir="logs/gpu/runs/vit_prune" > "$OUT/vit_prune.log" 2>&1
+cp "logs/gpu/runs/vit_prune/results.json" "$OUT/results_vit_prune.json"
+grep -E "Elapsed|Maximum resident" "$OUT/vit_prune.log" | tail -2

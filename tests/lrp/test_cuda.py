@@ -93,3 +93,44 @@ def test_accumulator_on_a_gpu_trainer_equals_the_cpu_one() -> None:
         torch.testing.assert_close(
             gpu.channels[name].cpu(), cpu.channels[name], rtol=1e-4, atol=1e-6
         )
+
+
+def _vit(fused: bool) -> torch.nn.Module:
+    from prune.models import ViT
+
+    torch.manual_seed(0)
+    model = ViT((1, 8, 8), 3, patch_size=4, dim=16, depth=2, heads=4, fused_attention=fused)
+    with torch.no_grad():
+        model.cls_token.normal_()
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["explicit", "sdpa"])
+@pytest.mark.parametrize("preset", ["attnlrp", "cp_lrp", "abslrp"])
+def test_cuda_vit_matches_cpu(preset, fused) -> None:
+    """The transformer composites on a ViT (explicit and fused attention): CUDA float64 equals
+    the CPU, heads' and MLP neurons' relevance included."""
+    model = _vit(fused)
+    x = torch.randn(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    record = ["blocks.0.attn.heads_out", "blocks.1.mlp.fc1"]
+    cpu = attribute(model, x, None, preset, record=record)
+    gpu = attribute(model.cuda(), x.cuda(), None, preset, record=record)
+    torch.testing.assert_close(gpu.input.cpu(), cpu.input, rtol=1e-9, atol=1e-12)
+    for name in record:
+        torch.testing.assert_close(gpu.output[name].cpu(), cpu.output[name], rtol=1e-9, atol=1e-12)
+
+
+def test_cuda_vit_heads_are_cut_on_the_gpu() -> None:
+    """Head and neuron surgery on a CUDA ViT: its parameters stay on the GPU and the cut model
+    equals the same cut on the CPU."""
+    from prune.pruning import Pruner, apply_plan
+    from prune.pruning.criteria import MagnitudeCriterion
+
+    model = _vit(False)
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    pruner = Pruner(MagnitudeCriterion(), "heads_and_neurons", ratio=0.5, global_ranking=False)
+    plan = pruner.plan(model)
+    cpu = apply_plan(_vit(False), plan)
+    gpu = apply_plan(model.cuda(), plan)
+    assert all(p.is_cuda for p in gpu.parameters())
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), rtol=1e-9, atol=1e-12)
