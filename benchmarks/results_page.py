@@ -425,15 +425,11 @@ FINETUNED = [
 ]
 
 
-def _criterion_of(key: str) -> str | None:
-    return _overrides(key).get("pruner")
-
-
 def _finetuned_run(spec: Finetuned, name: str, run: Run) -> list[str]:
     groups = {
         c: g
         for key, g in (run["figures"].get("groups") or {}).items()
-        if (c := _criterion_of(key)) in FINETUNED_CRITERIA
+        if (c := _overrides(key).get("pruner") or g.get("criterion")) in FINETUNED_CRITERIA
     }
     groups = {c: groups[c] for c in FINETUNED_CRITERIA if c in groups}
     if not groups:
@@ -473,7 +469,7 @@ def _finetuned_run(spec: Finetuned, name: str, run: Run) -> list[str]:
         f"{FINETUNED_BUDGET} points lost (mean over seeds)"
     )
     verdict = (
-        f"Meets the target ({target}): {words(met)}. " if met else f"No criterion meets {target}. "
+        f"Meets the target, {target}: {words(met)}. " if met else f"No criterion meets {target}. "
     ) + f"Highest accuracy after fine-tuning at equal FLOPs: {best}."
     walls = [(c, g["wall_s"]) for c, g in groups.items() if g.get("wall_s")]
     if walls:
