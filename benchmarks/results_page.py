@@ -1100,10 +1100,30 @@ def _vit_explanations(run: Run, data: str) -> list[str]:
             else f"absLRP's GAE is below that of {words([_method_labels([m]) for m in ahead])}"
         )
         verdict = "reproduced" if won == len(seeds) else "not reproduced"
-        parts.append(
+        text = (
             f"On {data} {lead} (the highest in {won} of {len(seeds)} seeds); the paper's claim "
             f"that absLRP leads on GAE is {verdict} here."
         )
+        means = {m: {k: mean(v) for k, v in r.items()} for m, r in methods.items()}
+        components = ("gae/faithfulness", "gae/contrastiveness")
+        best = {
+            c: max(means, key=lambda m, c=c: means[m].get(c, float("-inf"))) for c in components
+        }
+        if best["gae/contrastiveness"] == "abslrp" and best["gae/faithfulness"] != "abslrp":
+            text += (
+                " Its lead comes from contrastiveness; its faithfulness is below "
+                f"{_method_labels([best['gae/faithfulness']])}'s."
+            )
+        least = _checks(means)[1] if "random" in means else []
+        if "abslrp" in least:
+            text += (
+                " On feature removal it hurts more than random when the least relevant 15% go "
+                f"({num(means['abslrp']['removal/acc_kept'], 3)} against "
+                f"{num(means['random']['removal/acc_kept'], 3)}): as on LeNet-5, half of its "
+                "contrastive map is negative, and its most negative pixels are those that "
+                "support other classes more than the target."
+            )
+        parts.append(text)
     return parts
 
 
