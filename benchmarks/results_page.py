@@ -471,6 +471,14 @@ def _finetuned_run(spec: Finetuned, name: str, run: Run) -> list[str]:
     verdict = (
         f"Meets the target, {target}: {words(met)}. " if met else f"No criterion meets {target}. "
     ) + f"Highest accuracy after fine-tuning at equal FLOPs: {best}."
+    if "random" in groups and FINETUNED_CRITERIA["random"] in met:
+        cut = {c: mean(_metric(g, "test/acc_pruned")) for c, g in groups.items()}
+        top = max(cut, key=cut.get)
+        verdict += (
+            " Fine-tuning recovers even the random cut, so the final accuracy does not separate "
+            "the criteria; the accuracy right after the last cut does: "
+            f"{FINETUNED_CRITERIA[top]} {pct(cut[top])}% against random's {pct(cut['random'])}%."
+        )
     walls = [(c, g["wall_s"]) for c, g in groups.items() if g.get("wall_s")]
     if walls:
         verdict += (
