@@ -1258,9 +1258,10 @@ def _by_seed(group: Mapping[str, Any] | None) -> dict[str, float]:
     return dict(zip(map(str, group.get("seeds") or []), auc.get("values") or [], strict=False))
 
 
-def _vit_paired(run: Run) -> tuple[dict[str, str], str]:
-    """Per baseline row, LRP's AUC minus its AUC seed by seed; and the verdict."""
-    ours = _by_seed(_vit_group(run, VIT_LRP))
+def _vit_against(run: Run, lrp: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """The LRP row ``lrp`` against every baseline, seed by seed: the differences per baseline
+    row, the losses, and the seeds compared."""
+    ours = _by_seed(_vit_group(run, lrp))
     cells: dict[str, str] = {}
     losses: list[str] = []
     for overrides, label in VIT_ROWS.items():
@@ -1275,14 +1276,29 @@ def _vit_paired(run: Run) -> tuple[dict[str, str], str]:
         lost = [s for s, d in zip(seeds, diffs, strict=True) if d <= 0]
         if lost:
             losses.append(f"{label} in seed{'s' if len(lost) > 1 else ''} {words(lost)}")
+    return cells, losses, list(ours)
+
+
+def _vit_paired(run: Run) -> tuple[dict[str, str], str]:
+    """Per baseline row, LRP's (AttnLRP's) AUC minus its AUC seed by seed; and the verdict for
+    each LRP row run on the same seeds."""
+    cells, _, _ = _vit_against(run, VIT_LRP)
     if not cells:
         return cells, ""
-    seeds = _seeds(list(ours), " / ")
-    if not losses:
-        verdict = f"LRP's AUC is above every baseline's in every seed ({seeds})."
-    else:
-        verdict = f"LRP's AUC is not above {words(losses)} (seeds {seeds})."
-    return cells, verdict
+    verdicts = []
+    for overrides, label in VIT_ROWS.items():
+        if not overrides.endswith("pruner=lrp_conserved"):
+            continue
+        row_cells, losses, seeds = _vit_against(run, overrides)
+        if not row_cells:
+            continue
+        name = label.split(" (")[0]
+        listed = _seeds(seeds, " / ")
+        if not losses:
+            verdicts.append(f"{name}: above every baseline in every seed ({listed}).")
+        else:
+            verdicts.append(f"{name}: not above {words(losses)} (seeds {listed}).")
+    return cells, " ".join(verdicts)
 
 
 def vit_fewshot(summaries: Summaries) -> str | None:
