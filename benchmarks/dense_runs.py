@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", required=True, help="the model and data, as the page shows")
     parser.add_argument("--made-by", action="append", default=[], help="a command that ran them")
     parser.add_argument("--summary", type=Path, default=SUMMARIES / "dense_models.json")
+    parser.add_argument("--notes", default=None, help="a short remark on how the runs ran")
     args = parser.parse_args(argv)
     missing = [str(f) for f in args.folders if not (f / "results.json").is_file()]
     if missing:
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     given = sys.argv[1:] if argv is None else argv
     this = shlex.join(["python", "benchmarks/dense_runs.py", *given])
-    write_run(args.summary, "dense_models", args.run, [*args.made_by, this], figures)
+    write_run(
+        args.summary, "dense_models", args.run, [*args.made_by, this], figures, notes=args.notes
+    )
     data = json.loads(args.summary.read_text())
     data["runs"][args.run]["label"] = args.label  # the page's name for the row
     args.summary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
