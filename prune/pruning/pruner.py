@@ -171,9 +171,13 @@ class Pruner:
         Units: Torch-Pruning's coupled channel groups; heads and neurons: one group per
         attention module or MLP (:func:`prune.pruning.transformer.unit_groups`).
         """
-        if kinds := kinds_of(self.target):
-            return [g for kind in kinds for g in unit_groups(model, kind)]
+        if kinds_of(self.target):
+            return [g for of_kind in self._groups_by_kind(model).values() for g in of_kind]
         return find_groups(model, example_input_for(model, example_input))
+
+    def _groups_by_kind(self, model: nn.Module) -> dict[str, list[ChannelGroup]]:
+        """``{kind: its groups}`` for each transformer unit kind the target cuts."""
+        return {kind: unit_groups(model, kind) for kind in kinds_of(self.target)}
 
     def _no_groups(self, model: nn.Module) -> ValueError:
         if kinds := kinds_of(self.target):
@@ -216,11 +220,11 @@ class Pruner:
         the producers of units, each attention module's ``heads_out``, each MLP's ``fc1``."""
         if self.target == "inputs" or "stats" not in self.needs:
             return []
-        if kinds := kinds_of(self.target):
+        if kinds_of(self.target):
             return [
                 name
-                for kind in kinds
-                for name in output_names(unit_groups(model, kind), kind).values()
+                for kind, of_kind in self._groups_by_kind(model).items()
+                for name in output_names(of_kind, kind).values()
             ]
         return [p for g in self.groups(model, example_input) for p in g.producers]
 
@@ -272,8 +276,8 @@ class Pruner:
         return PruningPlan(input_keep=keep_top(scores, target, generator), input_shape=shape)
 
     def _plan_units(self, model, example_input, needed, round_index, current, generator):
-        if kinds := kinds_of(self.target):  # heads, MLP neurons: one producer per group
-            by_kind = {kind: unit_groups(model, kind) for kind in kinds}
+        if kinds_of(self.target):  # heads, MLP neurons: one producer per group, no graph
+            by_kind = self._groups_by_kind(model)
             groups = [g for of_kind in by_kind.values() for g in of_kind]
             if not groups:
                 raise self._no_groups(model)
