@@ -68,12 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     given = sys.argv[1:] if argv is None else argv
     this = shlex.join(["python", "benchmarks/dense_runs.py", *given])
+    command = [*args.made_by, this]
     write_run(
-        args.summary, "dense_models", args.run, [*args.made_by, this], figures, notes=args.notes
+        args.summary, "dense_models", args.run, command, figures, args.notes, label=args.label
     )
-    data = json.loads(args.summary.read_text())
-    data["runs"][args.run]["label"] = args.label  # the page's name for the row
-    args.summary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 

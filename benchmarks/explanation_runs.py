@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from summary import SUMMARIES, write_run
+from summary import SUMMARIES, mean_std, write_run
 
 #: the metrics the page shows, of those every evaluation has
 METRICS = (
@@ -32,11 +31,6 @@ METRICS = (
     "gae/contrastiveness",
     "gae/gae",
 )
-
-
-def _stat(vals: list[float]) -> dict[str, Any]:
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return {"mean": statistics.mean(vals), "std": std, "values": vals}
 
 
 def read_evaluation(folder: Path) -> dict[str, Any]:
@@ -92,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": [r["seed"] for r in runs],
         "images": runs[0]["images"],
         "gae_samples": runs[0]["gae_samples"],
-        "acc_original": _stat([r["acc_original"] for r in runs]),
+        "acc_original": mean_std([r["acc_original"] for r in runs]),
         "wall_s": [r["wall_s"] for r in runs if r["wall_s"] is not None],
         "methods": {
             m: {
-                k: _stat([r["table"][m][k] for r in runs])
+                k: mean_std([r["table"][m][k] for r in runs])
                 for k in METRICS
                 if all(k in r["table"][m] for r in runs)
             }
@@ -105,10 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     given = sys.argv[1:] if argv is None else argv
     this = shlex.join(["python", "benchmarks/explanation_runs.py", *given])
-    write_run(args.summary, "explanations", args.run, [*args.made_by, this], figures)
-    data = json.loads(args.summary.read_text())
-    data["runs"][args.run]["label"] = args.label
-    args.summary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    command = [*args.made_by, this]
+    write_run(args.summary, "explanations", args.run, command, figures, label=args.label)
     return 0
 
 

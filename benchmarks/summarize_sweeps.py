@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from summary import write_run
+from summary import mean_std, write_run
 
 from prune.run.hydra_callbacks import summarize
 
@@ -41,13 +41,6 @@ METRICS = (
     "prune/params_ratio",
     "prune/auc_pruned",
 )
-
-
-def _stat(vals: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample std (0 for one value) and the values themselves."""
-    vals = [float(v) for v in vals]
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return {"mean": statistics.mean(vals), "std": std, "values": vals}
 
 
 def _job_results(folder: str, job: str) -> dict[str, Any]:
@@ -77,12 +70,12 @@ def _group_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     metrics = {}
     for key in METRICS:
         if all(r.get(key) is not None for r in rows):
-            metrics[key] = _stat([r[key] for r in rows])
+            metrics[key] = mean_std([r[key] for r in rows])
     if "test/acc_dense" in metrics and "test/acc" in metrics:
-        metrics["acc_drop"] = _stat([r["test/acc_dense"] - r["test/acc"] for r in rows])
+        metrics["acc_drop"] = mean_std([r["test/acc_dense"] - r["test/acc"] for r in rows])
     out["metrics"] = metrics
     if all(r.get("wall_s") is not None for r in rows):
-        out["wall_s"] = _stat([r["wall_s"] for r in rows])
+        out["wall_s"] = mean_std([r["wall_s"] for r in rows])
     by_round: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         for point in r.get("trajectory") or []:
@@ -93,9 +86,9 @@ def _group_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if len(points) != len(rows):
             continue  # a round not every seed finished
         rounds[str(k)] = {
-            "test/acc": _stat([p["acc"] for p in points]),
-            "test/acc_pruned": _stat([p["acc_pruned"] for p in points]),
-            "cost/flops": _stat([p["flops"] for p in points]),
+            "test/acc": mean_std([p["acc"] for p in points]),
+            "test/acc_pruned": mean_std([p["acc_pruned"] for p in points]),
+            "cost/flops": mean_std([p["flops"] for p in points]),
         }
         widths = _widths(next((x for x in first["rounds"] if x.get("round") == k), None))
         if widths:

@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -126,6 +127,13 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample std (0 for one value) and the values themselves."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.mean(values), "std": std, "values": values}
+
+
 def write_run(
     path: str | os.PathLike,
     benchmark: str,
@@ -134,6 +142,7 @@ def write_run(
     figures: Mapping[str, Any],
     notes: str | None = None,
     date: str | None = None,
+    label: str | None = None,
 ) -> Path:
     """Record one run in the summary file ``path``, replacing an earlier run of the same name.
 
@@ -147,6 +156,7 @@ def write_run(
         figures: the run's raw numbers.
         notes: an optional short remark.
         date: when the figures were measured, ``YYYY-MM-DD``; today by default.
+        label: the name the page shows for the run (a table row), if it is not the run's.
 
     Returns:
         The path written.
@@ -170,6 +180,8 @@ def write_run(
     }
     if notes:
         entry["notes"] = notes
+    if label:
+        entry["label"] = label
     data.setdefault("runs", {})[run] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plain(data), indent=2, ensure_ascii=False) + "\n")
