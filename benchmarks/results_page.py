@@ -425,7 +425,7 @@ FINETUNED = [
 ]
 
 
-def _finetuned_run(spec: Finetuned, name: str, run: Run) -> list[str]:
+def _finetuned_run(spec: Finetuned, run: Run) -> list[str]:
     groups = {
         c: g
         for key, g in (run["figures"].get("groups") or {}).items()
@@ -482,7 +482,7 @@ def _finetuned_run(spec: Finetuned, name: str, run: Run) -> list[str]:
     walls = [(c, g["wall_s"]) for c, g in groups.items() if g.get("wall_s")]
     if walls:
         verdict += (
-            " Wall time per job, one thread each with other jobs on the machine: "
+            " Wall time per job: "
             + ("; ".join(f"{FINETUNED_CRITERIA[c]} {span(w['values'], 0, ' s')}" for c, w in walls))
             + "."
         )
@@ -497,7 +497,7 @@ def finetuned_pruning(summaries: Summaries) -> str | None:
     parts, items = [], []
     for spec in FINETUNED:
         for name, run in _runs(summaries, spec.file).items():
-            text = _finetuned_run(spec, name, run)
+            text = _finetuned_run(spec, run)
             if text:
                 parts += text
                 items.append((spec.file, name, run, spec.title))
@@ -1075,7 +1075,8 @@ def _vit_explanations(run: Run, data: str) -> list[str]:
     fig = run["figures"]
     methods = fig["methods"]
     columns = [c for c in VIT_EXPLANATION_COLUMNS if any(c in r for r in methods.values())]
-    gae = {m: mean(r["gae/gae"]) for m, r in methods.items() if "gae/gae" in r}
+    means = {m: {k: mean(v) for k, v in r.items()} for m, r in methods.items()}
+    gae = {m: r["gae/gae"] for m, r in means.items() if "gae/gae" in r}
     rows = [
         [_method_labels([m])]
         + [
@@ -1112,7 +1113,6 @@ def _vit_explanations(run: Run, data: str) -> list[str]:
             f"On {data} {lead} (the highest in {won} of {len(seeds)} seeds); the paper's claim "
             f"that absLRP leads on GAE is {verdict} here."
         )
-        means = {m: {k: mean(v) for k, v in r.items()} for m, r in methods.items()}
         components = ("gae/faithfulness", "gae/contrastiveness")
         best = {
             c: max(means, key=lambda m, c=c: means[m].get(c, float("-inf"))) for c in components
@@ -1258,6 +1258,10 @@ def _by_seed(group: Mapping[str, Any] | None) -> dict[str, float]:
     return dict(zip(map(str, group.get("seeds") or []), auc.get("values") or [], strict=False))
 
 
+def _is_lrp_row(overrides: str) -> bool:
+    return overrides.endswith("pruner=lrp_conserved")
+
+
 def _vit_against(run: Run, lrp: str) -> tuple[dict[str, str], list[str], list[str]]:
     """The LRP row ``lrp`` against every baseline, seed by seed: the differences per baseline
     row, the losses, and the seeds compared."""
@@ -1265,7 +1269,7 @@ def _vit_against(run: Run, lrp: str) -> tuple[dict[str, str], list[str], list[st
     cells: dict[str, str] = {}
     losses: list[str] = []
     for overrides, label in VIT_ROWS.items():
-        if overrides.endswith("pruner=lrp_conserved"):
+        if _is_lrp_row(overrides):
             continue
         theirs = _by_seed(_vit_group(run, overrides))
         seeds = [s for s in ours if s in theirs]
@@ -1282,17 +1286,15 @@ def _vit_against(run: Run, lrp: str) -> tuple[dict[str, str], list[str], list[st
 def _vit_paired(run: Run) -> tuple[dict[str, str], str]:
     """Per baseline row, LRP's (AttnLRP's) AUC minus its AUC seed by seed; and the verdict for
     each LRP row run on the same seeds."""
-    cells, _, _ = _vit_against(run, VIT_LRP)
+    against = {o: _vit_against(run, o) for o in VIT_ROWS if _is_lrp_row(o)}
+    cells = against[VIT_LRP][0]
     if not cells:
         return cells, ""
     verdicts = []
-    for overrides, label in VIT_ROWS.items():
-        if not overrides.endswith("pruner=lrp_conserved"):
-            continue
-        row_cells, losses, seeds = _vit_against(run, overrides)
+    for overrides, (row_cells, losses, seeds) in against.items():
         if not row_cells:
             continue
-        name = label.split(" (")[0]
+        name = VIT_ROWS[overrides].split(" (")[0]
         listed = _seeds(seeds, " / ")
         if not losses:
             verdicts.append(f"{name}: above every baseline in every seed ({listed}).")

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="COMMAND",
         help="a command that ran the sweeps, recorded before this one (repeatable)",
     )
+    parser.add_argument("--notes", default=None, help="a short remark on how the jobs ran")
     args = parser.parse_args(argv)
     folders = args.folders or [str(p) for p in Path("logs").glob("**/multiruns/*")]
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -187,7 +188,13 @@ def main(argv: list[str] | None = None) -> None:
             args.run,
             [*args.made_by, this],
             {"groups": {key: _group_summary(groups[key]) for key in sorted(groups)}},
-            notes="the date is when the last job finished; the machine is where it was summarised",
+            notes="; ".join(
+                [
+                    "the date is when the last job finished; the machine is where it was "
+                    "summarised",
+                    *([args.notes] if args.notes else []),
+                ]
+            ),
             date=date,
         )
 
