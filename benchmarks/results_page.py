@@ -1205,11 +1205,14 @@ def _mlp_verdict(fig: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- ViT few-shot
 
+#: the row of a composite searched by ``tune.py`` (``benchmarks/summaries/tuning.json``)
+TUNED = "tuned,pruner=lrp_conserved"
 #: the ViT criteria in the order of the page, by the sweep's override of them
 VIT_ROWS = {
     "pruner=lrp_conserved": "LRP, AttnLRP (`lrp_conserved`)",
     "lrp=cp_lrp,pruner=lrp_conserved": "LRP, CP-LRP",
     "lrp=abslrp,pruner=lrp_conserved": "LRP, absLRP",
+    TUNED: "LRP, tuned composite (`tune.py`)",
     "pruner=taylor": "Taylor",
     "pruner=gradient": "gradient",
     "pruner=attention": "attention confidence",
@@ -1259,7 +1262,7 @@ def _by_seed(group: Mapping[str, Any] | None) -> dict[str, float]:
 
 
 def _is_lrp_row(overrides: str) -> bool:
-    return overrides.endswith("pruner=lrp_conserved")
+    return overrides.endswith("pruner=lrp_conserved")  # the tuned row (TUNED) included
 
 
 def _vit_against(run: Run, lrp: str) -> tuple[dict[str, str], list[str], list[str]]:
@@ -1303,12 +1306,60 @@ def _vit_paired(run: Run) -> tuple[dict[str, str], str]:
     return cells, " ".join(verdicts)
 
 
+def _with_tuned(run: Run, tuned: Run | None) -> Run:
+    """``run`` with the tuned composite's test AUCs as the group :data:`TUNED` (same dense
+    checkpoints, reference images and steps: its default composite's AUC is the AttnLRP row's)."""
+    if tuned is None:
+        return run
+    fig = tuned["figures"]
+    group = {"seeds": fig["seeds"], "metrics": {"prune/auc_pruned": fig["best"]["test/auc_pruned"]}}
+    groups = {**run["figures"]["groups"], TUNED: group}
+    return {**run, "figures": {**run["figures"], "groups": groups}}
+
+
+def _rules(params: Mapping[str, Any]) -> str:
+    """A searched composite's rules: ``attention gamma 0.42, mlp z+, ..., aggregate abs``."""
+    names = {"zplus": "z+", "alpha2beta1": "alpha2-beta1"}
+    parts = []
+    for key, rule in params.items():
+        if key.endswith(".rule"):
+            group = key[: -len(".rule")]
+            value = params.get(f"{group}.{rule}")
+            value = "" if value is None else f" {value:.2g}"
+            parts.append(f"{group} {names.get(rule, rule)}{value}")
+    if "aggregate" in params:
+        parts.append(f"aggregate {params['aggregate']}")
+    return ", ".join(parts)
+
+
+def _tuned_text(tuned: Run) -> str:
+    """What the search was and how the tuned composite compares with the default one."""
+    fig = tuned["figures"]
+    searches = fig["searches"]
+    trials = sorted({s["trials"] for s in searches})
+    diff = fig["best_minus_default"]
+    per_seed = "; ".join(f"seed {s['seed']}: {_rules(s['best_params'])}" for s in searches)
+    return (
+        f"The tuned row: `tune.py` searched, per seed, the rule of the attention projections, "
+        f"the MLP layers and the head, and the criterion's aggregate, with Optuna's TPE over "
+        f"{'/'.join(map(str, trials))} trials, each scored by its AUC on "
+        f"{count(fig['val_images'])} validation images; the best composite was then measured "
+        f"once on the {count(fig['test_images'])} test images. Test AUC of the default composite "
+        f"{stat(fig['default']['test/auc_pruned'])}, of the tuned one "
+        f"{stat(fig['best']['test/auc_pruned'])}: tuned minus default "
+        f"{' / '.join(f'{d:+.3f}' for d in diff['values'])} per seed. The chosen rules: "
+        f"{per_seed}."
+    )
+
+
 def vit_fewshot(summaries: Summaries) -> str | None:
     runs = _runs(summaries, "fewshot_vit")
     if not runs:
         return None
+    searches = _runs(summaries, "tuning")
     parts = ["## Few-shot pruning without fine-tuning, Vision Transformer"]
     for name, run in runs.items():
+        run = _with_tuned(run, searches.get(name))
         paired, verdict = _vit_paired(run)
         rows = []
         for overrides, label in VIT_ROWS.items():
@@ -1332,8 +1383,11 @@ def vit_fewshot(summaries: Summaries) -> str | None:
             "the seeds: LRP's AUC minus the row's.",
             table(["criterion", "AUC", "seeds", "LRP minus it, per seed"], "lrrr", rows),
             verdict,
+            _tuned_text(searches[name]) if name in searches else "",
         ]
-    parts.append(sources([("fewshot_vit", n, r, VIT_RUNS.get(n)) for n, r in runs.items()]))
+    items = [("fewshot_vit", n, r, VIT_RUNS.get(n)) for n, r in runs.items()]
+    items += [("tuning", n, r, f"{VIT_RUNS.get(n, n)}, tuned") for n, r in searches.items()]
+    parts.append(sources(items))
     return "\n\n".join(p for p in parts if p)
 
 
