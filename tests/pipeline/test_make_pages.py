@@ -5,25 +5,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.pipeline.scripts import run_script
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "make_pages.py"
 SUMMARIES = ROOT / "benchmarks" / "summaries"
 PAGES = ("results.md", "performance.md")
 
 
 def make_pages(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_script("benchmarks/make_pages.py", *args)
 
 
 def write_summary(folder: Path, name: str, runs: dict) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.pipeline.scripts import run_script
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "tune_runs.py"
 
 
 def search(folder: Path, seed: int, default: float, best: float, status: str = "complete"):
@@ -39,13 +40,7 @@ def search(folder: Path, seed: int, default: float, best: float, status: str = "
 
 
 def tune_runs(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_script("benchmarks/tune_runs.py", *args)
 
 
 def test_tune_runs_records_both_composites_and_their_paired_difference(tmp_path: Path):
