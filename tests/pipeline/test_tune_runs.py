@@ -70,7 +70,7 @@ def test_tune_runs_refuses_an_unfinished_search(tmp_path: Path):
 def test_results_page_pairs_the_tuned_composite_with_the_baselines():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import results_page
+        import results_vit
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
 
@@ -115,9 +115,7 @@ def test_results_page_pairs_the_tuned_composite_with_the_baselines():
             },
         }
     }
-    page = results_page.vit_fewshot(
-        {"fewshot_vit": {"runs": fewshot}, "tuning": {"runs": searches}}
-    )
+    page = results_vit.vit_fewshot({"fewshot_vit": {"runs": fewshot}, "tuning": {"runs": searches}})
     assert "| LRP, tuned composite (`tune.py`) | 0.740 ± 0.010 | 2 |" in page
     assert "AttnLRP: not above Taylor in seed 1" in page
     assert "tuned composite: above every baseline in every seed (1 / 2)" in page
