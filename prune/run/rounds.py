@@ -24,7 +24,7 @@ from prune.run.build import (
     make_trainer,
     trainer_uses_gpu,
 )
-from prune.run.checkpoint import save_weights
+from prune.run.checkpoint import load_checkpoint, save_weights
 from prune.run.console import log_hparams, log_round, log_summary, show_rounds, summary_logger
 from prune.run.explain import explain, labelled_batches
 from prune.run.explanations import run_explanations
@@ -118,13 +118,18 @@ class TrainingRun:
                 results["plan"] = resume.previous["plan"]
         else:
             trainer = make_trainer(self.cfg, version="round_0")
-            ckpt_path = self.cfg.get("ckpt_path") or resume.last_ckpt(0)
-            resume.replay(0, "fit")
-            trainer.fit(self.module, datamodule=self.dm, ckpt_path=ckpt_path)
-            self.dense_acc = accuracy_of(trainer, self.module, self.dm, best_checkpoint(trainer))
+            if self.cfg.get("dense_ckpt"):  # the dense weights as they are: no training
+                checkpoint = self.load_dense(self.cfg.dense_ckpt)
+                self.dense_acc = accuracy_of(trainer, self.module, self.dm)
+            else:
+                ckpt_path = self.cfg.get("ckpt_path") or resume.last_ckpt(0)
+                resume.replay(0, "fit")
+                trainer.fit(self.module, datamodule=self.dm, ckpt_path=ckpt_path)
+                checkpoint = best_checkpoint(trainer)
+                self.dense_acc = accuracy_of(trainer, self.module, self.dm, checkpoint)
             self.dense_cost = self.cost()
             row = {"round": 0, "test/acc": self.dense_acc, **self.dense_cost}
-            results["rounds"].append({**row, "checkpoint": best_checkpoint(trainer)})
+            results["rounds"].append({**row, "checkpoint": checkpoint})
             log_summary(self.summary, 0, {"test/acc": self.dense_acc, **self.dense_cost})
             log_round(results["rounds"][-1], self.rounds)
             self.write()
@@ -132,6 +137,16 @@ class TrainingRun:
             self.dense_total = self.pruner.total(self.module.net, self.example)
         if self.retrain_scheduler is not None:  # fine-tuning's own lr schedule
             self.module.scheduler_factory = self.retrain_scheduler
+
+    def load_dense(self, path: str) -> str:
+        """Load the weights of ``dense_ckpt`` (checked before any work) into the model, and keep
+        them as this run's round-0 checkpoint: the run folder stays whole for ``resume`` and
+        ``evaluate.py``."""
+        state = load_checkpoint(path, key="dense_ckpt")["state_dict"]
+        self.module.load_state_dict(state)
+        log.info("dense_ckpt=%s: the dense model, not trained further", path)
+        target = self.out / "checkpoints" / "round_0" / "dense.ckpt"
+        return str(save_weights(self.module, target))
 
     def choose_plan(self, k: int) -> tuple[PruningPlan, float]:
         """Round ``k``'s plan (explain, score, select), applied, and the accuracy right after."""

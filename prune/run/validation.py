@@ -41,7 +41,7 @@ from prune.evaluation.methods import get_methods
 from prune.lrp.composites import AbsLRP, Composite
 from prune.pruning.criteria.base import Criterion
 from prune.pruning.pruner import Pruner, scored_targets
-from prune.run.checkpoint import check_checkpoint_fits
+from prune.run.checkpoint import check_checkpoint_fits, check_finite
 from prune.run.config_keys import (
     check_component,
     check_keys,
@@ -133,7 +133,8 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def _check_run_files(cfg: DictConfig) -> None:
-    """``resume`` or ``overwrite``; ``ckpt_path`` exists; a resumed run has its results."""
+    """``resume`` or ``overwrite``; ``ckpt_path`` or ``dense_ckpt`` (not both) exists; a resumed
+    run has its results."""
     resume, overwrite = get_value(cfg, "resume"), get_value(cfg, "overwrite")
     if resume and overwrite:
         raise ConfigError(
@@ -144,6 +145,15 @@ def _check_run_files(cfg: DictConfig) -> None:
         ckpt = get_value(cfg, "ckpt_path")  # '???' (evaluate) raises "required" here
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
             raise FileNotFoundError(f"ckpt_path={str(ckpt)!r} does not exist (need a .ckpt file)")
+    dense = get_value(cfg, "dense_ckpt")
+    if dense is not None:
+        if get_value(cfg, "ckpt_path") is not None:
+            raise ConfigError(
+                "ckpt_path continues the dense training, dense_ckpt takes the dense model as it "
+                "is: set one of them"
+            )
+        if not Path(str(dense)).expanduser().is_file():
+            raise FileNotFoundError(f"dense_ckpt={str(dense)!r} does not exist (need a .ckpt file)")
     if resume:
         results = Path(str(get_value(cfg, "paths.output_dir"))) / "results.json"
         if not results.is_file():
@@ -209,7 +219,8 @@ def validate_run(cfg: DictConfig, dm: Any, module: Any, pruner: Any = None) -> N
     - the relevance set fits its split (``data.relevance_per_class`` per class),
     - the pruner applies to the model (``pruner.keep`` <= inputs or units, input pruning of a
       model that supports it: :meth:`prune.pruning.pruner.Pruner.validate`),
-    - ``ckpt_path`` (round 0 resume) holds this model: safe load, same parameter shapes.
+    - ``ckpt_path`` (round 0 resume) and ``dense_ckpt`` (the dense weights) hold this model:
+      safe load, same parameter shapes; ``dense_ckpt``'s weights are finite.
     """
     if pruner is not None:
         if "stats" in pruner.needs:
@@ -228,6 +239,10 @@ def validate_run(cfg: DictConfig, dm: Any, module: Any, pruner: Any = None) -> N
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         check_checkpoint_fits(ckpt_path, module, training=True)
+    dense = cfg.get("dense_ckpt")
+    if dense:
+        ckpt = check_checkpoint_fits(dense, module, key="dense_ckpt")
+        check_finite(ckpt["state_dict"], "dense_ckpt", dense)
 
 
 def _check_methods_fit(cfg: DictConfig, net: Any) -> None:

@@ -62,6 +62,33 @@ def test_evaluate_reproduces_test_accuracy(trained_run, tmp_path):
     assert json.loads((tmp_path / "evaluation.json").read_text())["status"] == "complete"
 
 
+def test_dense_ckpt_prunes_the_weights_as_they_are(trained_run, tmp_path):
+    _cfg, out, results = trained_run
+    best = next(p for p in (out / "checkpoints" / "round_0").iterdir() if p.name.startswith("best"))
+    pruning = ["pruner=lrp", "pruner.keep=32", "pruner.rounds=1", "retrain.max_epochs=1"]
+    overrides = [*FAST, "model=mlp", "trainer.max_epochs=3", *pruning, f"dense_ckpt={best}"]
+    cfg = with_output(compose_cfg("train", overrides), tmp_path)
+    again = train(cfg)
+    dense = again["rounds"][0]
+    assert dense["test/acc"] == pytest.approx(results["rounds"][0]["test/acc"], abs=1e-6)
+    # no epoch was trained: no Lightning checkpoint, the weights kept as the run's own
+    assert dense["checkpoint"] == str(tmp_path / "checkpoints" / "round_0" / "dense.ckpt")
+    assert not (tmp_path / "checkpoints" / "round_0" / "last.ckpt").exists()
+    torch.testing.assert_close(
+        load_checkpoint(dense["checkpoint"])["state_dict"],
+        load_checkpoint(best)["state_dict"],
+        rtol=0,
+        atol=0,
+    )
+    assert len(again["rounds"]) == 2 and again["status"] == "complete"  # then cut as usual
+    res = evaluate(
+        with_output(
+            compose_cfg("evaluate", [*FAST, f"ckpt_path={dense['checkpoint']}"]), tmp_path / "e"
+        )
+    )
+    assert res["test/acc"] == pytest.approx(dense["test/acc"], abs=1e-6)
+
+
 def test_evaluate_refuses_missing_and_corrupt_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="ckpt_path"):
         load_checkpoint(tmp_path / "nope.ckpt")

@@ -60,6 +60,9 @@ def files(tmp_path_factory):
     weights = tiny_state((24, 12))
     del weights["optimizer_states"], weights["loops"]
     torch.save(weights, d / "weights_only.ckpt")
+    diverged = tiny_state((24, 12))
+    next(iter(diverged["state_dict"].values())).fill_(float("nan"))
+    torch.save(diverged, d / "nan.ckpt")
     torch.save({"state_dict": {}, "payload": torch.nn.Linear(2, 2)}, d / "pickled.ckpt")
     planned = tiny_state((24, 12))
     planned["pruning_plan"] = {"keep": {"features.9": [0, 1]}, "input_keep": None}
@@ -196,6 +199,28 @@ def test_bad_checkpoint_to_train_from(capsys, tmp_path, files, name, expected):
     line = _fail(capsys, tmp_path, [*TINY, f"ckpt_path={files / name}"])
     for text in expected:
         assert text in line, (text, line)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing.ckpt", ["dense_ckpt", "does not exist"]),
+        ("pickled.ckpt", ["dense_ckpt", "could not be loaded safely", "weights_only=True"]),
+        ("other_model.ckpt", ["dense_ckpt", "holds another model", "layers.0.weight"]),
+        ("other_plan.ckpt", ["dense_ckpt", "another pruning plan"]),
+        ("nan.ckpt", ["dense_ckpt", "NaN/infinite weights"]),
+    ],
+)
+def test_bad_dense_checkpoint(capsys, tmp_path, files, name, expected):
+    line = _fail(capsys, tmp_path, [*TINY, f"dense_ckpt={files / name}"])
+    for text in expected:
+        assert text in line, (text, line)
+
+
+def test_dense_checkpoint_and_resumed_training_are_exclusive(capsys, tmp_path, files):
+    both = [f"dense_ckpt={files / 'weights_only.ckpt'}", f"ckpt_path={files / 'good.ckpt'}"]
+    line = _fail(capsys, tmp_path, [*TINY, *both])
+    assert "ckpt_path" in line and "dense_ckpt" in line and "set one of them" in line
 
 
 @pytest.mark.parametrize(
