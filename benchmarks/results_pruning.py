@@ -376,8 +376,8 @@ FINETUNED = [
         "dense epochs of SGD, `epsilon_plus` for the LRP criterion with 100 reference images "
         "per class, 30% of every coupled channel group cut at once behind Torch-Pruning's "
         "dependency graph (the same share of every group, so every criterion ends at the same "
-        "FLOPs), 2 epochs of fine-tuning; the baselines start from the LRP run's dense "
-        "checkpoint of the same seed",
+        "FLOPs), 3 epochs of fine-tuning (cosine from lr 0.05); every criterion prunes the "
+        "same dense checkpoint per seed (`dense_ckpt`)",
         0.5,
     ),
 ]
