@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(kinds) > 1:
         print(f"error: the searches differ in target, data or val images: {kinds}", file=sys.stderr)
         return 2
-    given = sys.argv[1:] if argv is None else argv
-    this = shlex.join(["python", "benchmarks/tune_runs.py", *given])
+    folders = [str(f) for f in args.folders]
+    this = shlex.join(["python", "benchmarks/tune_runs.py", *folders, "--run", args.run])
     write_run(args.summary, "tuning", args.run, [*args.made_by, this], figures_of(searches))
     return 0
 
