@@ -12,6 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 Run = Mapping[str, Any]
+#: every summary file's contents, by benchmark name (``make_pages.py`` loads them)
+Summaries = Mapping[str, Mapping[str, Any]]
+
+
+def runs_named(summaries: Summaries, name: str) -> Mapping[str, Run]:
+    """The runs of the summary ``name`` (none when the file is missing)."""
+    return (summaries.get(name) or {}).get("runs") or {}
 
 
 def num(x: float, digits: int) -> str:

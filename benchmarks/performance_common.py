@@ -1,5 +1,5 @@
 """What the performance page's sections share: the models, presets and targets of the LRP
-speed benchmark, and finding a summary's runs and rows.
+speed benchmark, and finding a run's rows (a summary's runs: :func:`page_text.runs_named`).
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from page_text import Run, code, commands
-
-Summaries = Mapping[str, Mapping[str, Any]]
 
 MODELS = {"mlp": "MLP 784-300-100-10", "lenet5": "LeNet-5", "vgg11": "VGG11"}
 SHORT_MODELS = {"mlp": "MLP", "lenet5": "LeNet-5", "vgg11": "VGG11"}
@@ -22,10 +20,6 @@ TIME_TARGETS = {
     "epsilon_alpha2_beta1": 1.9,
 }
 MEMORY_TARGET, ZENNIT_TARGET = 1.5, 2.0
-
-
-def runs_named(summaries: Summaries, name: str) -> Mapping[str, Run]:
-    return (summaries.get(name) or {}).get("runs") or {}
 
 
 def model_label(name: str, model: Mapping[str, Any]) -> str:

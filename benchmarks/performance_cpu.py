@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from page_text import (
     Run,
+    Summaries,
     bold,
     command_text,
     count,
@@ -13,6 +14,7 @@ from page_text import (
     middle,
     num,
     pct,
+    runs_named,
     seconds,
     sources,
     span,
@@ -28,11 +30,9 @@ from performance_common import (
     SHORT_MODELS,
     TIME_TARGETS,
     ZENNIT_TARGET,
-    Summaries,
     command_list,
     model_label,
     row_of,
-    runs_named,
 )
 
 CPU_INTRO = """\

@@ -8,24 +8,20 @@ from collections.abc import Mapping
 
 from page_text import (
     Run,
+    Summaries,
     bold,
     command_text,
     commands,
     count,
     num,
     pct,
+    runs_named,
     sources,
     span,
     table,
     values,
 )
-from performance_common import (
-    PRESETS,
-    SHORT_MODELS,
-    Summaries,
-    row_of,
-    runs_named,
-)
+from performance_common import PRESETS, SHORT_MODELS, row_of
 
 
 def gpu(summaries: Summaries) -> str | None:

@@ -7,7 +7,7 @@ in ``performance_common.py``.
 
 from __future__ import annotations
 
-from performance_common import Summaries
+from page_text import Summaries
 from performance_cpu import cpu_overview, lrp_speed, memory, transformers, where_time_goes
 from performance_gpu import gpu
 from performance_threads import threads

@@ -5,6 +5,7 @@ busy process.
 from __future__ import annotations
 
 from page_text import (
+    Summaries,
     bold,
     command_text,
     count,
@@ -12,14 +13,11 @@ from page_text import (
     machine,
     middle,
     num,
+    runs_named,
     sources,
     span,
     spell,
     table,
-)
-from performance_common import (
-    Summaries,
-    runs_named,
 )
 
 THREADS_HOW = """\

@@ -1,5 +1,5 @@
-"""What the results page's sections share: finding a summary's runs, a sweep's groups by their
-overrides, and a group's metrics.
+"""What the results page's sections share: a sweep's groups by their overrides, and a group's
+metrics (a summary's runs: :func:`page_text.runs_named`).
 
 Groups of a sweep summary (``summarize_sweeps.py --summary``) are found by their overrides, e.g.
 ``{"data": "mnist", "pruner": "taylor"}``.
@@ -11,12 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from page_text import Run
-
-Summaries = Mapping[str, Mapping[str, Any]]
-
-
-def runs_named(summaries: Summaries, name: str) -> Mapping[str, Run]:
-    return (summaries.get(name) or {}).get("runs") or {}
 
 
 def overrides_of(key: str) -> dict[str, str]:

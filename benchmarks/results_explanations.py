@@ -9,22 +9,20 @@ from typing import Any
 
 from page_text import (
     Run,
+    Summaries,
     bold,
     command_text,
     count,
     mean,
     num,
+    runs_named,
     sources,
     spell,
     stat,
     table,
     words,
 )
-from results_common import (
-    Summaries,
-    runs_named,
-    seed_text,
-)
+from results_common import seed_text
 
 METHOD_LABELS = {
     "gradient": "gradient",

@@ -9,25 +9,20 @@ from typing import Any
 
 from page_text import (
     Run,
+    Summaries,
     bold,
     command_text,
     mean,
     num,
     pct,
+    runs_named,
     sources,
     spell,
     stat,
     table,
     words,
 )
-from results_common import (
-    Summaries,
-    group_of,
-    metric_of,
-    round_of,
-    runs_named,
-    seed_text,
-)
+from results_common import group_of, metric_of, round_of, seed_text
 
 #: rows of the few-shot table: (overrides besides data, label)
 FEWSHOT_ROWS: list[tuple[dict[str, str], str]] = [

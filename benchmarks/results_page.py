@@ -7,7 +7,7 @@ live in ``results_pruning.py``, ``results_fewshot.py``, ``results_vit.py`` and
 
 from __future__ import annotations
 
-from results_common import Summaries
+from page_text import Summaries
 from results_explanations import explanations
 from results_fewshot import fewshot
 from results_pruning import (

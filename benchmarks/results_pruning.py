@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from page_text import (
     Run,
+    Summaries,
     bold,
     command_text,
     count,
@@ -15,6 +16,7 @@ from page_text import (
     num,
     pct,
     plus_minus,
+    runs_named,
     sources,
     span,
     spell,
@@ -23,15 +25,7 @@ from page_text import (
     values,
     words,
 )
-from results_common import (
-    Summaries,
-    group_of,
-    metric_of,
-    overrides_of,
-    round_of,
-    runs_named,
-    seed_text,
-)
+from results_common import group_of, metric_of, overrides_of, round_of, seed_text
 
 
 def dense_models(summaries: Summaries) -> str | None:

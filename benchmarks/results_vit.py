@@ -9,19 +9,16 @@ from typing import Any
 
 from page_text import (
     Run,
+    Summaries,
     count,
     num,
+    runs_named,
     sources,
     stat,
     table,
     words,
 )
-from results_common import (
-    Summaries,
-    metric_of,
-    runs_named,
-    seed_text,
-)
+from results_common import metric_of, seed_text
 
 #: the row of a composite searched by ``tune.py`` (``benchmarks/summaries/tuning.json``)
 TUNED = "tuned,pruner=lrp_conserved"
