@@ -48,7 +48,6 @@ from prune.run.config_keys import (
     find_class,
     get_value,
     group_options,
-    is_present,
 )
 from prune.run.explanations import Explanations
 
@@ -141,19 +140,19 @@ def _check_run_files(cfg: DictConfig) -> None:
             "resume=true continues the run in the folder, overwrite=true moves it aside: "
             "set one of them"
         )
-    if is_present(cfg, "ckpt_path"):
-        ckpt = get_value(cfg, "ckpt_path")  # '???' (evaluate) raises "required" here
-        if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
-            raise FileNotFoundError(f"ckpt_path={str(ckpt)!r} does not exist (need a .ckpt file)")
-    dense = get_value(cfg, "dense_ckpt")
-    if dense is not None:
-        if get_value(cfg, "ckpt_path") is not None:
+    given = []
+    for key in ("ckpt_path", "dense_ckpt"):  # a checkpoint to continue from, or to take as is
+        path = get_value(cfg, key)  # '???' (evaluate's ckpt_path) raises "required" here
+        if path is None:
+            continue
+        if given:
             raise ConfigError(
                 "ckpt_path continues the dense training, dense_ckpt takes the dense model as it "
                 "is: set one of them"
             )
-        if not Path(str(dense)).expanduser().is_file():
-            raise FileNotFoundError(f"dense_ckpt={str(dense)!r} does not exist (need a .ckpt file)")
+        if not Path(str(path)).expanduser().is_file():
+            raise FileNotFoundError(f"{key}={str(path)!r} does not exist (need a .ckpt file)")
+        given.append(key)
     if resume:
         results = Path(str(get_value(cfg, "paths.output_dir"))) / "results.json"
         if not results.is_file():
