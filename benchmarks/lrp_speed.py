@@ -14,7 +14,7 @@ for attnlrp and cp_lrp, and for abslrp the straightforward hook-based absLRP of
 ``benchmarks/abslrp_hooks.py``. Before timing, a tiny float64 ViT checks that each of them gives
 our map, so that the timings compare equal work.
 
-Times come first, under the default allocator: each round runs, for every preset in turn,
+Times come first: each round runs, for every preset in turn,
 forward+backward (gradient x input, the floor for any LRP), our preset and Zennit's equivalent
 composite back to back, each as a block of calls long enough (about 50 ms) that one block is not
 at the mercy of the scheduler, so that load from other processes hits all three alike. A ratio is
@@ -22,7 +22,12 @@ the median over the rounds of the ratio of adjacent blocks; one round is a warm-
 ``Explainer`` built once per model (as the relevance accumulator uses it), Zennit's an attributor
 whose hooks are registered once; both then explain batch after batch. With ``--per-call`` both
 set up inside every call instead (a one-shot ``attribute``, Zennit's ``with Gradient(...)``).
-Threads are fixed (``torch.set_num_threads``).
+Threads are fixed (``torch.set_num_threads``). ``--allocator`` picks glibc's memory
+thresholds for the timing: ``system`` (its own, moving thresholds), ``kept`` (fixed by
+``prune.run.allocator.keep_freed_memory``, as ``train.py``, ``evaluate.py`` and ``tune.py`` run),
+or ``both``: the ``system`` timing in this process, then the ``kept`` one in a fresh process (the
+setting cannot be undone), each with its own forward+backward, and the page faults per call of
+every row under each.
 
 Peak memory comes after, one call at a time: the increase of the process's peak resident set
 size over its size before the call (Linux ``/proc/self/status`` VmHWM, reset through
@@ -45,6 +50,7 @@ import copy
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -70,6 +76,7 @@ from prune.lrp.fast.flow import _EpsReLU
 from prune.lrp.rules.base import stabilize
 from prune.models import MLP, LeNet5
 from prune.models.vit import ViT
+from prune.run.allocator import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 ZENNIT: dict[str, Callable[[], zc.Composite]] = {
@@ -134,6 +141,17 @@ def _peak_mib(fn: Callable[[], object], device: str) -> float:
         f.write("5")
     fn()
     return (status("VmHWM:") - rss) / 1024
+
+
+def _times_in_child(args) -> dict:
+    """The timing phase under ``--allocator kept`` in a fresh process: ``{model: times}``."""
+    argv = [a for a in sys.argv[1:] if not a.startswith("--allocator")]
+    if "--allocator" in sys.argv[1:]:
+        i = sys.argv[1:].index("--allocator")
+        argv = sys.argv[1:][:i] + sys.argv[1:][i + 2 :]
+    cmd = [sys.executable, __file__, *argv, "--allocator", "kept", "--phase", "times"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _memory_in_child(args) -> dict[str, dict[str, list[list[float]]]]:
@@ -388,9 +406,15 @@ def _setup(name, model, shape, args, stack):
     )
 
 
-def _time(groups, args) -> dict[str, list[tuple[float, float]]]:
-    """``{row: [(seconds per call, ratio to the adjacent f+b block), ...]}`` over the rounds."""
-    samples: dict[str, list[tuple[float, float]]] = {}
+def _faults() -> int:
+    """The process's minor page faults so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _time(groups, args) -> dict[str, list[tuple[float, ...]]]:
+    """``{row: [(seconds per call, ratio to the adjacent f+b block, page faults per call),
+    ...]}`` over the rounds."""
+    samples: dict[str, list[tuple[float, ...]]] = {}
     for group in groups.values():
         for fn in group.values():  # warm-up (and the first call's one-off costs)
             fn()
@@ -400,10 +424,12 @@ def _time(groups, args) -> dict[str, list[tuple[float, float]]]:
         for group in groups.values():
             base = None
             for name, fn in group.items():
+                faults = _faults()
                 seconds = _block(fn, calls, args.device)
+                faults = (_faults() - faults) / calls
                 base = seconds if base is None else base
                 if round_:  # round 0 is the warm-up
-                    samples.setdefault(name, []).append((seconds, seconds / base))
+                    samples.setdefault(name, []).append((seconds, seconds / base, faults))
     return samples
 
 
@@ -448,9 +474,9 @@ def _table(model, times, memory) -> list[str]:
     med = {
         name: [statistics.median(col) for col in zip(*s, strict=True)] for name, s in times.items()
     }
-    head = f"{'method':<34}{'ms':>9}{'x f+b':>8}{'MiB':>8}{'x f+b':>8}{'faster than':>16}"
-    lines = [f"{head}  targets"]
-    for name, (seconds, t_ratio) in med.items():
+    head = f"{'method':<34}{'ms':>9}{'x f+b':>8}{'faults':>8}{'MiB':>8}{'x f+b':>8}"
+    lines = [f"{head}{'faster than':>16}  targets"]
+    for name, (seconds, t_ratio, faults) in med.items():
         mem, m_ratio = (statistics.median(col) for col in zip(*memory[name], strict=True))
         leads = _leads(times, name)
         vs = ", ".join(f"{v:.2f}x {ref}" for ref, v in leads.items())
@@ -464,7 +490,7 @@ def _table(model, times, memory) -> list[str]:
                 checks["zennit"] = leads["zennit"] >= ZENNIT_TARGET
             missed = [label for label, ok in checks.items() if not ok]
             verdict = "MISS " + ",".join(missed) if missed else "pass"
-        row = f"{name:<34}{seconds * 1e3:>9.1f}{t_ratio:>8.2f}{mem:>8.1f}{m_ratio:>8.2f}"
+        row = f"{name:<34}{seconds * 1e3:>9.1f}{t_ratio:>8.2f}{faults:>8.0f}{mem:>8.1f}{m_ratio:>8.2f}"
         lines.append(f"{row}{vs:>16}  {verdict}")
     return lines
 
@@ -475,9 +501,10 @@ def _summary_rows(times, memory) -> dict[str, dict[str, float]]:
     ``vs_hooks``)."""
     rows = {}
     for name, samples in times.items():
-        seconds, t_ratio = (statistics.median(col) for col in zip(*samples, strict=True))
+        seconds, t_ratio, faults = (statistics.median(col) for col in zip(*samples, strict=True))
         mem, m_ratio = (statistics.median(col) for col in zip(*memory[name], strict=True))
-        row = {"ms": seconds * 1e3, "time_ratio": t_ratio, "mib": mem, "memory_ratio": m_ratio}
+        row = {"ms": seconds * 1e3, "time_ratio": t_ratio, "faults": faults}
+        row.update(mib=mem, memory_ratio=m_ratio)
         row.update({f"vs_{ref}": v for ref, v in _leads(times, name).items()})
         rows[name] = {k: v for k, v in row.items() if not math.isnan(v)}
     return rows
@@ -514,10 +541,20 @@ def main() -> None:
         action="store_true",
         help="set up inside every call: one-shot attribute() and Zennit hooks per call",
     )
-    parser.add_argument("--phase", choices=["all", "memory"], default="all", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--allocator",
+        choices=["system", "kept", "both"],
+        default="system",
+        help="glibc's thresholds while timing: its own, kept (keep_freed_memory), or both",
+    )
+    parser.add_argument(
+        "--phase", choices=["all", "memory", "times"], default="all", help=argparse.SUPPRESS
+    )
     add_summary_option(parser, "lrp_speed")
     parser.add_argument("--run", default=None, help="the run's name in the summary file")
     args = parser.parse_args()
+    if args.phase == "times" or (args.phase == "all" and args.allocator == "kept"):
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     if args.phase == "all":
         print(
@@ -540,10 +577,19 @@ def main() -> None:
             print(json.dumps({name: _memory(groups, args) for name, groups in runs.items()}))
             return
         times = {name: _time(groups, args) for name, groups in runs.items()}
+        if args.phase == "times":
+            print(json.dumps(times))
+            return
+    # with both: the table and the summary's rows are those of the kept allocator, and
+    # rows_system those of glibc's own thresholds (measured above, in this process)
+    system = times if args.allocator == "both" else None
+    times = _times_in_child(args) if system is not None else times
     memory = _memory_in_child(args)
     for name, (_, shape) in models.items():
-        lines = _table(name, times[name], memory[name])
-        print(f"\n== {name} {tuple(shape)} ==", *lines, sep="\n", flush=True)
+        for label, t in [("", times[name]), (", system allocator", (system or {}).get(name))]:
+            if t is not None:
+                lines = _table(name, t, memory[name])
+                print(f"\n== {name} {tuple(shape)}{label} ==", *lines, sep="\n", flush=True)
     if args.summary is not None:
         figures = {
             "device": args.device,
@@ -551,10 +597,19 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "repeats": args.repeats,
             "per_call": args.per_call,
+            "allocator": args.allocator,
             "zennit": version("zennit"),
             **({"lxt": version("lxt")} if any(n in TRANSFORMERS for n in models) else {}),
             "models": {
-                name: {"shape": list(shape), "rows": _summary_rows(times[name], memory[name])}
+                name: {
+                    "shape": list(shape),
+                    "rows": _summary_rows(times[name], memory[name]),
+                    **(
+                        {"rows_system": _summary_rows(system[name], memory[name])}
+                        if system is not None
+                        else {}
+                    ),
+                }
                 for name, (_, shape) in models.items()
             },
         }

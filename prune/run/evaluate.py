@@ -24,6 +24,7 @@ from prune.run.explanations import run_explanations
 from prune.run.preflight import check_evaluate
 from prune.run.report import figures_table
 from prune.run.results import write_results
+from prune.run.allocator import keep_freed_memory
 from prune.run.threads import apply_threads
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the model from the run's config, load the checkpoint, test and measure it."""
     run_cfg, ckpt = check_evaluate(cfg)  # before any work; nothing instantiated yet
     start = time.perf_counter()
+    keep_freed_memory(cfg.get("keep_freed_memory", True))
     apply_threads(cfg.get("threads", "auto"))  # intra-op threads: auto, the cores left free
     ckpt_path = cfg.ckpt_path
     out = Path(cfg.paths.output_dir)

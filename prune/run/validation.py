@@ -81,6 +81,7 @@ TOP_CHECKS = {
     "overwrite": boolean(nullable=True),
     "threads": Check("'auto' or an integer >= 1", lambda v: v == "auto" or (is_int(v) and v >= 1)),
     "use_checkpoint_config": boolean(),
+    "keep_freed_memory": boolean(),
 }
 
 _PRECISIONS = [a for part in get_args(_PRECISION_INPUT) for a in get_args(part)]

@@ -32,6 +32,7 @@ from prune.run.checkpoint import check_checkpoint_fits, load_checkpoint
 from prune.run.config_keys import check_component, check_keys, find_class, get_value
 from prune.run.console import show
 from prune.run.results import write_results, write_text
+from prune.run.allocator import keep_freed_memory
 from prune.run.threads import apply_threads
 from prune.run.validation import validate_config, validate_run
 from prune.tuning.composite import GroupRules, group_rules_config
@@ -148,6 +149,7 @@ class TuningRun:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg, self.started = cfg, time.perf_counter()
         self.out = Path(cfg.paths.output_dir)
+        keep_freed_memory(cfg.get("keep_freed_memory", True))
         threads = apply_threads(cfg.get("threads", "auto"))
         L.seed_everything(int(cfg.seed), workers=True)
         self.space: SearchSpace = instantiate(cfg.tune.space)

@@ -53,6 +53,29 @@ def test_torchvision_models_run_as_programs(build_tv) -> None:
     _assert_same(res, attribute(model, x, target, "epsilon_plus_flat", record), record)
 
 
+@pytest.mark.parametrize("preset", ["attnlrp", "cp_lrp", "abslrp"])
+def test_a_vit_runs_as_a_program(preset) -> None:
+    """The class token and position embedding are the model's own parameters, read outside a
+    layer: the program reads them at each step, and the relevance is the wrappers' bit for bit."""
+    from prune.models.vit import ViT
+
+    torch.manual_seed(0)
+    model = ViT((1, 8, 8), 3, patch_size=4, dim=8, depth=2, heads=2).eval()
+    with torch.no_grad():
+        model.cls_token.normal_()
+    x, target = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2])
+    record = ["blocks.0.attn.heads_out", "blocks.1.mlp.act"]
+    explainer = Explainer(model, preset, record)
+    for _ in range(2):
+        res = explainer(x, target)
+        assert explainer.engine._program is not None, "the ViT should have been traced"
+        _assert_same(res, attribute(model, x, target, preset, record), record)
+        _no_leftovers(model)
+    with torch.no_grad():  # a changed parameter is read afresh
+        model.cls_token.add_(1.0)
+    _assert_same(explainer(x, target), attribute(model, x, target, preset, record), record)
+
+
 def test_hooks_are_run_by_falling_back_to_module_calls(build, inputs) -> None:
     model, x = build("lenet"), inputs()
     explainer = Explainer(model, "epsilon_plus")

@@ -12,7 +12,8 @@ the same pass written out by hand is a fraction of that of installed wrappers (t
 performance page).
 
 Tracing is best effort: a forward that ``torch.fx`` cannot trace (control flow on sizes), one
-with inputs other than the batch, a parameter read outside a layer, or a recorded container
+with inputs other than the batch, a submodule's parameter read outside a layer (its forward
+was traced into), or a recorded container
 (whose output is no node of the graph) keeps the installed wrappers. So does any pass while a
 module or global forward/backward hook is registered: module calls run them, a program would not.
 """
@@ -130,8 +131,8 @@ def trace_program(
     nodes = list(graph.nodes)
     if [n for n in nodes if n.op == "placeholder"] != nodes[:1]:
         return None
-    if any(n.op == "get_attr" for n in nodes):  # a parameter or buffer read outside a layer
-        return None
+    if any(n.op == "get_attr" and "." in n.target for n in nodes):
+        return None  # a submodule's parameter read outside a layer: its forward was traced into
     needs_mode = any(n.op in ("call_function", "call_method") for n in nodes)
     last_use: dict[torch.fx.Node, torch.fx.Node] = {}
     for node in nodes:
@@ -152,6 +153,9 @@ def trace_program(
             call = wrappers.get(module) if needs_mode else custom.get(module, wrappers.get(module))
             if call is None:
                 return None
+        elif node.op == "get_attr":  # a parameter or buffer of the model itself (a class
+            # token): read when the step runs, so a replaced or reloaded tensor is seen
+            call, name = _attribute(model, node.target), None
         elif node.op == "call_function":
             call, name = node.target, _owner(node, model)
         else:  # call_method
@@ -184,6 +188,10 @@ def _loader(args: tuple, kwargs: dict, index: dict[torch.fx.Node, int]):
 
 def _output(load: Callable[[list], tuple]) -> Callable[[list], Any]:
     return lambda values: load(values)[0][0]
+
+
+def _attribute(model: nn.Module, name: str) -> Callable[[], Any]:
+    return lambda: getattr(model, name)
 
 
 def _method(name: str) -> Callable[..., Any]:
