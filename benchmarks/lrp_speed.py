@@ -490,7 +490,8 @@ def _table(model, times, memory) -> list[str]:
                 checks["zennit"] = leads["zennit"] >= ZENNIT_TARGET
             missed = [label for label, ok in checks.items() if not ok]
             verdict = "MISS " + ",".join(missed) if missed else "pass"
-        row = f"{name:<34}{seconds * 1e3:>9.1f}{t_ratio:>8.2f}{faults:>8.0f}{mem:>8.1f}{m_ratio:>8.2f}"
+        row = f"{name:<34}{seconds * 1e3:>9.1f}{t_ratio:>8.2f}{faults:>8.0f}"
+        row += f"{mem:>8.1f}{m_ratio:>8.2f}"
         lines.append(f"{row}{vs:>16}  {verdict}")
     return lines
 

@@ -12,6 +12,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from prune.run.allocator import keep_freed_memory
 from prune.run.build import (
     accuracy_of,
     build_datamodule,
@@ -24,7 +25,6 @@ from prune.run.explanations import run_explanations
 from prune.run.preflight import check_evaluate
 from prune.run.report import figures_table
 from prune.run.results import write_results
-from prune.run.allocator import keep_freed_memory
 from prune.run.threads import apply_threads
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prune.evaluation.tensorboard import keep_mask, log_relevance
 from prune.pruning.plan import PruningPlan
+from prune.run.allocator import keep_freed_memory
 from prune.run.build import (
     accuracy_of,
     best_checkpoint,
@@ -31,7 +32,6 @@ from prune.run.explanations import run_explanations
 from prune.run.preflight import check_train
 from prune.run.results import write_results
 from prune.run.resume import Resume
-from prune.run.allocator import keep_freed_memory
 from prune.run.threads import apply_threads
 from prune.run.validation import validate_run
 
@@ -82,7 +82,8 @@ class TrainingRun:
         self.dense_acc, self.dense_cost, self.dense_total = 0.0, {}, None
 
     def start(self) -> None:
-        """Fix the thread count and the allocator, open ``results.json`` and the TensorBoard summary."""
+        """Fix the thread count and the allocator; open ``results.json`` and the TensorBoard
+        summary."""
         # a resumed run computes on the interrupted run's thread count: float sums then add up
         # in the same order, and the run ends as it would have
         earlier = (self.resume.previous or {}).get("threads")

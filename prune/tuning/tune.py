@@ -20,6 +20,7 @@ from prune.lrp.composites import CPLRP, AttnLRP, Composite
 from prune.pruning.criteria.base import Criterion
 from prune.pruning.criteria.lrp import LRPCriterion
 from prune.pruning.pruner import Pruner
+from prune.run.allocator import keep_freed_memory
 from prune.run.build import (
     best_checkpoint,
     build_composite,
@@ -32,7 +33,6 @@ from prune.run.checkpoint import check_checkpoint_fits, load_checkpoint
 from prune.run.config_keys import check_component, check_keys, find_class, get_value
 from prune.run.console import show
 from prune.run.results import write_results, write_text
-from prune.run.allocator import keep_freed_memory
 from prune.run.threads import apply_threads
 from prune.run.validation import validate_config, validate_run
 from prune.tuning.composite import GroupRules, group_rules_config
