@@ -293,11 +293,37 @@ TRANSFORMER_TARGETS = {"attnlrp": 1.3, "cp_lrp": 1.15, "abslrp": 2.5}
 BASELINE_NAMES = {"lxt": "LXT {lxt} (explicit rules)", "hooks": "absLRP by hooks"}
 
 
+#: the ViT runs of ``lrp_speed.json``: the default thread count, then one thread
+VIT_RUNS = ("cpu-b128-vit", "cpu-b128-vit-1-thread")
+
+
 def transformers(summaries: Summaries) -> str | None:
-    run = runs_named(summaries, "lrp_speed").get("cpu-b128-vit")
-    if run is None:
+    speed = runs_named(summaries, "lrp_speed")
+    runs = [(name, speed[name]) for name in VIT_RUNS if name in speed]
+    if not runs:
         return None
+    fig = runs[0][1]["figures"]
+    parts = [
+        "### LRP on a Vision Transformer",
+        f"`benchmarks/lrp_speed.py --models vit`, batch {fig['batch']}: `prune.models.ViT` at "
+        "the sizes of `conf/model/vit.yaml` on 1x28x28 inputs. Time and peak memory of one LRP "
+        "pass relative to forward+backward (gradient x input) in the same run, and how many times "
+        "faster than another implementation of the same relevance: AttnLRP and CP-LRP "
+        "written with LXT's explicit functional rules, absLRP as the authors' code does it "
+        "(a twin forward per layer through hooks, an autograd call per layer; "
+        "`benchmarks/abslrp_hooks.py`). A tiny float64 ViT checks before timing that each "
+        "gives our map.",
+    ]
+    for _, run in runs:
+        parts += _vit_table(run)
+    parts.append(sources([("lrp_speed", name, run, None) for name, run in runs]))
+    return "\n\n".join(parts)
+
+
+def _vit_table(run: Run) -> list[str]:
+    """The transformer presets of one ``lrp_speed`` run: its lead-in and its table."""
     fig = run["figures"]
+    both = fig.get("allocator") == "both"
     rows = []
     for preset, goal in TRANSFORMER_TARGETS.items():
         ours = row_of(run, "vit", f"ours {preset}")
@@ -310,31 +336,77 @@ def transformers(summaries: Summaries) -> str | None:
             else "-"
         )
         memory_ratio = ours.get("memory_ratio")
-        rows.append(
-            [
-                preset,
-                span(ours["time_ratio"], 2, "x"),
-                f"{goal:g}x",
-                "-" if memory_ratio is None else span(memory_ratio, 2, "x"),
-                against,
-            ]
+        row = [preset, span(ours["time_ratio"], 2, "x"), f"{goal:g}x"]
+        if both:
+            system = fig["models"]["vit"]["rows_system"][f"ours {preset}"]
+            row += [span(system["time_ratio"], 2, "x"), _faults(system), _faults(ours)]
+        row += ["-" if memory_ratio is None else span(memory_ratio, 2, "x"), against]
+        rows.append(row)
+    header = ["preset", "time x f+b", "target"]
+    if both:
+        header += ["glibc's own thresholds", "page faults, own", "page faults, kept"]
+    header += ["memory x f+b", "faster than"]
+    threads = fig["threads"]
+    lead = f"**{count(threads)} thread{'s' * (threads != 1)}** ({command_text(run)})."
+    if both:
+        lead += (
+            " Times with freed memory kept in the process (`keep_freed_memory`, as `train.py`, "
+            "`evaluate.py` and `tune.py` run), and, in a process of their own in the same run, "
+            "with glibc's own moving thresholds: the ratio, and the page faults per call of our "
+            f"pass (forward+backward: {_faults(_fb(fig, 'rows_system'))} and "
+            f'{_faults(_fb(fig, "rows"))}); see "Freed memory kept" below.'
         )
-    header = ["preset", "time x f+b", "target", "memory x f+b", "faster than"]
-    return "\n\n".join(
-        [
-            "### LRP on a Vision Transformer",
-            f"{command_text(run)}, batch {fig['batch']}: `prune.models.ViT` at the sizes of "
-            "`conf/model/vit.yaml` on 1x28x28 inputs. Time and peak memory of one LRP pass "
-            "relative to forward+backward (gradient x input) in the same run, and how many times "
-            "faster than another implementation of the same relevance: AttnLRP and CP-LRP "
-            "written with LXT's explicit functional rules, absLRP as the authors' code does it "
-            "(a twin forward per layer through hooks, an autograd call per layer; "
-            "`benchmarks/abslrp_hooks.py`). A tiny float64 ViT checks before timing that each "
-            "gives our map.",
-            table(header, "lrrrl", rows),
-            sources([("lrp_speed", "cpu-b128-vit", run, None)]),
-        ]
+    return [lead, table(header, "lrr" + "rrr" * both + "rl", rows)]
+
+
+def _freed_memory(runs: list[Run]) -> str:
+    """The "Freed memory kept" bullet, with the figures of the ViT runs that timed both."""
+    text = (
+        "**Freed memory kept.** glibc unmaps a large freed block and gives the top of its heap "
+        "back to the system past moving thresholds; a pass that allocates and frees tensors of "
+        "many sizes keeps crossing them, and pays for the system calls and for every page it "
+        "then touches afresh (a page fault, zeroed by the kernel). `train.py`, `evaluate.py` "
+        "and `tune.py` therefore fix the thresholds at start (`prune/run/allocator.py`, "
+        "`keep_freed_memory: true`; off with `keep_freed_memory=false`; glibc's own "
+        "`MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` win where set): blocks up to "
+        "32 MiB come from the heap and freed memory stays for the next pass, so the resident set "
+        "stays near its peak. A script that uses the engine on its own calls "
+        "`prune.run.allocator.keep_freed_memory()`."
     )
+    measured = []
+    for run in runs:
+        fig = run["figures"]
+        if fig.get("allocator") != "both":
+            continue
+        vit = fig["models"]["vit"]
+        pairs = [
+            f"{preset} {num(vit['rows_system'][f'ours {preset}']['time_ratio'], 2)}x -> "
+            f"{num(vit['rows'][f'ours {preset}']['time_ratio'], 2)}x "
+            f"({_faults(vit['rows_system'][f'ours {preset}'])} -> "
+            f"{_faults(vit['rows'][f'ours {preset}'])} page faults a call)"
+            for preset in TRANSFORMER_TARGETS
+            if f"ours {preset}" in vit["rows"]
+        ]
+        threads = fig["threads"]
+        measured.append(f"With {count(threads)} thread{'s' * (threads != 1)}: {'; '.join(pairs)}.")
+    if not measured:
+        return text
+    return (
+        f"{text} On the ViT at batch 128 (the tables above; own thresholds -> kept, each over "
+        f"its own forward+backward). {' '.join(measured)} The gain shows with one thread, the "
+        "count `threads=auto` gives a job beside another busy one; with two threads, repeated "
+        "runs on this shared machine spread by about as much as the two columns differ for "
+        "attnlrp and cp_lrp."
+    )
+
+
+def _fb(fig: dict, rows: str) -> dict:
+    return fig["models"]["vit"][rows]["forward+backward"]
+
+
+def _faults(row: dict) -> str:
+    faults = row.get("faults")
+    return "-" if faults is None else f"{faults:,.0f}"
 
 
 # ---------------------------------------------------------------------------- memory
@@ -492,6 +564,8 @@ def where_time_goes(summaries: Summaries) -> str | None:
         "**The explain pass.** The accumulator keeps one `Explainer` per pass over the data, so "
         "the layers are mapped to rules once, not per batch."
     )
+    speed = runs_named(summaries, "lrp_speed")
+    bullets.append(_freed_memory([speed[name] for name in VIT_RUNS if name in speed]))
     labels = {
         "program": "the traced program",
         "first_conv": "the first convolution",
