@@ -1,4 +1,5 @@
-"""A folder of images, one sub-folder per class, decoded once into a cached uint8 tensor."""
+"""A folder of images, one sub-folder per class, decoded once into a cached uint8 tensor
+(:mod:`prune.data.decode_cache`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +22,7 @@ from torch import Tensor
 from prune.checks import Check, ExistingPath, boolean, is_int
 from prune.data.base import TensorBatchDataset, TensorDataModule
 from prune.data.checks import _plural, check_images, check_labels
+from prune.data.decode_cache import DecodeCache
 from prune.data.mnist import resolve_root
 from prune.errors import ConfigError
 
@@ -221,10 +222,10 @@ class ImageFolderDataModule(TensorDataModule):
 
     def cache_file(self) -> Path:
         """The cache file of this folder and these settings."""
-        key = json.dumps([str(self.path.resolve()), self._settings()], sort_keys=True)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.path.resolve().name) or "images"
-        return self.cache_dir / f"{name}-{digest}.pt"
+        return self._cache().path
+
+    def _cache(self) -> DecodeCache:
+        return DecodeCache(self.cache_dir, self.path, self._settings())
 
     def fingerprint(self) -> str:
         """A digest of every listed image's split, path, size and modification time."""
@@ -236,31 +237,6 @@ class ImageFolderDataModule(TensorDataModule):
                 digest.update(f"{entry}{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
-    def _read_cache(self, path: Path, fingerprint: str) -> dict[str, Any] | None:
-        if not path.is_file():
-            return None
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated, foreign or unsafe: decode again
-            log.warning("image cache %s is unreadable (%s); decoding again", path, err)
-            return None
-        fresh = isinstance(stored, dict) and stored.get("fingerprint") == fingerprint
-        if not fresh:
-            log.info("image cache %s is out of date (the folder changed); decoding again", path)
-        return stored if fresh else None
-
-    def _write_cache(self, path: Path, content: dict[str, Any]) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(content, tmp)
-            tmp.replace(path)  # a reader sees the old cache or the new one, never half of one
-            log.info("image cache written: %s", path)
-        except OSError as err:
-            log.warning("image cache %s could not be written (%s); continuing without", path, err)
-        finally:
-            tmp.unlink(missing_ok=True)
-
     # -- decoding ------------------------------------------------------------------------------
     def _load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         """``{split: (x uint8 (N, C, H, W), y int64 (N,))}``, from the cache or decoded."""
@@ -269,12 +245,12 @@ class ImageFolderDataModule(TensorDataModule):
         listing = self._list()
         stored = None
         if self.cache:
-            fingerprint, path = self.fingerprint(), self.cache_file()
-            stored = self._read_cache(path, fingerprint)
+            fingerprint, cache = self.fingerprint(), self._cache()
+            stored = cache.read(fingerprint)
         if stored is None:
             stored = self._decode_all(listing)
             if self.cache:
-                self._write_cache(path, {**stored, "fingerprint": fingerprint})
+                cache.write(stored, fingerprint)
         self.classes = list(stored["classes"])
         self._decoded = {s: (v["x"], v["y"]) for s, v in stored["splits"].items()}
         return self._decoded
