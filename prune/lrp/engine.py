@@ -281,6 +281,7 @@ class Engine:
         # the deferred records' closures refer to the run state that holds them: drop the cycle
         # now (the forward is over), or each pass's relevance would wait for the collector
         self.run.deferred.clear()
+        self.run.watched.clear()  # in-place changes are the forward's: it is over
         for module, previous in reversed(self._saved):
             if previous is None:
                 module.__dict__.pop("forward", None)
@@ -485,7 +486,9 @@ class Engine:
                 run.defer_record(out, attach)
 
     def before_inplace(self, t: Tensor) -> None:
-        """Keep the pre-modification value of a recorded output that is about to change in place."""
+        """Keep the pre-modification value of a recorded output that is about to change in place,
+        and what the rescale nodes that read ``t`` in the backward need of it."""
+        self.run.changing(t)
         holder = _live(self._recorded_values, t)
         if holder is not None:
             holder[0] = holder[0].clone()

@@ -54,10 +54,23 @@ class RunState:
         self.pending: dict[int, tuple[weakref.ref, float]] = {}
         self.deferred: dict[int, tuple[weakref.ref, list[Callable[..., None]]]] = {}
         self.passes = 1  # backward passes through this graph (absLRP's contrastive pair: 2)
+        #: rescale nodes that read their tensor in the backward, by its storage (watch())
+        self.watched: dict[int, list[Callable[[], None]]] = {}
 
     def mark_pending(self, t: Tensor, epsilon: float) -> None:
         """``t`` is a native output that still owes the rescale ``z / stab(z)`` (see flow.py)."""
         self.pending[id(t)] = (weakref.ref(t), epsilon)
+
+    def watch(self, t: Tensor, fix: Callable[[], None]) -> None:
+        """A rescale node reads ``t`` in the backward pass: :meth:`changing` calls ``fix`` before
+        ``t``'s storage changes in place, and the node keeps what it needs of ``t`` then."""
+        self.watched.setdefault(t.untyped_storage().data_ptr(), []).append(fix)
+
+    def changing(self, t: Tensor) -> None:
+        """``t`` (or a view of its storage) is about to change in place."""
+        if self.watched:
+            for fix in self.watched.pop(t.untyped_storage().data_ptr(), ()):
+                fix()
 
     def defer_record(self, t: Tensor, attach: Callable[..., None]) -> None:
         """Record the relevance of the pending ``t`` at its consumers: each one that applies the

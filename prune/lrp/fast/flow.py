@@ -37,34 +37,82 @@ def self_ratio(z: Tensor, epsilon: float, factors: int = 1) -> Tensor:
     return torch.div(z, den, out=den)
 
 
+def scaled_grad(grad: Tensor, z: Tensor, epsilon: float, factors: int = 1) -> Tensor:
+    """``grad * z / stab(factors * z)`` from ``z`` itself, in three elementwise ops.
+
+    With ``n = factors`` and ``d = eps / n``, ``z / (n z + eps sign(z)) = |z| / (n (|z| + d))``,
+    so the product is ``(grad - d * grad / (|z| + d)) / n``: one fused ``addcdiv`` after
+    ``|z| + d``, instead of building the ratio and multiplying by it (equal up to float rounding).
+    """
+    if epsilon == 0:
+        return grad * ratio(z, factors * z, 0.0)
+    shift = epsilon / factors
+    den = z.abs().add_(shift)
+    out = torch.addcdiv(grad, grad, den, value=-shift, out=den)
+    return out if factors == 1 else out.div_(factors)
+
+
 class _EpsScale(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``z / stab(factors * z)``."""
+    """Identity forward; backward multiplies the gradient by ``z / stab(factors * z)``.
+
+    The forward keeps ``z`` and computes nothing; the backward computes the product from it
+    (:func:`scaled_grad`). Should ``z`` be about to change in place before the backward, the
+    run computes the scale from it first (:meth:`RunState.changing`); a change nobody announced
+    is an error, never a wrong relevance.
+    """
 
     @staticmethod
-    def forward(ctx, z, epsilon, factors):
-        ctx.scale = self_ratio(z, epsilon, factors)
+    def forward(ctx, z, epsilon, factors, run):
+        ctx.epsilon, ctx.factors, ctx.scale = epsilon, factors, None
+        ctx.z, ctx.version = z.detach(), z._version  # detach() shares the version counter
+        ctx.passes_left = 1 if run is None else run.passes
+        if run is not None:
+            run.watch(z, lambda: _EpsScale.fix(ctx))
         return z.view_as(z)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.scale, None, None
+        if ctx.scale is not None:
+            out = grad * ctx.scale
+        else:
+            if ctx.z._version != ctx.version:
+                raise RuntimeError(
+                    "LRP: a tensor whose epsilon rescale is owed was changed in place before the "
+                    "backward pass; write that operation out of place"
+                )
+            out = scaled_grad(grad, ctx.z, ctx.epsilon, ctx.factors)
+        ctx.passes_left -= 1
+        if ctx.passes_left <= 0:  # free early; a retained graph keeps it for the next pass
+            ctx.z = ctx.scale = None
+        return out, None, None, None
+
+    @staticmethod
+    def fix(ctx) -> None:
+        """Compute the scale now, from ``z`` as it is (it is about to change in place)."""
+        if ctx.scale is None and ctx.z is not None:
+            ctx.scale = self_ratio(ctx.z, ctx.epsilon, ctx.factors)
 
 
-def rescaled(z: Tensor, factors: int, epsilon: float) -> Tensor:
+def rescaled(z: Tensor, factors: int, epsilon: float, run: RunState | None = None) -> Tensor:
     """``z`` whose gradient is scaled by ``z / stab(factors * z)`` on the way back (the epsilon
-    rule's rescale; the uniform rule's for a product of ``factors`` factors)."""
-    return _EpsScale.apply(z, epsilon, factors)
+    rule's rescale; the uniform rule's for a product of ``factors`` factors). ``run`` (the
+    pass's state) is told, so that an in-place change of ``z`` later in the forward is safe."""
+    return _EpsScale.apply(z, epsilon, factors, run)
 
 
-class _EpsScaleInplace(_EpsScale):
-    """As :class:`_EpsScale` (same backward), but rebinds the tensor itself (before an in-place
-    op on it)."""
+class _EpsScaleInplace(torch.autograd.Function):
+    """As :class:`_EpsScale`, but rebinds the tensor itself (before an in-place op on it): the
+    scale is computed in the forward, from ``z`` as it is before the change."""
 
     @staticmethod
     def forward(ctx, z, epsilon, factors):
         ctx.scale = self_ratio(z, epsilon, factors)
         ctx.mark_dirty(z)
         return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None, None
 
 
 class _EpsReLU(torch.autograd.Function):
@@ -258,7 +306,7 @@ def _materialize(x: Tensor, run: RunState, inplace: bool) -> Tensor:
     epsilon = run.pending_epsilon(x)
     if epsilon is not None:
         if not inplace:
-            z = _EpsScale.apply(x, epsilon, 1)
+            z = _EpsScale.apply(x, epsilon, 1, run)
             run.consumed(x, z, alias=x)  # a recorded x: its relevance through z is z * grad(z)
             return z
         run.pending.pop(id(x), None)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prune.lrp.fast.base import Kernel, takes_relevance
-from prune.lrp.fast.flow import rescaled, self_ratio
+from prune.lrp.fast.flow import rescaled, scaled_grad, self_ratio
 from prune.lrp.fast.registry import kernel
 from prune.lrp.rules.transformer import HeldConstant, LayerNormIdentity, SoftmaxTaylor, Uniform
 from prune.lrp.state import RunState
@@ -36,19 +36,36 @@ def _inputs(args: tuple) -> list[int]:
 
 
 class _LayerNormIdentity(torch.autograd.Function):
+    """The native LayerNorm; the backward of the rule at constant ``sigma``, its rescale of the
+    gradient by ``y / stab(y)`` computed there from the output (as :class:`flow._EpsScale`)."""
+
     @staticmethod
-    def forward(ctx, x, shape, weight, bias, eps, epsilon):
+    def forward(ctx, x, shape, weight, bias, eps, epsilon, run):
         y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
-        ctx.rstd, ctx.weight, ctx.scale = rstd, weight, self_ratio(y, epsilon)
+        ctx.rstd, ctx.weight, ctx.epsilon, ctx.scale = rstd, weight, epsilon, None
         ctx.dims = tuple(range(-len(shape), 0))
+        ctx.save_for_backward(y)  # an unannounced in-place change of y is an error
+        if run is not None:
+            run.watch(y, lambda: _LayerNormIdentity.fix(ctx))
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        t = grad * ctx.scale
+        if ctx.scale is not None:
+            t = grad * ctx.scale
+        else:
+            (y,) = ctx.saved_tensors
+            t = scaled_grad(grad, y, ctx.epsilon)
         if ctx.weight is not None:
             t = t * ctx.weight
-        return (t - t.mean(ctx.dims, keepdim=True)) * ctx.rstd, None, None, None, None, None
+        return (t - t.mean(ctx.dims, keepdim=True)) * ctx.rstd, None, None, None, None, None, None
+
+    @staticmethod
+    def fix(ctx) -> None:
+        """Compute the scale now: the output is about to change in place."""
+        if ctx.scale is None:
+            (y,) = ctx.saved_tensors
+            ctx.scale = self_ratio(y, ctx.epsilon)
 
 
 def layer_norm_options(args: tuple, kwargs: dict) -> tuple | None:
@@ -80,14 +97,16 @@ class LayerNormIdentityKernel(Kernel):
         if not isinstance(module, nn.LayerNorm) or not x.requires_grad:
             return type(module).forward(module, x)
         shape, eps = tuple(module.normalized_shape), module.eps
-        return _LayerNormIdentity.apply(x, shape, module.weight, module.bias, eps, self.epsilon)
+        return _LayerNormIdentity.apply(
+            x, shape, module.weight, module.bias, eps, self.epsilon, run
+        )
 
     def op(self, name, args, kwargs, inplace, run):
         """``F.layer_norm`` with the rule's backward."""
         options = layer_norm_options(args, kwargs) if name == "layer_norm" else None
         if options is None:
             return None
-        return _LayerNormIdentity.apply(*options, self.epsilon)
+        return _LayerNormIdentity.apply(*options, self.epsilon, run)
 
 
 @kernel(SoftmaxTaylor)
@@ -113,7 +132,7 @@ class UniformKernel(Kernel):
         if name not in PRODUCTS or inplace or kwargs or len(args) != 2:
             return None
         factors = len(_inputs(args))
-        return rescaled(PRODUCTS[name](*args), factors, self.stabilizer)
+        return rescaled(PRODUCTS[name](*args), factors, self.stabilizer, run)
 
 
 @kernel(HeldConstant)
@@ -126,4 +145,4 @@ class HeldConstantKernel(Kernel):
             return None
         held = _inputs(args)[:-1]
         args = tuple(a.detach() if i in held else a for i, a in enumerate(args))
-        return rescaled(PRODUCTS[name](*args), 1, self.stabilizer)
+        return rescaled(PRODUCTS[name](*args), 1, self.stabilizer, run)
