@@ -158,3 +158,46 @@ def test_batch_slices_cover_every_row_once(n) -> None:
     big = batch_slices(n, "cuda", 3 * GPU_SLICE_BYTES)
     assert [i for s in big for i in range(n)[s]] == list(range(n))
     assert len(big) == min(n, 3)
+
+
+@pytest.mark.parametrize("factors", [1, 2, 3])
+def test_rescale_computed_in_the_backward_equals_the_ratio(factors) -> None:
+    """``rescaled`` computes ``g * z / stab(n z)`` in the backward from ``z`` (a fused addcdiv):
+    the value of the ratio's formula, zeros and both signs included."""
+    from prune.lrp.fast.flow import rescaled
+    from prune.lrp.rules.base import ratio
+
+    torch.manual_seed(0)
+    z = torch.randn(64, 9, dtype=torch.float64) * torch.logspace(-8, 2, 9, dtype=torch.float64)
+    z[0, :3] = 0.0
+    z = z.requires_grad_()
+    g = torch.randn_like(z)
+    (got,) = torch.autograd.grad(rescaled(z, factors, 1e-6), z, g)
+    want = g * ratio(z.detach(), factors * z.detach(), 1e-6)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-300)
+
+
+def test_rescale_of_a_tensor_changed_in_place_uses_its_earlier_value() -> None:
+    """A tensor about to change in place is announced (``RunState.changing``): its rescale node
+    takes the scale of the values it saw; a change nobody announced is an error."""
+    from prune.lrp.fast.flow import rescaled, self_ratio
+    from prune.lrp.state import RunState
+
+    torch.manual_seed(0)
+    run = RunState()
+    z0 = torch.randn(5, 4, dtype=torch.float64)
+    for announce in (True, False):
+        z = z0.clone().requires_grad_()
+        h = z * 1.0
+        out = rescaled(h, 1, 1e-3, run) * 2.0  # its node keeps nothing of the rescaled view
+        if announce:
+            run.changing(h)
+        with torch.no_grad():
+            h.detach().add_(10.0)
+        g = torch.full_like(z0, 0.5)
+        if announce:
+            (got,) = torch.autograd.grad(out, z, g)
+            torch.testing.assert_close(got, self_ratio(z0, 1e-3))
+        else:
+            with pytest.raises(RuntimeError, match="changed in place"):
+                torch.autograd.grad(out, z, g)
