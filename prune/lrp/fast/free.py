@@ -6,9 +6,6 @@ average pool or a sum with the z-rule runs natively and leaves its rescale owed.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,17 +39,11 @@ def _over_input(x: Tensor, y: Tensor) -> Tensor:
     return divide_by_input(y, x)
 
 
-def _gelu_scale(approximate: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """``gelu(x) / x`` in one op: ``Phi(x)`` itself (its tanh approximation for
-    ``approximate="tanh"``), as ``gelu(x) = x * Phi(x)``."""
-
-    def scale(x: Tensor, y: Tensor) -> Tensor:
-        if approximate != "tanh":
-            return torch.special.ndtr(x)
-        inner = (x + 0.044715 * x.pow(3)).mul_(math.sqrt(2 / math.pi))
-        return inner.tanh_().add_(1).mul_(0.5)
-
-    return scale
+def _gelu_scale(x: Tensor, y: Tensor) -> Tensor:
+    """``gelu(x) / x`` in two cheap ops: the division, and ``Phi(0) = 1/2`` where ``x == 0``
+    (``gelu(x) = x Phi(x)``, with ``Phi`` the normal CDF or its tanh approximation; evaluating
+    ``Phi`` itself costs another ``erf``)."""
+    return torch.div(y, x).nan_to_num_(0.5)
 
 
 @kernel(Pass)
@@ -74,7 +65,7 @@ class PassKernel(Kernel):
         # out of place: the rescale needs the input, which its producer may have saved too
         fn = lambda t: forward(module, t.clone() if inplace else t)  # noqa: E731
         gelu = type(module) is nn.GELU
-        return _PassFunction.apply(x, fn, _gelu_scale(module.approximate) if gelu else _over_input)
+        return _PassFunction.apply(x, fn, _gelu_scale if gelu else _over_input)
 
 
 class _SumFunction(torch.autograd.Function):
