@@ -282,6 +282,7 @@ class Engine:
         # now (the forward is over), or each pass's relevance would wait for the collector
         self.run.deferred.clear()
         self.run.watched.clear()  # in-place changes are the forward's: it is over
+        self.run.materialized.clear()
         for module, previous in reversed(self._saved):
             if previous is None:
                 module.__dict__.pop("forward", None)

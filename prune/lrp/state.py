@@ -54,6 +54,8 @@ class RunState:
         self.pending: dict[int, tuple[weakref.ref, float]] = {}
         self.deferred: dict[int, tuple[weakref.ref, list[Callable[..., None]]]] = {}
         self.passes = 1  # backward passes through this graph (absLRP's contrastive pair: 2)
+        #: pending tensors already materialised, by id: ``(weakref, the rescaled tensor)``
+        self.materialized: dict[int, tuple[weakref.ref, Tensor]] = {}
         #: rescale nodes that read their tensor in the backward, by its storage (watch())
         self.watched: dict[int, list[Callable[[], None]]] = {}
 
@@ -71,6 +73,14 @@ class RunState:
         if self.watched:
             for fix in self.watched.pop(t.untyped_storage().data_ptr(), ()):
                 fix()
+
+    def materialized_of(self, t: Tensor) -> Tensor | None:
+        """The rescaled tensor of the pending ``t``, if a consumer has materialised it."""
+        return _live(self.materialized, t)
+
+    def keep_materialized(self, t: Tensor, z: Tensor) -> None:
+        """``z`` is the pending ``t`` with its rescale applied: the next consumer takes it."""
+        self.materialized[id(t)] = (weakref.ref(t), z)
 
     def defer_record(self, t: Tensor, attach: Callable[..., None]) -> None:
         """Record the relevance of the pending ``t`` at its consumers: each one that applies the

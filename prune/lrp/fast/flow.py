@@ -306,10 +306,14 @@ def _materialize(x: Tensor, run: RunState, inplace: bool) -> Tensor:
     epsilon = run.pending_epsilon(x)
     if epsilon is not None:
         if not inplace:
-            z = _EpsScale.apply(x, epsilon, 1, run)
-            run.consumed(x, z, alias=x)  # a recorded x: its relevance through z is z * grad(z)
+            z = run.materialized_of(x)  # one node for every consumer of x: their gradients
+            if z is None:  # add up at z before the one rescale
+                z = _EpsScale.apply(x, epsilon, 1, run)
+                run.keep_materialized(x, z)
+                run.consumed(x, z, alias=x)  # a recorded x: its relevance is z * grad(z)
             return z
         run.pending.pop(id(x), None)
+        run.materialized.pop(id(x), None)
         value = x.detach().clone() if run.is_deferred(x) else None  # x is about to change
         z = _EpsScaleInplace.apply(x, epsilon, 1)
         run.consumed(z, z, value)
