@@ -393,10 +393,10 @@ def _freed_memory(runs: list[Run]) -> str:
         return text
     return (
         f"{text} On the ViT at batch 128 (the tables above; own thresholds -> kept, each over "
-        f"its own forward+backward). {' '.join(measured)} The gain shows with one thread, the "
-        "count `threads=auto` gives a job beside another busy one; with two threads, repeated "
-        "runs on this shared machine spread by about as much as the two columns differ for "
-        "attnlrp and cp_lrp."
+        f"its own forward+backward). {' '.join(measured)} Kept, no call of ours faults more "
+        "than a few pages; the time ratios of the two settings differ by no more than repeated "
+        "runs on this shared machine do, since the engine computes its rescales in the backward "
+        "pass and allocates little in the forward."
     )
 
 
@@ -563,6 +563,18 @@ def where_time_goes(summaries: Summaries) -> str | None:
     bullets.append(
         "**The explain pass.** The accumulator keeps one `Explainer` per pass over the data, so "
         "the layers are mapped to rules once, not per batch."
+    )
+    bullets.append(
+        "**Rescales in the backward.** The epsilon rule's rescale of a layer's output, the "
+        "uniform rule's of a product and LayerNorm's at constant sigma keep their tensor and "
+        "compute ``g z / stab(n z)`` in the backward pass from it, as one fused `addcdiv` after "
+        "``|z| + eps / n`` (`scaled_grad` in `prune/lrp/fast/flow.py`): the forward computes "
+        "nothing for them, three elementwise ops in all instead of four, and a rescale on a "
+        "branch the backward never reaches (the attention scores under CP-LRP) costs nothing. "
+        "A tensor read by several consumers is rescaled once, where their gradients have added "
+        "up, and GELU's pass rule takes its scale ``gelu(x) / x`` as that division instead of "
+        "evaluating the normal CDF again. A tensor about to change in place first has its scale "
+        "computed (an in-place change nobody announced is an error, not a wrong map)."
     )
     speed = runs_named(summaries, "lrp_speed")
     bullets.append(_freed_memory([speed[name] for name in VIT_RUNS if name in speed]))
