@@ -143,12 +143,9 @@ def _peak_mib(fn: Callable[[], object], device: str) -> float:
     return (status("VmHWM:") - rss) / 1024
 
 
-def _times_in_child(args) -> dict:
+def _times_in_child() -> dict:
     """The timing phase under ``--allocator kept`` in a fresh process: ``{model: times}``."""
-    argv = [a for a in sys.argv[1:] if not a.startswith("--allocator")]
-    if "--allocator" in sys.argv[1:]:
-        i = sys.argv[1:].index("--allocator")
-        argv = sys.argv[1:][:i] + sys.argv[1:][i + 2 :]
+    argv = _without(sys.argv[1:], "--allocator")
     cmd = [sys.executable, __file__, *argv, "--allocator", "kept", "--phase", "times"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -584,7 +581,7 @@ def main() -> None:
     # with both: the table and the summary's rows are those of the kept allocator, and
     # rows_system those of glibc's own thresholds (measured above, in this process)
     system = times if args.allocator == "both" else None
-    times = _times_in_child(args) if system is not None else times
+    times = _times_in_child() if system is not None else times
     memory = _memory_in_child(args)
     for name, (_, shape) in models.items():
         for label, t in [("", times[name]), (", system allocator", (system or {}).get(name))]:
@@ -614,19 +611,19 @@ def main() -> None:
                 for name, (_, shape) in models.items()
             },
         }
-        command = command_line("benchmarks/lrp_speed.py", _without_run(sys.argv[1:]))
+        command = command_line("benchmarks/lrp_speed.py", _without(sys.argv[1:], "--run"))  # a name
         write_run(args.summary, "lrp_speed", args.run or _run_name(args), command, figures)
 
 
-def _without_run(argv: list[str]) -> list[str]:
-    """``argv`` without ``--run NAME`` (it names the record, it does not change the run)."""
+def _without(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` or ``option=VALUE``."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--run":
+        elif arg == option:
             skip = True
-        elif not arg.startswith("--run="):
+        elif not arg.startswith(f"{option}="):
             out.append(arg)
     return out
 
