@@ -201,3 +201,26 @@ def test_rescale_of_a_tensor_changed_in_place_uses_its_earlier_value() -> None:
         else:
             with pytest.raises(RuntimeError, match="changed in place"):
                 torch.autograd.grad(out, z, g)
+
+
+def test_layer_norm_output_changed_in_place_keeps_its_earlier_scale() -> None:
+    """LayerNorm's rule computes its rescale in the backward from its output; announced before
+    an in-place change, it takes the scale of the output as it was."""
+    from prune.lrp.fast.transformer import _LayerNormIdentity
+    from prune.lrp.state import RunState
+
+    torch.manual_seed(0)
+    x0 = torch.randn(3, 5, dtype=torch.float64)
+    g = torch.ones(3, 5, dtype=torch.float64)
+    run = RunState()
+    x = x0.clone().requires_grad_()
+    y = _LayerNormIdentity.apply(x, (5,), None, None, 1e-5, 1e-6, run)
+    out = y * 2.0
+    run.changing(y)
+    with torch.no_grad():
+        y.detach().add_(1.0)
+    (got,) = torch.autograd.grad(out, x, g)
+    x = x0.clone().requires_grad_()
+    y = _LayerNormIdentity.apply(x, (5,), None, None, 1e-5, 1e-6, None)
+    (want,) = torch.autograd.grad(y * 2.0, x, g)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
