@@ -25,8 +25,9 @@ from prune.lrp.errors import UnsupportedLayerError
 from prune.lrp.fast import kernel_for
 from prune.lrp.fast.base import LinearKernel
 from prune.lrp.fast.direct import direct_step
-from prune.lrp.fast.flow import materialize, materialize_all, max_pool
+from prune.lrp.fast.flow import materialize, materialize_all
 from prune.lrp.fast.free import PassKernel
+from prune.lrp.fast.max_pool import max_pool
 from prune.lrp.fast.program import Program, trace_program
 from prune.lrp.functional import OpMode, _tensors
 from prune.lrp.reference import reference_apply

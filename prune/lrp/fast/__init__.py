@@ -4,8 +4,9 @@ Each kernel (registered with :func:`~prune.lrp.fast.registry.kernel` for one rul
 the relevance of its rule's reference form with less work: native autograd for the linear part,
 rescales owed to the next consumer and fused into a ReLU (:mod:`.flow`), layers whose modified
 weights are rebuilt in the backward (:mod:`.modified`), a first convolution's transposed product
-by ``F.fold`` (:mod:`.fold`), broadcast average pools (:mod:`.pooling`), and a traced program of
-the model's forward (:mod:`.program`). A rule without a kernel runs its reference form.
+by ``F.fold`` (:mod:`.fold`), broadcast average pools (:mod:`.pooling`), max-pools that keep
+only their indices (:mod:`.max_pool`), and a traced program of the model's forward
+(:mod:`.program`). A rule without a kernel runs its reference form.
 """
 
 from prune.lrp.fast import (  # noqa: F401  (registers the kernels)
