@@ -242,7 +242,7 @@ class Engine:
     def forward(self, x: Tensor) -> Any:
         """Run the model on ``x`` under the composite (inside ``with engine:``)."""
         if self._running is not None:
-            return self._running(x, self._stack)
+            return self._running(x, self._stack, self.run.read)
         return self.model(x)
 
     def _traced(self) -> Program | None:
@@ -305,6 +305,7 @@ class Engine:
         if name in self.record and isinstance(out, Tensor) and out.requires_grad:
             if not getattr(out.grad_fn, "records_fused", True):  # a ReLU must not bypass it
                 out.grad_fn.fusable = False
+            self.run.keep_scale(out)  # its gradient must arrive exact (RunState.scale_free)
             self._attach_record(name, out)
         if module in self._partners:
             self._last_output[module] = out

@@ -30,6 +30,13 @@ class TensorSet:
         ref = self._refs.get(id(t))
         return ref is not None and ref() is t
 
+    def discard(self, t: Tensor) -> None:
+        if t in self:
+            del self._refs[id(t)]
+
+    def __bool__(self) -> bool:
+        return bool(self._refs)
+
 
 class RunState:
     """What a rule may ask the engine during one forward pass.
@@ -58,6 +65,42 @@ class RunState:
         self.materialized: dict[int, tuple[weakref.ref, Tensor]] = {}
         #: rescale nodes that read their tensor in the backward, by its storage (watch())
         self.watched: dict[int, list[Callable[[], None]]] = {}
+        #: outputs of nodes that rescale their inputs' relevance themselves (absorbs())
+        self.absorbing = TensorSet()
+        #: tensors whose gradient may carry a per-sample factor (read_once())
+        self.free_scale = TensorSet()
+        #: recorded outputs: their gradient must be exact (keep_scale())
+        self.kept = TensorSet()
+
+    def absorbs(self, t: Tensor) -> None:
+        """``t`` is the output of a node whose backward is linear in ``t``'s gradient and
+        rescales the relevance of each of its inputs to unit L1 per sample, or leaves that to
+        the node before, which does (absLRP): a factor per sample on ``t``'s gradient changes
+        nothing upstream of the node."""
+        self.absorbing.add(t)
+
+    def read(self, t: Tensor, once: bool, source: Tensor | None = None) -> None:
+        """What a traced graph says of ``t`` (:mod:`prune.lrp.fast.reads`): whether one op
+        alone reads it; ``source``: the tensor that ``t`` reshapes sample for sample, or None
+        where an op made ``t``."""
+        if not self.absorbing:
+            return
+        absorbed = t in self.absorbing if source is None else self.scale_free(source)
+        if once and absorbed and t not in self.kept:
+            self.free_scale.add(t)
+        else:
+            self.free_scale.discard(t)  # (an op may return its input itself: x.contiguous())
+
+    def scale_free(self, t: Tensor) -> bool:
+        """Whether the one op that reads ``t`` may pass back its gradient with any factor per
+        sample: ``t`` comes from a node that :meth:`absorbs` it, directly or through reshapes,
+        each read once, and is not recorded. An absLRP node then skips the unit-L1 rescale of
+        that input."""
+        return t in self.free_scale and t not in self.kept
+
+    def keep_scale(self, t: Tensor) -> None:
+        """``t``'s relevance is recorded: its gradient must arrive exact."""
+        self.kept.add(t)
 
     def mark_pending(self, t: Tensor, epsilon: float) -> None:
         """``t`` is a native output that still owes the rescale ``z / stab(z)`` (see flow.py)."""

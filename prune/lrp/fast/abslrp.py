@@ -2,9 +2,16 @@
 
 In the gradient form of :mod:`prune.lrp.fast.base` the incoming ``R / |y|`` is
 ``sign(y) * g``: the sign of each output is all a kernel keeps of it, as int8.
+
+Each node rescales the relevance of its inputs to unit L1 per sample, except where that changes
+nothing: an input that a traced graph reads once and that comes from another absLRP node, whose
+own rescales undo any factor per sample (:meth:`prune.lrp.state.RunState.scale_free`). The node
+then returns that input's gradient as it is (:attr:`Rescale.FREE`).
 """
 
 from __future__ import annotations
+
+import enum
 
 import torch
 from torch import Tensor, nn
@@ -23,12 +30,37 @@ def _sign(t: Tensor) -> Tensor:
     return torch.sign(t).to(torch.int8)
 
 
-def _unit_l1(relevance: Tensor, grad_in: Tensor, root: bool) -> Tensor:
-    """Rescale per sample so that ``sum |relevance| == 1``; return relevance (root) or gradient."""
-    # abs().sum(), not linalg.vector_norm(ord=1): the reduction is much slower on the CPU
-    norm = relevance.flatten(1).abs().sum(1).clamp_min_(1e-30)
+class Rescale(enum.Enum):
+    """What an absLRP node returns for one input ``x`` with gradient ``g``."""
+
+    #: the relevance ``x * g`` rescaled to unit L1 per sample (the layer reads the model input)
+    ROOT = "root"
+    #: the gradient, rescaled so that ``x * g`` has unit L1 per sample
+    UNIT = "unit"
+    #: the gradient as it is: the rescale would change nothing (RunState.scale_free)
+    FREE = "free"
+
+
+def rescale_of(x: Tensor, run: RunState, root: bool = False) -> Rescale:
+    """How an absLRP node returns the relevance of its input ``x``."""
+    if root:
+        return Rescale.ROOT
+    return Rescale.FREE if run.scale_free(x) else Rescale.UNIT
+
+
+def rescaled(x: Tensor, grad_in: Tensor, how: Rescale) -> Tensor:
+    """The input relevance of an absLRP node as ``how`` says (``grad_in``, the node's own
+    result, may be divided in place)."""
+    if how is Rescale.FREE:
+        return grad_in
+    relevance = x * grad_in
+    per_sample = relevance if relevance.dim() > 1 else relevance.unsqueeze(1)
+    # abs().sum(), not linalg.vector_norm(ord=1): the reduction is much slower on the CPU; over
+    # the axes themselves, not flatten(1), which copies a permuted tensor (q, k, v)
+    magnitude = per_sample.abs() if how is Rescale.ROOT else per_sample.abs_()
+    norm = magnitude.sum(tuple(range(1, per_sample.dim())), keepdim=True).clamp_min_(1e-30)
     norm = norm.reshape(-1, *([1] * (relevance.dim() - 1)))
-    return relevance / norm if root else grad_in / norm
+    return relevance.div_(norm) if how is Rescale.ROOT else grad_in.div_(norm)
 
 
 #: weight elements per temporary modified copy in a dense layer's backward (16 MiB in float32)
@@ -59,6 +91,17 @@ def _twin_product(op, c: Tensor, weight: Tensor, like: Tensor, nonneg: bool) -> 
 class AbsLinearKernel(LinearKernel):
     """absLRP on a linear or conv layer: one custom node, the twin weights built in the backward."""
 
+    def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
+        """Run the layer with this rule's backward."""
+        out = super().apply(module, x, run)
+        if out.requires_grad:
+            run.absorbs(out)
+        return out
+
+    def root_flag(self, x: Tensor, root: bool, run: RunState) -> Rescale:
+        """How the node returns its input relevance (:class:`Rescale`)."""
+        return rescale_of(x, run, root)
+
     def forward_impl(self, op, x, weight, bias, root):
         z = op.forward(x, weight, bias)
         return z, (_sign(z), weight, x, nonnegative(x))
@@ -68,24 +111,24 @@ class AbsLinearKernel(LinearKernel):
         c = grad  # R / |y|: arrives scaled by sign(y) (see LinearKernel.output_scale)
         twin = _twin_product(op, c, weight, like, nonneg)
         # W + sign(x)|W|: = 2 W+ where x > 0 (nonnegative inputs), else both products
-        grad_in = twin if nonneg else op.transpose(c, weight, like) + x.sign() * twin
-        return _unit_l1(x * grad_in, grad_in, root)
+        grad_in = twin if nonneg else op.transpose(c, weight, like).addcmul_(x.sign(), twin)
+        return rescaled(x, grad_in, root)
 
 
 class _AbsDiagonal(torch.autograd.Function):
     """absLRP on an elementwise affine map ``y = x * scale + shift`` (eval-mode BatchNorm)."""
 
     @staticmethod
-    def forward(ctx, x, scale, shift, root):
+    def forward(ctx, x, scale, shift, how):
         y = x * scale + shift
-        ctx.x, ctx.scale, ctx.sign_y, ctx.root = x, scale, _sign(y), root
+        ctx.x, ctx.scale, ctx.sign_y, ctx.how = x, scale, _sign(y), how
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, scale = ctx.x, ctx.scale
         grad_in = grad * ctx.sign_y * (scale + x.sign() * scale.abs())
-        return _unit_l1(x * grad_in, grad_in, ctx.root), None, None, None
+        return rescaled(x, grad_in, ctx.how), None, None, None
 
 
 @kernel(AbsBatchNorm)
@@ -98,16 +141,17 @@ class AbsBatchNormKernel(Kernel):
             raise NotImplementedError(f"absLRP needs running statistics in BatchNorm {module}")
         scale, shift = batchnorm_affine(module, x)
         shape = (1, -1, *([1] * (x.dim() - 2)))
-        return _AbsDiagonal.apply(x, scale.reshape(shape), shift.reshape(shape), run.is_root(x))
+        how = rescale_of(x, run, run.is_root(x))
+        return _absorbs(run, _AbsDiagonal.apply(x, scale.reshape(shape), shift.reshape(shape), how))
 
 
 class _AbsPool(torch.autograd.Function):
     """absLRP on a parameter-free linear map with nonnegative coefficients (average pooling)."""
 
     @staticmethod
-    def forward(ctx, x, fn, root):
+    def forward(ctx, x, fn, how):
         y = fn(x)
-        ctx.x, ctx.fn, ctx.sign_y, ctx.root = x, fn, _sign(y), root
+        ctx.x, ctx.fn, ctx.sign_y, ctx.how = x, fn, _sign(y), how
         return y
 
     @staticmethod
@@ -116,7 +160,7 @@ class _AbsPool(torch.autograd.Function):
             x = ctx.x.detach().requires_grad_()
             (jt,) = torch.autograd.grad(ctx.fn(x), x, grad * ctx.sign_y)
         grad_in = jt * (1 + ctx.x.sign())  # J + sign(x)|J| with J >= 0
-        return _unit_l1(ctx.x * grad_in, grad_in, ctx.root), None, None
+        return rescaled(ctx.x, grad_in, ctx.how), None, None
 
 
 @kernel(AbsNorm)
@@ -125,19 +169,20 @@ class AbsNormKernel(Kernel):
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Forward through the pool with the absolute rule's backward."""
-        return _AbsPool.apply(x, lambda t: avg_pool(module, t), run.is_root(x))
+        how = rescale_of(x, run, run.is_root(x))
+        return _absorbs(run, _AbsPool.apply(x, lambda t: avg_pool(module, t), how))
 
 
 class _AbsSumFunction(torch.autograd.Function):
     """absLRP on ``a + b``: ``R_a ~ 2 max(a, 0) R / |a + b|``, each branch rescaled on its own."""
 
     @staticmethod
-    def forward(ctx, a, b, inplace):
+    def forward(ctx, a, b, inplace, hows):
         ctx.a, ctx.b = a.detach().clone() if inplace else a, b
         z = a.add_(b) if inplace else a + b
         if inplace:
             ctx.mark_dirty(a)
-        ctx.sign_z, ctx.slopes = _sign(z), None
+        ctx.sign_z, ctx.slopes, ctx.hows = _sign(z), None, hows
         return z
 
     @staticmethod
@@ -148,13 +193,12 @@ class _AbsSumFunction(torch.autograd.Function):
                 for t in (ctx.a, ctx.b)
             ]
         grads = []
-        for t, slope in zip((ctx.a, ctx.b), ctx.slopes, strict=True):
+        for t, slope, how in zip((ctx.a, ctx.b), ctx.slopes, ctx.hows, strict=True):
             if slope is None:
                 grads.append(None)
                 continue
-            g = (grad * slope).sum_to_size(t.shape)
-            grads.append(_unit_l1(t * g, g, root=False))
-        return grads[0], grads[1], None
+            grads.append(rescaled(t, (grad * slope).sum_to_size(t.shape), how))
+        return grads[0], grads[1], None, None
 
 
 @kernel(AbsSum)
@@ -167,4 +211,12 @@ class AbsSumKernel(Kernel):
         """``a + b`` (or ``a += b``) with the absolute rule's backward; None for other ops."""
         if name != "add" or len(args) != 2 or kwargs:
             return None
-        return _AbsSumFunction.apply(*args, inplace)
+        hows = tuple(rescale_of(t, run) if isinstance(t, Tensor) else None for t in args)
+        return _absorbs(run, _AbsSumFunction.apply(*args, inplace, hows))
+
+
+def _absorbs(run: RunState, out: Tensor) -> Tensor:
+    """``out``, told to the run as the output of an absLRP node (RunState.absorbs)."""
+    if out.requires_grad:
+        run.absorbs(out)
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.fast.abslrp import _sign, _unit_l1
+from prune.lrp.fast.abslrp import _absorbs, _sign, rescale_of, rescaled
 from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.registry import kernel
 from prune.lrp.fast.transformer import layer_norm_options, softmax_options
@@ -18,17 +18,12 @@ from prune.lrp.rules.abslrp import AbsActivation, AbsLayerNorm, AbsProduct, AbsS
 from prune.lrp.state import RunState
 
 
-def _unit(x: Tensor, grad_in: Tensor) -> Tensor:
-    """``grad_in`` rescaled so that the relevance ``x * grad_in`` has unit L1 per sample."""
-    return _unit_l1(x * grad_in, grad_in, root=False)
-
-
 class _AbsLayerNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, shape, weight, bias, eps):
+    def forward(ctx, x, shape, weight, bias, eps, how):
         y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
         ctx.x, ctx.y, ctx.rstd, ctx.weight, ctx.eps = x, y, rstd, weight, eps
-        ctx.shape, ctx.slope = shape, None
+        ctx.shape, ctx.slope, ctx.how = shape, None, how
         return y
 
     @staticmethod
@@ -42,7 +37,7 @@ class _AbsLayerNorm(torch.autograd.Function):
                 slope = w * ctx.rstd + x.sign() * w.abs() * rstd_abs
             ctx.slope = slope.mul_(ctx.y.sign())
             del ctx.y
-        return _unit(ctx.x, grad * ctx.slope), None, None, None, None
+        return rescaled(ctx.x, grad * ctx.slope, ctx.how), None, None, None, None, None
 
 
 @kernel(AbsLayerNorm)
@@ -53,20 +48,23 @@ class AbsLayerNormKernel(Kernel):
         """``module`` (an ``nn.LayerNorm``) on ``x`` with the absolute rule's backward."""
         if not isinstance(module, nn.LayerNorm) or not x.requires_grad:
             return type(module).forward(module, x)
-        shape = tuple(module.normalized_shape)
-        return _AbsLayerNorm.apply(x, shape, module.weight, module.bias, module.eps)
+        shape, how = tuple(module.normalized_shape), rescale_of(x, run)
+        out = _AbsLayerNorm.apply(x, shape, module.weight, module.bias, module.eps, how)
+        return _absorbs(run, out)
 
     def op(self, name, args, kwargs, inplace, run):
         """``F.layer_norm`` with the absolute rule's backward."""
         options = layer_norm_options(args, kwargs) if name == "layer_norm" else None
-        return None if options is None else _AbsLayerNorm.apply(*options)
+        if options is None:
+            return None
+        return _absorbs(run, _AbsLayerNorm.apply(*options, rescale_of(options[0], run)))
 
 
 class _AbsSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dim):
+    def forward(ctx, x, dim, how):
         y = x.softmax(dim)
-        ctx.x, ctx.y, ctx.dim, ctx.slope = x, y, dim, None
+        ctx.x, ctx.y, ctx.dim, ctx.slope, ctx.how = x, y, dim, None, how
         return y
 
     @staticmethod
@@ -78,12 +76,13 @@ class _AbsSoftmax(torch.autograd.Function):
             ctx.slope = (y + x.sign() * twin).mul_(y.sign()).masked_fill_(masked, 0.0)
             ctx.x = x.masked_fill(masked, 0.0)
             del ctx.y
-        grad_in = grad * ctx.slope
-        return _unit(ctx.x, grad_in), None
+        return rescaled(ctx.x, grad * ctx.slope, ctx.how), None, None
 
 
-def _abs_softmax(x: Tensor, dim: int) -> Tensor:
-    return _AbsSoftmax.apply(x, dim) if x.requires_grad else x.softmax(dim)
+def _abs_softmax(x: Tensor, dim: int, run: RunState) -> Tensor:
+    if not x.requires_grad:
+        return x.softmax(dim)
+    return _absorbs(run, _AbsSoftmax.apply(x, dim, rescale_of(x, run)))
 
 
 @kernel(AbsSoftmax)
@@ -92,21 +91,22 @@ class AbsSoftmaxKernel(Kernel):
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """``module`` (an ``nn.Softmax``) on ``x`` with the absolute rule's backward."""
-        return _abs_softmax(x, module.dim)
+        return _abs_softmax(x, module.dim, run)
 
     def op(self, name, args, kwargs, inplace, run):
         """``softmax`` over one dimension with the absolute rule's backward."""
         options = softmax_options(args, kwargs) if name == "softmax" else None
         if options is None or options[2] is not None:  # a dtype: the reference form
             return None
-        return _abs_softmax(*options[:2])
+        return _abs_softmax(*options[:2], run)
 
 
 class _AbsActivation(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, fn, approximate):
+    def forward(ctx, x, fn, approximate, how):
         y = fn(x)
         ctx.x, ctx.fn, ctx.approximate, ctx.sign_y, ctx.slope = x, fn, approximate, _sign(y), None
+        ctx.how = how
         return y
 
     @staticmethod
@@ -124,7 +124,7 @@ class _AbsActivation(torch.autograd.Function):
                 (slope,) = torch.autograd.grad(both, leaf, ones)
             ctx.slope = slope.mul_(ctx.sign_y)
             del ctx.sign_y
-        return _unit(ctx.x, grad * ctx.slope), None, None
+        return rescaled(ctx.x, grad * ctx.slope, ctx.how), None, None, None
 
 
 @kernel(AbsActivation)
@@ -138,18 +138,18 @@ class AbsActivationKernel(Kernel):
             return forward(module, x)
         inplace = getattr(module, "inplace", False) is True
         approximate = module.approximate if isinstance(module, nn.GELU) else None
-        return _AbsActivation.apply(
-            x, lambda t: forward(module, t.clone() if inplace else t), approximate
-        )
+        fn = lambda t: forward(module, t.clone() if inplace else t)  # noqa: E731
+        out = _AbsActivation.apply(x, fn, approximate, rescale_of(x, run))
+        return _absorbs(run, out)
 
 
 class _AbsMatmul(torch.autograd.Function):
     """``a @ b`` with absLRP's backward: ``g_a = c b^T + sign(a) (c |b|^T)`` and alike."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, hows):
         z = a @ b
-        ctx.a, ctx.b, ctx.sign_z, ctx.kept = a, b, z.sign(), None
+        ctx.a, ctx.b, ctx.sign_z, ctx.kept, ctx.hows = a, b, z.sign(), None, hows
         return z
 
     @staticmethod
@@ -166,16 +166,17 @@ class _AbsMatmul(torch.autograd.Function):
         plain_b, twin_b = (at @ c).chunk(2, -2)
         grad_a = plain_a.addcmul(sign_a, twin_a).sum_to_size(a.shape)
         grad_b = plain_b.addcmul(sign_b, twin_b).sum_to_size(b.shape)
-        return _unit(a, grad_a), _unit(b, grad_b)
+        how_a, how_b = ctx.hows
+        return rescaled(a, grad_a, how_a), rescaled(b, grad_b, how_b), None
 
 
 class _AbsMul(torch.autograd.Function):
     """``a * b`` with absLRP's backward: ``g_a = c (b + sign(a) |b|)`` and alike."""
 
     @staticmethod
-    def forward(ctx, a, b):
+    def forward(ctx, a, b, hows):
         z = a * b
-        ctx.a, ctx.b, ctx.sign_z = a, b, _sign(z)
+        ctx.a, ctx.b, ctx.sign_z, ctx.hows = a, b, _sign(z), hows
         return z
 
     @staticmethod
@@ -183,7 +184,8 @@ class _AbsMul(torch.autograd.Function):
         a, b, c = ctx.a, ctx.b, grad * ctx.sign_z
         grad_a = (c * (b + a.sign() * b.abs())).sum_to_size(a.shape)
         grad_b = (c * (a + b.sign() * a.abs())).sum_to_size(b.shape)
-        return _unit(a, grad_a), _unit(b, grad_b)
+        how_a, how_b = ctx.hows
+        return rescaled(a, grad_a, how_a), rescaled(b, grad_b, how_b), None
 
 
 @kernel(AbsProduct)
@@ -197,8 +199,9 @@ class AbsProductKernel(Kernel):
             return None
         a, b = args
         both = takes_relevance(a) and takes_relevance(b)
-        if name == "mul":
-            return _AbsMul.apply(a, b) if both else torch.mul(a, b)
-        if not both or a.dim() < 2 or b.dim() < 2:
+        if name == "mul" and not both:
+            return torch.mul(a, b)
+        if name == "matmul" and (not both or a.dim() < 2 or b.dim() < 2):
             return None
-        return _AbsMatmul.apply(a, b)
+        hows = (rescale_of(a, run), rescale_of(b, run))
+        return _absorbs(run, (_AbsMul if name == "mul" else _AbsMatmul).apply(a, b, hows))

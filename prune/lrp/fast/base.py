@@ -256,7 +256,8 @@ class LinearKernel(Kernel):
             run.root_other_used |= root
             return out
         run.root_rule_used |= root
-        h = _RuleFunction.apply(x, self, module, op, weight, bias, root, run.passes)
+        flag = self.root_flag(x, root, run)
+        h = _RuleFunction.apply(x, self, module, op, weight, bias, flag, run.passes)
         if not self.output_scale:
             return h
         scale, h.grad_fn.output_scale = h.grad_fn.output_scale, None
@@ -265,6 +266,12 @@ class LinearKernel(Kernel):
     def fast(self, op, x, weight, bias, run):
         """The rule through native autograd (see :mod:`prune.lrp.fast.flow`), or ``None``."""
         return None
+
+    def root_flag(self, x: Tensor, root: bool, run: RunState) -> object:
+        """What ``forward_impl`` and ``backward_impl`` get as ``root``: whether the layer reads
+        the model input. A kernel may say more there (absLRP: whether its input's rescale
+        changes anything, :class:`prune.lrp.fast.abslrp.Rescale`)."""
+        return root
 
     def forward_impl(self, op, x, weight, bias, root):  # pragma: no cover
         raise NotImplementedError

@@ -27,10 +27,16 @@ import torch.fx
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
+from prune.lrp.fast.reads import SameSamples, analyse, reshape_check
+
 #: A step of a program: the callable; the index of its one argument, or -1 with
 #: ``values -> (args, kwargs)`` for any other call; the indices of the values whose last use it
 #: is; the module whose forward a functional op belongs to, or None for a layer.
 Step = tuple[Callable[..., Any], int, Callable[[list], tuple] | None, tuple[int, ...], str | None]
+
+#: What a step's value is read as (:mod:`prune.lrp.fast.reads`): whether one op alone reads it;
+#: for a reshape of one value, that value's index and the check the two must pass.
+Read = tuple[bool, int, SameSamples | None]
 
 _GLOBAL_HOOKS = (
     "_global_forward_hooks",
@@ -66,6 +72,7 @@ class Program:
         modules: every module of the model (for the hook check).
         needs_mode: whether the graph has functional ops; without, the engine's wrappers do what
             the mode would for the layers that need it.
+        reads: per step, how its value is read (see :data:`Read`), or None for no tensor.
     """
 
     def __init__(
@@ -74,8 +81,10 @@ class Program:
         output: Callable[[list], Any],
         modules: Sequence[nn.Module],
         needs_mode: bool,
+        reads: list[Read | None],
     ) -> None:
         self.steps, self.output, self.needs_mode = steps, output, needs_mode
+        self.reads = reads
         # the hook dictionaries themselves (registering a hook adds to them in place)
         self._hooks = tuple(getattr(_module, name) for name in _GLOBAL_HOOKS) + tuple(
             getattr(m, name) for m in modules for name in _MODULE_HOOKS
@@ -85,12 +94,13 @@ class Program:
         """Whether no hook is registered that a module call would run (checked every pass)."""
         return not any(self._hooks)
 
-    def __call__(self, x: Tensor, stack: list[str]) -> Any:
+    def __call__(self, x: Tensor, stack: list[str], read: Callable[..., None] | None = None) -> Any:
         """Run the forward on ``x``; ``stack`` holds the name of the module whose forward a
-        functional op belongs to while it runs."""
+        functional op belongs to while it runs; ``read(value, once, source)`` is told how each
+        tensor is read (:meth:`prune.lrp.state.RunState.read`)."""
         values: list[Any] = [x]
         append = values.append
-        for call, arg, load, free, name in self.steps:
+        for (call, arg, load, free, name), how in zip(self.steps, self.reads, strict=True):
             if arg >= 0:
                 append(call(values[arg]))
             elif name is None:
@@ -103,6 +113,14 @@ class Program:
                     append(call(*args, **kwargs))
                 finally:
                     stack.pop()
+            if read is not None and how is not None and isinstance(values[-1], Tensor):
+                once, source, same = how
+                if same is None:
+                    read(values[-1], once)
+                elif isinstance(values[source], Tensor) and same(values[source], values[-1]):
+                    read(values[-1], once, values[source])
+                else:
+                    read(values[-1], False)
             for i in free:
                 values[i] = None
         return self.output(values)
@@ -143,10 +161,15 @@ def trace_program(
         freed.setdefault(node, []).append(used)
     index = {nodes[0]: 0}
     submodules = dict(model.named_modules())
+    # a custom native layer may read its input more than once inside: none counts as read once
+    opaque = {n for n in nodes if n.op == "call_module" and submodules.get(n.target) in custom}
+    count, metadata = analyse(nodes, opaque)
     steps: list[Step] = []
+    reads: list[Read | None] = []
     for node in nodes[1:]:
         if node.op == "output":
-            return Program(steps, _output(_loader(node.args, {}, index)), modules, needs_mode)
+            output = _output(_loader(node.args, {}, index))
+            return Program(steps, output, modules, needs_mode, reads)
         name = None
         if node.op == "call_module":
             module = submodules.get(node.target)
@@ -167,6 +190,9 @@ def trace_program(
             steps.append((call, index[args[0]], None, free, None))
         else:
             steps.append((call, -1, _loader(args, kwargs, index), free, name))
+        same = reshape_check(node, metadata)
+        source = index[node.args[0]] if same is not None else -1
+        reads.append(None if node in metadata else (count[node] == 1, source, same))
         index[node] = len(index)
     return None
 
