@@ -15,6 +15,7 @@ from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.registry import kernel
 from prune.lrp.fast.transformer import layer_norm_options, softmax_options
 from prune.lrp.rules.abslrp import AbsActivation, AbsLayerNorm, AbsProduct, AbsSoftmax
+from prune.lrp.rules.base import nonnegative
 from prune.lrp.state import RunState
 
 
@@ -144,30 +145,41 @@ class AbsActivationKernel(Kernel):
 
 
 class _AbsMatmul(torch.autograd.Function):
-    """``a @ b`` with absLRP's backward: ``g_a = c b^T + sign(a) (c |b|^T)`` and alike."""
+    """``a @ b`` with absLRP's backward: ``g_a = c b^T + sign(a) (c |b|^T)`` and alike.
+
+    Where ``a >= 0`` (attention weights) both take one product: ``g_a = c (2 b+)^T`` (``a``'s
+    zeros carry no relevance, ``a * g_a``, and every absLRP node reads its gradient through that
+    product or the sign of its output) and ``g_b = (a^T c) (1 + sign(b))``.
+    """
 
     @staticmethod
-    def forward(ctx, a, b, hows):
+    def forward(ctx, a, b, hows, nonneg_a):
         z = a @ b
         ctx.a, ctx.b, ctx.sign_z, ctx.kept, ctx.hows = a, b, z.sign(), None, hows
+        ctx.nonneg_a = nonneg_a
         return z
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.a, ctx.b
+        at, bt = a.transpose(-2, -1), b.transpose(-2, -1)
         if ctx.kept is None:  # built in the first pass, kept for the next
-            # each factor's two transposed products as one: [b^T | |b|^T] and [a^T ; |a|^T]
-            bt = torch.cat([b, b.abs()], -2).transpose(-2, -1)
-            at = torch.cat([a, a.abs()], -1).transpose(-2, -1)
-            ctx.kept = (a.sign(), b.sign(), bt, at)
-        sign_a, sign_b, bt, at = ctx.kept
+            if ctx.nonneg_a:
+                ctx.kept = (bt.clamp(min=0).mul_(2), b.sign().add_(1))
+            else:
+                ctx.kept = (a.sign(), b.sign(), bt.abs(), at.abs())
         c = grad * ctx.sign_z
-        plain_a, twin_a = (c @ bt).chunk(2, -1)
-        plain_b, twin_b = (at @ c).chunk(2, -2)
-        grad_a = plain_a.addcmul(sign_a, twin_a).sum_to_size(a.shape)
-        grad_b = plain_b.addcmul(sign_b, twin_b).sum_to_size(b.shape)
+        if ctx.nonneg_a:
+            twice_positive_bt, slope_b = ctx.kept
+            grad_a = c @ twice_positive_bt
+            grad_b = (at @ c).mul_(slope_b)
+        else:
+            sign_a, sign_b, abs_bt, abs_at = ctx.kept
+            grad_a = (c @ bt).addcmul_(sign_a, c @ abs_bt)
+            grad_b = (at @ c).addcmul_(sign_b, abs_at @ c)
         how_a, how_b = ctx.hows
-        return rescaled(a, grad_a, how_a), rescaled(b, grad_b, how_b), None
+        grad_a, grad_b = grad_a.sum_to_size(a.shape), grad_b.sum_to_size(b.shape)
+        return rescaled(a, grad_a, how_a), rescaled(b, grad_b, how_b), None, None
 
 
 class _AbsMul(torch.autograd.Function):
@@ -204,4 +216,6 @@ class AbsProductKernel(Kernel):
         if name == "matmul" and (not both or a.dim() < 2 or b.dim() < 2):
             return None
         hows = (rescale_of(a, run), rescale_of(b, run))
-        return _absorbs(run, (_AbsMul if name == "mul" else _AbsMatmul).apply(a, b, hows))
+        if name == "mul":
+            return _absorbs(run, _AbsMul.apply(a, b, hows))
+        return _absorbs(run, _AbsMatmul.apply(a, b, hows, nonnegative(a)))
