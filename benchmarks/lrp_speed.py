@@ -12,7 +12,8 @@ the same relevance computed by another implementation: LXT's explicit functional
 forward written with ``lxt.explicit.functional``, as ``tests/lrp/test_transformer.py`` checks it)
 for attnlrp and cp_lrp, and for abslrp the straightforward hook-based absLRP of
 ``benchmarks/abslrp_hooks.py``. Before timing, a tiny float64 ViT checks that each of them gives
-our map, so that the timings compare equal work.
+our map, so that the timings compare equal work. For abslrp also its floor: the forward and the
+matrix products of its two backward passes alone (``benchmarks/abslrp_floor.py``).
 
 Times come first: each round runs, for every preset in turn,
 forward+backward (gradient x input, the floor for any LRP), our preset and Zennit's equivalent
@@ -64,6 +65,7 @@ import torch.nn.functional as F
 import torchvision
 import yaml
 import zennit.composites as zc
+from abslrp_floor import ProductFloor
 from abslrp_hooks import AbsLRPHooks
 from summary import add_summary_option, command_line, write_run
 from torch import nn
@@ -335,14 +337,16 @@ def _zennit_once(model: nn.Module, name: str, x: torch.Tensor, out_rel: torch.Te
 
 def _vit_baselines(model, preset, x, target, out_rel, stack) -> dict[str, Callable[[], object]]:
     """The other implementation of ``preset`` on the ViT: LXT's explicit rules (attnlrp,
-    cp_lrp), or absLRP by hooks (abslrp, on a copy of the model, whose hooks stay for the run)."""
+    cp_lrp), or absLRP by hooks (abslrp, on a copy of the model, whose hooks stay for the run)
+    and absLRP's products alone (its floor)."""
     if preset in ("attnlrp", "cp_lrp"):
         held = preset == "cp_lrp"
         return {f"lxt {preset}": lambda: _lxt(model, x, out_rel, held)}
     if preset == "abslrp":
         hooks = AbsLRPHooks(copy.deepcopy(model))
         stack.callback(hooks.remove)
-        return {"hooks abslrp": lambda: hooks(x, target)}
+        floor = ProductFloor(model, x)
+        return {"hooks abslrp": lambda: hooks(x, target), "floor abslrp": floor}
     return {}
 
 

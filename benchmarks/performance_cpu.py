@@ -312,7 +312,10 @@ def transformers(summaries: Summaries) -> str | None:
         "written with LXT's explicit functional rules, absLRP as the authors' code does it "
         "(a twin forward per layer through hooks, an autograd call per layer; "
         "`benchmarks/abslrp_hooks.py`). A tiny float64 ViT checks before timing that each "
-        "gives our map.",
+        "gives our map. For absLRP also its floor, the forward and the matrix products of its "
+        "two backward passes alone, with no elementwise work (`benchmarks/abslrp_floor.py`): "
+        "each pass applies every layer's transposed weight twice, `W` and `|W|`, where the "
+        "gradient applies it once.",
     ]
     for _, run in runs:
         parts += _vit_table(run)
@@ -336,13 +339,15 @@ def _vit_table(run: Run) -> list[str]:
             else "-"
         )
         memory_ratio = ours.get("memory_ratio")
+        floor = row_of(run, "vit", f"floor {preset}")
         row = [preset, span(ours["time_ratio"], 2, "x"), f"{goal:g}x"]
+        row.append(span(floor["time_ratio"], 2, "x") if floor else "-")
         if both:
             system = fig["models"]["vit"]["rows_system"][f"ours {preset}"]
             row += [span(system["time_ratio"], 2, "x"), _faults(system), _faults(ours)]
         row += ["-" if memory_ratio is None else span(memory_ratio, 2, "x"), against]
         rows.append(row)
-    header = ["preset", "time x f+b", "target"]
+    header = ["preset", "time x f+b", "target", "products alone"]
     if both:
         header += ["glibc's own thresholds", "page faults, own", "page faults, kept"]
     header += ["memory x f+b", "faster than"]
@@ -356,7 +361,7 @@ def _vit_table(run: Run) -> list[str]:
             f"pass (forward+backward: {_faults(_fb(fig, 'rows_system'))} and "
             f'{_faults(_fb(fig, "rows"))}); see "Freed memory kept" below.'
         )
-    return [lead, table(header, "lrr" + "rrr" * both + "rl", rows)]
+    return [lead, table(header, "lrrr" + "rrr" * both + "rl", rows)]
 
 
 def _freed_memory(runs: list[Run]) -> str:
