@@ -581,6 +581,19 @@ def where_time_goes(summaries: Summaries) -> str | None:
         "evaluating the normal CDF again. A tensor about to change in place first has its scale "
         "computed (an in-place change nobody announced is an error, not a wrong map)."
     )
+    bullets.append(
+        "**absLRP's rescales.** Every absLRP node rescales the relevance of its inputs to unit "
+        "L1 per sample. Where the traced graph reads an input once and it comes from another "
+        "absLRP node, directly or through reshapes, that node's own rescales undo any factor "
+        "per sample, so the program skips the rescale (`prune/lrp/fast/reads.py`): on the ViT "
+        "the inputs of every linear layer, of GELU and of the softmax, the attention weights "
+        "and each block's branch. The residual stream, which two ops read, q, k and v, which "
+        "meet again in `qkv`, and recorded outputs keep theirs. The attention weights are "
+        "nonnegative, so `A @ v` takes one product per factor instead of two. The rest of the "
+        "gap to the products-alone column of the table above is the rule's elementwise work: "
+        "each node's slope, its output's sign, the remaining rescales, and autograd's copies "
+        "where q, k and v meet, twice over for the contrastive pair."
+    )
     speed = runs_named(summaries, "lrp_speed")
     bullets.append(_freed_memory([speed[name] for name in VIT_RUNS if name in speed]))
     labels = {

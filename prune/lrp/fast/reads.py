@@ -6,7 +6,7 @@ its node's backward is linear in the gradient, so a per-sample factor on the gra
 inputs unchanged and their own rescales undo it. A traced graph (:mod:`prune.lrp.fast.program`)
 says which tensors are read once; the pass's state (:meth:`prune.lrp.state.RunState.read_once`)
 combines that with which tensors such nodes made, and the rules' nodes skip the rescales that
-change nothing (the same relevance up to float rounding, a quarter fewer elementwise ops).
+change nothing: the same relevance up to float rounding, in fewer elementwise ops.
 
 A value counts as read by every op that takes it as an argument, as often as it does (``x * x``
 reads ``x`` twice); reading its shape, size or number of dimensions does not count. A *reshape*
