@@ -491,9 +491,12 @@ def where_time_goes(summaries: Summaries) -> str | None:
         "order, with no wrappers to install and remove, no `nn.Module.__call__` per layer, and the "
         "engine's functional `TorchFunctionMode` only where the graph has functional ops; without "
         "the mode, epsilon and LRP-0 layers, fused ReLUs and data-movement layers also skip the "
-        f"rules' general dispatch.{timed} Hooks on the model, a forward `torch.fx` cannot trace "
-        "and a recorded container fall back to the installed wrappers (tests check the program "
-        "and the wrappers agree bit for bit on every preset and model)."
+        f"rules' general dispatch.{timed} Inputs of the forward besides the batch take their "
+        "defaults (timm's ViT: its attention mask and causal flag). Hooks on the model, a "
+        "forward `torch.fx` cannot trace (torchvision's ViT checks its input's shape) and a "
+        "recorded container fall back to the installed wrappers (tests check the program and "
+        "the wrappers agree bit for bit on every preset and model; absLRP up to float rounding, "
+        "see its rescales below)."
     )
     conv = runs.get("first_conv")
     measured = ""

@@ -82,6 +82,32 @@ def test_a_vit_runs_as_a_program(preset) -> None:
     _assert_same(explainer(x, target), ref, record, rounding)
 
 
+@pytest.mark.parametrize("preset", ["attnlrp", "cp_lrp", "abslrp"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_timm_vit_runs_as_a_program(preset, fused) -> None:
+    """timm's forward takes an attention mask and a causal flag besides the batch, both with
+    defaults: the program takes the defaults, as a call with the batch alone does."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=8, depth=2, num_heads=2
+    )
+    for block in model.blocks:
+        block.attn.fused_attn = fused
+    model = model.eval().double()
+    with torch.no_grad():
+        model.cls_token.normal_()
+    x, target = torch.randn(3, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2])
+    rounding = 1e-12 if preset == "abslrp" else 0.0
+    explainer = Explainer(model, preset)
+    for _ in range(2):
+        res = explainer(x, target)
+        assert explainer.engine._program is not None, "timm's ViT should have been traced"
+        _assert_same(res, attribute(model, x, target, preset), [], rounding)
+        _no_leftovers(model)
+
+
 def test_hooks_are_run_by_falling_back_to_module_calls(build, inputs) -> None:
     model, x = build("lenet"), inputs()
     explainer = Explainer(model, "epsilon_plus")

@@ -12,8 +12,9 @@ the same pass written out by hand is a fraction of that of installed wrappers (t
 performance page).
 
 Tracing is best effort: a forward that ``torch.fx`` cannot trace (control flow on sizes), one
-with inputs other than the batch, a submodule's parameter read outside a layer (its forward
-was traced into), or a recorded container
+with inputs other than the batch that have no default (those with one, such as timm's attention
+mask, take it), a submodule's parameter read outside a layer (its forward was traced into), or
+a recorded container
 (whose output is no node of the graph) keeps the installed wrappers. So does any pass while a
 module or global forward/backward hook is registered: module calls run them, a program would not.
 """
@@ -147,7 +148,9 @@ def trace_program(
     except Exception:  # any failure to trace means: run the model as usual
         return None
     nodes = list(graph.nodes)
-    if [n for n in nodes if n.op == "placeholder"] != nodes[:1]:
+    if nodes[0].op != "placeholder" or any(
+        n.op == "placeholder" and not n.args for n in nodes[1:]
+    ):  # the batch first; any other input of the forward must have a default (timm's masks)
         return None
     if any(n.op == "get_attr" and "." in n.target for n in nodes):
         return None  # a submodule's parameter read outside a layer: its forward was traced into
@@ -176,6 +179,8 @@ def trace_program(
             call = wrappers.get(module) if needs_mode else custom.get(module, wrappers.get(module))
             if call is None:
                 return None
+        elif node.op == "placeholder":  # an input the model is called without: its default
+            call, name = _constant(node.args[0]), None
         elif node.op == "get_attr":  # a parameter or buffer of the model itself (a class
             # token): read when the step runs, so a replaced or reloaded tensor is seen
             call, name = _attribute(model, node.target), None
@@ -184,7 +189,7 @@ def trace_program(
         else:  # call_method
             call, name = _method(node.target), _owner(node, model)
         free = tuple(index[n] for n in freed.get(node, ()))
-        args, kwargs = node.args, node.kwargs
+        args, kwargs = ((), {}) if node.op == "placeholder" else (node.args, node.kwargs)
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.fx.Node)
         if single and name is None:  # a layer on one value: the common case, called directly
             steps.append((call, index[args[0]], None, free, None))
@@ -214,6 +219,10 @@ def _loader(args: tuple, kwargs: dict, index: dict[torch.fx.Node, int]):
 
 def _output(load: Callable[[list], tuple]) -> Callable[[list], Any]:
     return lambda values: load(values)[0][0]
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
 
 
 def _attribute(model: nn.Module, name: str) -> Callable[[], Any]:
