@@ -6,14 +6,16 @@ Usage::
         [--repeats 2] [--batch 128] [--threads 2] [--device cpu] [--captum]
     python benchmarks/lrp_speed.py --models vit      # the transformer presets
 
-``vit`` is ``prune.models.ViT`` at the sizes of ``conf/model/vit.yaml`` on 1x28x28 inputs; its
-presets are attnlrp, cp_lrp and abslrp (those of the CNNs without ``--presets``). Beside each,
-the same relevance computed by another implementation: LXT's explicit functional rules (a ViT
-forward written with ``lxt.explicit.functional``, as ``tests/lrp/test_transformer.py`` checks it)
-for attnlrp and cp_lrp, and for abslrp the straightforward hook-based absLRP of
-``benchmarks/abslrp_hooks.py``. Before timing, a tiny float64 ViT checks that each of them gives
-our map, so that the timings compare equal work. For abslrp also its floor: the forward and the
-matrix products of its two backward passes alone (``benchmarks/abslrp_floor.py``).
+``vit`` is ``prune.models.ViT`` at the sizes of ``conf/model/vit.yaml`` on 1x28x28 inputs, and
+``timm_vit`` timm's ``VisionTransformer`` at the same sizes (``--models timm_vit``); their
+presets are attnlrp, cp_lrp and abslrp (those of the CNNs without ``--presets``). On ``vit``,
+beside each, the same relevance computed by another implementation: LXT's explicit functional
+rules (a ViT forward written with ``lxt.explicit.functional``, as
+``tests/lrp/test_transformer.py`` checks it) for attnlrp and cp_lrp, and for abslrp the
+straightforward hook-based absLRP of ``benchmarks/abslrp_hooks.py``. Before timing, a tiny
+float64 ViT checks that each of them gives our map, so that the timings compare equal work. For
+abslrp also its floor: the forward and the matrix products of its two backward passes alone
+(``benchmarks/abslrp_floor.py``).
 
 Times come first: each round runs, for every preset in turn,
 forward+backward (gradient x input, the floor for any LRP), our preset and Zennit's equivalent
@@ -93,7 +95,7 @@ DEFAULT_MODELS = "mlp,lenet5,vgg11"
 DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_beta1"
 #: The transformer's presets (``--models vit`` without ``--presets``).
 TRANSFORMER_PRESETS = "attnlrp,cp_lrp,abslrp"
-TRANSFORMERS = ("vit",)
+TRANSFORMERS = ("vit", "timm_vit")
 #: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.
 TIME_TARGET = {"epsilon": 1.15, "epsilon_plus": 1.6, "epsilon_plus_flat": 1.6}
 TIME_TARGET_MODIFIED, MEMORY_TARGET, ZENNIT_TARGET = 1.9, 1.5, 2.0
@@ -170,7 +172,25 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "lenet5": (LeNet5(in_shape=(1, 28, 28), num_classes=10), (1, 28, 28)),
         "vgg11": (torchvision.models.vgg11(num_classes=10), (3, 32, 32)),
         "vit": (ViT(in_shape=(1, 28, 28), num_classes=10, **_vit_sizes()), (1, 28, 28)),
+        "timm_vit": (_timm_vit(), (1, 28, 28)),
     }
+
+
+def _timm_vit() -> nn.Module:
+    """timm's ``VisionTransformer`` (fused attention, its default) at the sizes of ours."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    sizes = _vit_sizes()
+    return VisionTransformer(
+        img_size=28,
+        patch_size=sizes["patch_size"],
+        in_chans=1,
+        num_classes=10,
+        embed_dim=sizes["dim"],
+        depth=sizes["depth"],
+        num_heads=sizes["heads"],
+        mlp_ratio=sizes["mlp_ratio"],
+    )
 
 
 def _vit_sizes() -> dict[str, object]:

@@ -295,6 +295,8 @@ BASELINE_NAMES = {"lxt": "LXT {lxt} (explicit rules)", "hooks": "absLRP by hooks
 
 #: the ViT runs of ``lrp_speed.json``: the default thread count, then one thread
 VIT_RUNS = ("cpu-b128-vit", "cpu-b128-vit-1-thread")
+#: timm's ViT at the same sizes
+TIMM_RUN = "cpu-b128-timm_vit"
 
 
 def transformers(summaries: Summaries) -> str | None:
@@ -319,8 +321,39 @@ def transformers(summaries: Summaries) -> str | None:
     ]
     for _, run in runs:
         parts += _vit_table(run)
+    timm = speed.get(TIMM_RUN)
+    if timm is not None:
+        parts += _timm_table(timm, runs[0][1])
+        runs.append((TIMM_RUN, timm))
     parts.append(sources([("lrp_speed", name, run, None) for name, run in runs]))
     return "\n\n".join(parts)
+
+
+def _timm_table(run: Run, ours: Run) -> list[str]:
+    """timm's ViT at the same sizes: its lead-in and its table."""
+    fb = row_of(run, "timm_vit", "forward+backward")
+    lead = (
+        f"**timm's `VisionTransformer`** at the same sizes, with its default fused attention "
+        f"({command_text(run)}; no other implementation runs beside it; forward+backward "
+        f"{num(fb['ms'], 1)} ms). The engine writes the fused attention out, each product with "
+        "its rule. The ratios are to this model's own forward+backward, whose attention "
+        "backward is the fused op's, not the explicit products of `prune.models.ViT`: the two "
+        "tables measure the same engine against different gradients."
+    )
+    rows = []
+    for preset, goal in TRANSFORMER_TARGETS.items():
+        row = row_of(run, "timm_vit", f"ours {preset}")
+        if row:
+            memory = row.get("memory_ratio")
+            rows.append(
+                [
+                    preset,
+                    span(row["time_ratio"], 2, "x"),
+                    f"{goal:g}x",
+                    "-" if memory is None else span(memory, 2, "x"),
+                ]
+            )
+    return [lead, table(["preset", "time x f+b", "target", "memory x f+b"], "lrrr", rows)]
 
 
 def _vit_table(run: Run) -> list[str]:
