@@ -144,17 +144,6 @@ class AbsActivationKernel(Kernel):
         return _absorbs(run, out)
 
 
-def _batched(t: Tensor) -> Tensor:
-    """``t`` itself where a batched product takes it as it is, else a contiguous copy (a view of
-    q, k or v, whose heads are strided inside the qkv output, would be copied by every
-    product)."""
-    try:
-        t.view(-1, *t.shape[-2:])
-    except RuntimeError:
-        return t.contiguous()
-    return t
-
-
 class _AbsMatmul(torch.autograd.Function):
     """``a @ b`` with absLRP's backward: ``g_a = c b^T + sign(a) (c |b|^T)`` and alike.
 
@@ -173,19 +162,19 @@ class _AbsMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.a, ctx.b
+        at, bt = a.transpose(-2, -1), b.transpose(-2, -1)
         if ctx.kept is None:  # built in the first pass, kept for the next
-            at, bt = _batched(a.transpose(-2, -1)), _batched(b.transpose(-2, -1))
             if ctx.nonneg_a:
-                ctx.kept = (at, bt.clamp_(min=0).mul_(2), b.sign().add_(1))
+                ctx.kept = (bt.clamp(min=0).mul_(2), b.sign().add_(1))
             else:
-                ctx.kept = (at, bt, a.sign(), b.sign(), bt.abs(), at.abs())
-        c = torch.mul(grad, ctx.sign_z, out=torch.empty_like(ctx.sign_z))  # contiguous
+                ctx.kept = (a.sign(), b.sign(), bt.abs(), at.abs())
+        c = grad * ctx.sign_z
         if ctx.nonneg_a:
-            at, twice_positive_bt, slope_b = ctx.kept
+            twice_positive_bt, slope_b = ctx.kept
             grad_a = c @ twice_positive_bt
             grad_b = (at @ c).mul_(slope_b)
         else:
-            at, bt, sign_a, sign_b, abs_bt, abs_at = ctx.kept
+            sign_a, sign_b, abs_bt, abs_at = ctx.kept
             grad_a = (c @ bt).addcmul_(sign_a, c @ abs_bt)
             grad_b = (at @ c).addcmul_(sign_b, abs_at @ c)
         how_a, how_b = ctx.hows
