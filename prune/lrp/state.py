@@ -67,7 +67,7 @@ class RunState:
         self.watched: dict[int, list[Callable[[], None]]] = {}
         #: outputs of nodes that rescale their inputs' relevance themselves (absorbs())
         self.absorbing = TensorSet()
-        #: tensors whose gradient may carry a per-sample factor (read_once())
+        #: tensors whose gradient may carry a per-sample factor (read())
         self.free_scale = TensorSet()
         #: recorded outputs: their gradient must be exact (keep_scale())
         self.kept = TensorSet()
@@ -79,13 +79,22 @@ class RunState:
         nothing upstream of the node."""
         self.absorbing.add(t)
 
-    def read(self, t: Tensor, once: bool, source: Tensor | None = None) -> None:
-        """What a traced graph says of ``t`` (:mod:`prune.lrp.fast.reads`): whether one op
-        alone reads it; ``source``: the tensor that ``t`` reshapes sample for sample, or None
-        where an op made ``t``."""
-        if not self.absorbing:
+    def read(
+        self,
+        t: Any,
+        once: bool,
+        source: Any = None,
+        same: Callable[[Tensor, Tensor], bool] | None = None,
+    ) -> None:
+        """What a traced graph says of the value ``t`` (:mod:`prune.lrp.fast.reads`): whether
+        one op alone reads it; for a reshape, ``source``, the value it reshapes, and ``same``,
+        whether the two keep the samples on their first axis (else ``t`` is made by an op)."""
+        if not self.absorbing or not isinstance(t, Tensor):  # no absLRP node yet, or no tensor
             return
-        absorbed = t in self.absorbing if source is None else self.scale_free(source)
+        if same is not None and not (isinstance(source, Tensor) and same(source, t)):
+            self.free_scale.discard(t)
+            return
+        absorbed = t in self.absorbing if same is None else self.scale_free(source)
         if once and absorbed and t not in self.kept:
             self.free_scale.add(t)
         else:

@@ -91,16 +91,16 @@ class _Reads(nn.Module):
 
 def _count_free(monkeypatch) -> list[int]:
     free = []
-    original = abslrp_kernels.rescaled
+    original = abslrp_kernels.unit_input
 
     def spy(x, grad_in, how):
         free.append(how is abslrp_kernels.Rescale.FREE)
         return original(x, grad_in, how)
 
-    monkeypatch.setattr(abslrp_kernels, "rescaled", spy)
+    monkeypatch.setattr(abslrp_kernels, "unit_input", spy)
     import prune.lrp.fast.abslrp_transformer as transformer_kernels
 
-    monkeypatch.setattr(transformer_kernels, "rescaled", spy)
+    monkeypatch.setattr(transformer_kernels, "unit_input", spy)
     return free
 
 

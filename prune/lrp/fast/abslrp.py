@@ -48,9 +48,10 @@ def rescale_of(x: Tensor, run: RunState, root: bool = False) -> Rescale:
     return Rescale.FREE if run.scale_free(x) else Rescale.UNIT
 
 
-def rescaled(x: Tensor, grad_in: Tensor, how: Rescale) -> Tensor:
-    """The input relevance of an absLRP node as ``how`` says (``grad_in``, the node's own
-    result, may be divided in place)."""
+def unit_input(x: Tensor, grad_in: Tensor, how: Rescale) -> Tensor:
+    """The input relevance of an absLRP node at unit L1 per sample, as ``how`` says
+    (``grad_in``, the node's own result, may be divided in place). Not ``flow.rescaled``,
+    the epsilon rule's rescale of a tensor's gradient."""
     if how is Rescale.FREE:
         return grad_in
     relevance = x * grad_in
@@ -93,10 +94,7 @@ class AbsLinearKernel(LinearKernel):
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Run the layer with this rule's backward."""
-        out = super().apply(module, x, run)
-        if out.requires_grad:
-            run.absorbs(out)
-        return out
+        return _absorbs(run, super().apply(module, x, run))
 
     def root_flag(self, x: Tensor, root: bool, run: RunState) -> Rescale:
         """How the node returns its input relevance (:class:`Rescale`)."""
@@ -112,7 +110,7 @@ class AbsLinearKernel(LinearKernel):
         twin = _twin_product(op, c, weight, like, nonneg)
         # W + sign(x)|W|: = 2 W+ where x > 0 (nonnegative inputs), else both products
         grad_in = twin if nonneg else op.transpose(c, weight, like).addcmul_(x.sign(), twin)
-        return rescaled(x, grad_in, root)
+        return unit_input(x, grad_in, root)
 
 
 class _AbsDiagonal(torch.autograd.Function):
@@ -128,7 +126,7 @@ class _AbsDiagonal(torch.autograd.Function):
     def backward(ctx, grad):
         x, scale = ctx.x, ctx.scale
         grad_in = grad * ctx.sign_y * (scale + x.sign() * scale.abs())
-        return rescaled(x, grad_in, ctx.how), None, None, None
+        return unit_input(x, grad_in, ctx.how), None, None, None
 
 
 @kernel(AbsBatchNorm)
@@ -160,7 +158,7 @@ class _AbsPool(torch.autograd.Function):
             x = ctx.x.detach().requires_grad_()
             (jt,) = torch.autograd.grad(ctx.fn(x), x, grad * ctx.sign_y)
         grad_in = jt * (1 + ctx.x.sign())  # J + sign(x)|J| with J >= 0
-        return rescaled(ctx.x, grad_in, ctx.how), None, None
+        return unit_input(ctx.x, grad_in, ctx.how), None, None
 
 
 @kernel(AbsNorm)
@@ -197,7 +195,7 @@ class _AbsSumFunction(torch.autograd.Function):
             if slope is None:
                 grads.append(None)
                 continue
-            grads.append(rescaled(t, (grad * slope).sum_to_size(t.shape), how))
+            grads.append(unit_input(t, (grad * slope).sum_to_size(t.shape), how))
         return grads[0], grads[1], None, None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.fast.abslrp import _absorbs, _sign, rescale_of, rescaled
+from prune.lrp.fast.abslrp import _absorbs, _sign, rescale_of, unit_input
 from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.registry import kernel
 from prune.lrp.fast.transformer import layer_norm_options, softmax_options
@@ -38,7 +38,7 @@ class _AbsLayerNorm(torch.autograd.Function):
                 slope = w * ctx.rstd + x.sign() * w.abs() * rstd_abs
             ctx.slope = slope.mul_(ctx.y.sign())
             del ctx.y
-        return rescaled(ctx.x, grad * ctx.slope, ctx.how), None, None, None, None, None
+        return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None, None, None, None
 
 
 @kernel(AbsLayerNorm)
@@ -77,7 +77,7 @@ class _AbsSoftmax(torch.autograd.Function):
             ctx.slope = (y + x.sign() * twin).mul_(y.sign()).masked_fill_(masked, 0.0)
             ctx.x = x.masked_fill(masked, 0.0)
             del ctx.y
-        return rescaled(ctx.x, grad * ctx.slope, ctx.how), None, None
+        return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None
 
 
 def _abs_softmax(x: Tensor, dim: int, run: RunState) -> Tensor:
@@ -125,7 +125,7 @@ class _AbsActivation(torch.autograd.Function):
                 (slope,) = torch.autograd.grad(both, leaf, ones)
             ctx.slope = slope.mul_(ctx.sign_y)
             del ctx.sign_y
-        return rescaled(ctx.x, grad * ctx.slope, ctx.how), None, None, None
+        return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None, None
 
 
 @kernel(AbsActivation)
@@ -179,7 +179,7 @@ class _AbsMatmul(torch.autograd.Function):
             grad_b = (at @ c).addcmul_(sign_b, abs_at @ c)
         how_a, how_b = ctx.hows
         grad_a, grad_b = grad_a.sum_to_size(a.shape), grad_b.sum_to_size(b.shape)
-        return rescaled(a, grad_a, how_a), rescaled(b, grad_b, how_b), None, None
+        return unit_input(a, grad_a, how_a), unit_input(b, grad_b, how_b), None, None
 
 
 class _AbsMul(torch.autograd.Function):
@@ -197,7 +197,7 @@ class _AbsMul(torch.autograd.Function):
         grad_a = (c * (b + a.sign() * b.abs())).sum_to_size(a.shape)
         grad_b = (c * (a + b.sign() * a.abs())).sum_to_size(b.shape)
         how_a, how_b = ctx.hows
-        return rescaled(a, grad_a, how_a), rescaled(b, grad_b, how_b), None
+        return unit_input(a, grad_a, how_a), unit_input(b, grad_b, how_b), None
 
 
 @kernel(AbsProduct)

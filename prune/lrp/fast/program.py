@@ -97,8 +97,8 @@ class Program:
 
     def __call__(self, x: Tensor, stack: list[str], read: Callable[..., None] | None = None) -> Any:
         """Run the forward on ``x``; ``stack`` holds the name of the module whose forward a
-        functional op belongs to while it runs; ``read(value, once, source)`` is told how each
-        tensor is read (:meth:`prune.lrp.state.RunState.read`)."""
+        functional op belongs to while it runs; ``read(value, once, source, same)`` is told how
+        each value is read (:meth:`prune.lrp.state.RunState.read`)."""
         values: list[Any] = [x]
         append = values.append
         for (call, arg, load, free, name), how in zip(self.steps, self.reads, strict=True):
@@ -114,14 +114,9 @@ class Program:
                     append(call(*args, **kwargs))
                 finally:
                     stack.pop()
-            if read is not None and how is not None and isinstance(values[-1], Tensor):
+            if read is not None and how is not None:
                 once, source, same = how
-                if same is None:
-                    read(values[-1], once)
-                elif isinstance(values[source], Tensor) and same(values[source], values[-1]):
-                    read(values[-1], once, values[source])
-                else:
-                    read(values[-1], False)
+                read(values[-1], once, None if same is None else values[source], same)
             for i in free:
                 values[i] = None
         return self.output(values)
