@@ -14,12 +14,18 @@ the preset.
 
     floor = ProductFloor(model, x)   # a prune.models.ViT in eval mode, a batch of inputs
     floor()                          # the forward and the products of the two passes
+    floor.flop_ratio(target)         # their FLOPs over forward+backward's (torch's formulas)
+
+The FLOP ratio is the floor in arithmetic, independent of the machine: the least time ratio an
+absLRP of this form could reach if its elementwise work cost as little, relative to its
+products, as the gradient's does.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from prune.models.vit import Attention, ViT
 
@@ -100,3 +106,22 @@ class ProductFloor:
                     c_scores.transpose(-2, -1) @ q, c_scores.transpose(-2, -1) @ q_abs  # k's
                     c_out @ v_pos.transpose(-2, -1)  # the weights' one product
                     weights.transpose(-2, -1) @ c_out  # v's
+
+    def flop_ratio(self, target: Tensor) -> float:
+        """FLOPs of :meth:`__call__` over those of forward+backward (gradient x input: the
+        gradient of the ``target`` logits with respect to the input alone), counted with
+        torch's FLOP formulas."""
+        with FlopCounterMode(display=False) as products:
+            self()
+        x = self.x.detach().clone().requires_grad_()
+        frozen = [p for p in self.model.parameters() if p.requires_grad]
+        for p in frozen:  # the input's gradient alone, as forward+backward is timed
+            p.requires_grad_(False)
+        try:
+            with FlopCounterMode(display=False) as gradient:
+                logits = self.model(x)
+                logits.gather(1, target[:, None]).sum().backward()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        return products.get_total_flops() / gradient.get_total_flops()

@@ -62,6 +62,7 @@ from prune.models import LeNet5
 from prune.pruning.criteria._backprop import accumulate_units, per_unit
 from prune.pruning.criteria.base import normalize_layer
 from prune.pruning.selection import select_global
+from prune.run.checkpoint import load_checkpoint
 
 NAMES = ["features.0", "features.3", "classifier.0"]
 
@@ -221,7 +222,7 @@ def main() -> None:
         areas, curves = [], []
         for seed in args.seeds.split(","):
             path = f"{args.logs}/{args.dataset}/dense_s{seed}/checkpoints/round_0/last.ckpt"
-            state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+            state = load_checkpoint(path, "--logs")["state_dict"]
             net = LeNet5(dm.in_shape, dm.num_classes)
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
             area, accs = run(variant, net.eval(), ref, test)

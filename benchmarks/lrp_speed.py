@@ -15,7 +15,7 @@ rules (a ViT forward written with ``lxt.explicit.functional``, as
 straightforward hook-based absLRP of ``benchmarks/abslrp_hooks.py``. Before timing, a tiny
 float64 ViT checks that each of them gives our map, so that the timings compare equal work. For
 abslrp also its floor: the forward and the matrix products of its two backward passes alone
-(``benchmarks/abslrp_floor.py``).
+(``benchmarks/abslrp_floor.py``), timed, and their FLOPs over forward+backward's.
 
 Times come first: each round runs, for every preset in turn,
 forward+backward (gradient x input, the floor for any LRP), our preset and Zennit's equivalent
@@ -612,6 +612,13 @@ def main() -> None:
             if t is not None:
                 lines = _table(name, t, memory[name])
                 print(f"\n== {name} {tuple(shape)}{label} ==", *lines, sep="\n", flush=True)
+    floor_flops = {
+        name: _floor_flop_ratio(model, shape, args)
+        for name, (model, shape) in models.items()
+        if isinstance(model, ViT) and "abslrp" in _presets(args, name)
+    }
+    for name, ratio in floor_flops.items():
+        print(f"{name}: absLRP's products alone, FLOPs x f+b: {ratio:.2f}", flush=True)
     if args.summary is not None:
         figures = {
             "device": args.device,
@@ -627,6 +634,9 @@ def main() -> None:
                     "shape": list(shape),
                     "rows": _summary_rows(times[name], memory[name]),
                     **(
+                        {"floor_flop_ratio": floor_flops[name]} if name in floor_flops else {}
+                    ),
+                    **(
                         {"rows_system": _summary_rows(system[name], memory[name])}
                         if system is not None
                         else {}
@@ -637,6 +647,16 @@ def main() -> None:
         }
         command = command_line("benchmarks/lrp_speed.py", _without(sys.argv[1:], "--run"))  # a name
         write_run(args.summary, "lrp_speed", args.run or _run_name(args), command, figures)
+
+
+def _floor_flop_ratio(model: ViT, shape: tuple[int, ...], args) -> float:
+    """FLOPs of absLRP's products alone over forward+backward's, on a batch of ``shape``
+    (``ProductFloor.flop_ratio``: the floor in arithmetic, the same on every machine)."""
+    x = torch.randn(args.batch, *shape, device=args.device)
+    model = model.to(args.device).eval()
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    return ProductFloor(model, x).flop_ratio(target)
 
 
 def _without(argv: list[str], option: str) -> list[str]:

@@ -386,6 +386,14 @@ def _vit_table(run: Run) -> list[str]:
     header += ["memory x f+b", "faster than"]
     threads = fig["threads"]
     lead = f"**{count(threads)} thread{'s' * (threads != 1)}** ({command_text(run)})."
+    flops = fig["models"]["vit"].get("floor_flop_ratio")
+    if flops is not None:
+        lead += (
+            f" absLRP's products alone count {num(flops, 2)}x the FLOPs of forward+backward "
+            "(torch's FLOP formulas, the same on every machine): its time ratio reaches that "
+            "only where its elementwise work costs as little, next to its products, as the "
+            "gradient's does next to its own."
+        )
     if both:
         lead += (
             " Times with freed memory kept in the process (`keep_freed_memory`, as `train.py`, "

@@ -59,3 +59,20 @@ def test_the_floor_runs_the_products_of_abslrp() -> None:
         floor()
     assert ours.flops == products.flops
     assert set(ours.flops) >= {"aten.mm", "aten.bmm", "aten.convolution_backward"}
+
+
+def test_the_flop_ratio_is_the_products_over_the_input_gradient() -> None:
+    torch.manual_seed(0)
+    model = ViT((1, 8, 8), 3, patch_size=4, dim=8, depth=2, heads=2).eval()
+    x, target = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    floor = _floor_class()(model, x)
+    with _Flops() as products:
+        floor()
+    with _Flops() as gradient:
+        leaf = x.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(model(leaf).gather(1, target[:, None]).sum(), leaf)
+    ratio = floor.flop_ratio(target)
+    assert ratio == sum(products.flops.values()) / sum(gradient.flops.values())
+    # five products per linear layer against two: the ratio is near 2.5
+    assert 2.0 < ratio < 3.0
+    assert all(p.requires_grad for p in model.parameters())  # left as they were
