@@ -9,7 +9,8 @@ projection ``x -> (q, k, v)`` with the module's ``in_proj_weight`` and ``in_proj
 rules and both projections the rule of linear layers, as in the project's ViT.
 
 The projection is a stand-in ``nn.Linear`` that holds the module's parameters (the same
-``Parameter`` objects, read again at every call); the model itself is never changed. The
+``Parameter`` objects, bound again at every call and, for a traced program, by the engine before
+every pass); the model itself is never changed. The
 canonizer covers the call of torchvision's ``EncoderBlock``, ``attn(x, x, x,
 need_weights=False)`` with ``batch_first=True``; any other use stops with one line that names
 the module and what is not covered.
@@ -20,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from torch import Tensor, nn
+import torch.fx
+from torch import Size, Tensor, nn
 
 from prune.lrp.canonizers import Canonizer
 from prune.lrp.errors import UnsupportedLayerError
@@ -51,20 +53,18 @@ class ExplicitSelfAttention(nn.Module):
         self.name, self.scale = name, attention.head_dim**-0.5
         self.__dict__["attention"] = attention  # not a submodule: its out_proj is the model's
         self.in_proj = nn.Linear(embed, 3 * embed, bias=bias, device="meta")
-        self._bind()
+        self.bind()
 
-    def _bind(self) -> None:
-        """Point ``in_proj`` at the attention's current projection parameters."""
+    def bind(self) -> None:
+        """Point ``in_proj`` at the attention's current projection parameters (the engine calls
+        it before each pass of a traced program, which does not run this forward)."""
         self.in_proj._parameters["weight"] = self.attention.in_proj_weight
         self.in_proj._parameters["bias"] = self.attention.in_proj_bias
 
     def refuse(self, what: str) -> UnsupportedLayerError:
         """The one-line error for a use of the attention that the explicit forward does not
         cover."""
-        return UnsupportedLayerError(
-            f"LRP cannot explain {self.name!r} (MultiheadAttention) with {what}; its explicit "
-            f"forward covers {COVERED}"
-        )
+        return _refusal(self.name, what)
 
     def forward(
         self,
@@ -87,9 +87,8 @@ class ExplicitSelfAttention(nn.Module):
             raise self.refuse("need_weights=True (call it with need_weights=False)")
         if attention.training and attention.dropout > 0:
             raise self.refuse(f"dropout={attention.dropout} in training mode")
-        if query.dim() != 3:
-            raise self.refuse(f"an input of shape {tuple(query.shape)}")
-        self._bind()
+        _check_tokens(query.shape, self.name)  # a graph node when traced: checked every pass
+        self.bind()
         b, n, e = query.shape
         heads, head_dim = attention.num_heads, attention.head_dim
         qkv = self.in_proj(query).reshape(b, n, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
@@ -98,6 +97,23 @@ class ExplicitSelfAttention(nn.Module):
         out = scores.softmax(dim=-1) @ v
         out = out.transpose(1, 2).reshape(b, n, e)
         return attention.out_proj(out), None
+
+
+def _refusal(name: str, what: str) -> UnsupportedLayerError:
+    return UnsupportedLayerError(
+        f"LRP cannot explain {name!r} (MultiheadAttention) with {what}; its explicit "
+        f"forward covers {COVERED}"
+    )
+
+
+def _check_tokens(shape: Size, name: str) -> None:
+    """Refuse an input that is not ``(B, N, E)``."""
+    if len(shape) != 3:
+        raise _refusal(name, f"an input of shape {tuple(shape)}")
+
+
+# a call in a traced graph, not traced into: the check then runs on every pass's real shape
+torch.fx.wrap("_check_tokens")
 
 
 class ExplicitMultiheadAttention(Canonizer):

@@ -39,7 +39,10 @@ class Canonizer:
         pass, as containers (their functional ops get the composite's ``op_map`` rules), given
         ``(name, module, is_leaf)`` of every module. ``forward`` must compute the same output;
         it may be an ``nn.Module`` stand-in, whose own layers then get rules like the model's
-        (named ``<name>.<sub>``)."""
+        (named ``<name>.<sub>``). A traced program (:mod:`prune.lrp.fast.program`) runs the
+        stand-in's layers without its forward: a stand-in that points its layers at the
+        replaced module's parameters in its forward does so in a ``bind()`` method too, which
+        the engine calls before each pass of a program."""
         return {}
 
 

@@ -135,12 +135,13 @@ class Engine:
                     self._op_kernels[op] = kernel
         self._plan = self._build_plan()
         self._mode = self._new_mode()
-        # a recorded container's output is no node of a traced graph: such engines install;
-        # a rule's reference form is its own node, so only the fast backend traces
+        # a recorded container's output is no node of a traced graph, and a BatchNorm with
+        # layers inside calls them as modules: such engines install; a rule's reference form is
+        # its own node, so only the fast backend traces
         self._trace = (
             trace
             and self.fast
-            and not self._replaced
+            and not self._norms
             and not any(name in self.record for name, _, leaf in self.modules if not leaf)
         )
         self._program: Program | None = None
@@ -157,6 +158,8 @@ class Engine:
         state: dict[str, Any] = {}
         plan, unsupported = [], []
         self._natives: dict[nn.Module, Callable[..., Any]] = {}
+        #: modules with children that run as one layer (a program calls them, never traces in)
+        self._whole: set[nn.Module] = set()
         inside: str | None = None  # a container with a rule runs as one layer: skip its inside
         for name, module, leaf in self._with_standins():
             if inside is not None and name.startswith(inside):
@@ -178,6 +181,7 @@ class Engine:
             if rule is not None:  # a container with a rule of its own
                 inside = f"{name}." if name else ""
                 forward = self._ruled(name, module, rule)
+                self._whole.add(module)
             elif module in self._merges:
                 forward = self._merged(name, module, self._merges[module])
             elif not leaf:
@@ -226,6 +230,10 @@ class Engine:
         try:
             for bn, linear in self._merges.items():  # from the current weights and statistics
                 self.run.params[linear] = merged_weight_bias(linear, bn)
+            if self._running is not None:  # a program skips the stand-ins' forwards
+                for standin in self._replaced.values():
+                    if callable(bind := getattr(standin, "bind", None)):
+                        bind()
             for module, forward in () if self._running is not None else self._plan:
                 self._saved.append((module, module.__dict__.get("forward")))
                 # an instance attribute, as `module.forward =` would set it, without
@@ -249,15 +257,21 @@ class Engine:
         """The traced program, traced on the first pass (the model is in eval mode then)."""
         if self._trace:
             self._trace = False
-            leaves = {module for _, module, leaf in self.modules if leaf}
+            everything = self._with_standins()
+            leaves = {m for _, m, leaf in everything if leaf and m not in self._replaced}
+            leaves |= self._whole
             wrappers = {module: forward for module, forward in self._plan if module in leaves}
+            own = {module for _, module, _ in self.modules}
+            standins = {m: name for name, m, _ in everything if m not in own}
             custom = {
                 module: self._under_mode(forward)
                 for module, forward in self._natives.items()
                 if not isinstance(module, TRANSPARENT_TYPES)
             }
             modules = [module for _, module, _ in self.modules]
-            self._program = trace_program(self.model, wrappers, custom, modules)
+            self._program = trace_program(
+                self.model, wrappers, custom, modules, self._replaced, standins
+            )
         return self._program
 
     def _under_mode(self, forward: Callable[..., Any]) -> Callable[..., Any]:

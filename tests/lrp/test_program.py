@@ -108,6 +108,47 @@ def test_a_timm_vit_runs_as_a_program(preset, fused) -> None:
         _no_leftovers(model)
 
 
+@pytest.mark.parametrize("preset", ["attnlrp", "cp_lrp", "abslrp"])
+def test_a_torchvision_vit_runs_as_a_program(preset) -> None:
+    """torchvision's ``nn.MultiheadAttention`` is traced through its canonizer's explicit
+    attention, whose projection is a step like the model's layers; its position embedding is a
+    parameter of a submodule, read outside a layer."""
+    torch.manual_seed(0)
+    model = (
+        torchvision.models.VisionTransformer(
+            image_size=8,
+            patch_size=4,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=8,
+            mlp_dim=16,
+            num_classes=3,
+        )
+        .eval()
+        .double()
+    )
+    with torch.no_grad():
+        model.class_token.normal_()
+    x, target = torch.randn(3, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2])
+    record = ["encoder.layers.encoder_layer_0.self_attention.out_proj", "heads.head"]
+    rounding = 1e-12 if preset == "abslrp" else 0.0
+    explainer = Explainer(model, preset, record)
+    for _ in range(2):
+        res = explainer(x, target)
+        assert explainer.engine._program is not None, "torchvision's ViT should have been traced"
+        _assert_same(res, attribute(model, x, target, preset, record), record, rounding)
+        _no_leftovers(model)
+    attention = model.encoder.layers[1].self_attention
+    with torch.no_grad():  # new parameter objects (as a surgery makes) are bound afresh
+        attention.in_proj_weight = nn.Parameter(attention.in_proj_weight * 2)
+        model.encoder.pos_embedding.add_(1.0)
+    ref = attribute(model, x, target, preset, record)
+    _assert_same(explainer(x, target), ref, record, rounding)
+    # the model's own check, its message formatted from this pass's values, not while tracing
+    with pytest.raises(AssertionError, match="^Wrong image height! Expected 8 but got 4!$"):
+        explainer(x[:, :, :4], target)
+
+
 def test_hooks_are_run_by_falling_back_to_module_calls(build, inputs) -> None:
     model, x = build("lenet"), inputs()
     explainer = Explainer(model, "epsilon_plus")
@@ -202,3 +243,20 @@ def test_native_layers_on_the_input_match_installed_wrappers(preset, inputs) -> 
             assert explainer.engine._program is not None
             _assert_same(res, attribute(model, x, None, preset), [])
         _no_leftovers(model)
+
+
+@pytest.mark.parametrize("trace", [True, False])
+def test_the_explicit_attention_refuses_an_unbatched_input_traced_or_not(trace) -> None:
+    class Unbatched(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):  # (N, E): one sequence, no batch axis
+            out, _ = self.attn(x, x, x, need_weights=False)
+            return self.head(out)
+
+    explainer = Explainer(Unbatched().eval(), "attnlrp", trace=trace)
+    with pytest.raises(UnsupportedLayerError, match=r"'attn'.*an input of shape \(5, 8\)"):
+        explainer(torch.randn(5, 8), torch.zeros(5, dtype=torch.long))

@@ -11,17 +11,22 @@ graph has functional ops (``torch.flatten``, ``x + f(x)``); without the mode, th
 the same pass written out by hand is a fraction of that of installed wrappers (the docs'
 performance page).
 
+A module that a canonizer replaces (:meth:`prune.lrp.canonizers.Canonizer.replacements`: the
+explicit attention of torchvision's ``nn.MultiheadAttention``, timm's ``LayerScale``) is traced
+through its replacement's forward, whose own layers are steps like the model's.
+
 Tracing is best effort: a forward that ``torch.fx`` cannot trace (control flow on sizes), one
 with inputs other than the batch that have no default (those with one, such as timm's attention
-mask, take it), a submodule's parameter read outside a layer (its forward was traced into), or
-a recorded container
-(whose output is no node of the graph) keeps the installed wrappers. So does any pass while a
-module or global forward/backward hook is registered: module calls run them, a program would not.
+mask, take it), a recorded container (whose output is no node of the graph), or a BatchNorm
+with layers inside (timm's ``BatchNormAct2d``, whose wrapper calls them as modules) keeps the
+installed wrappers. So does any pass while a module or global forward/backward hook is
+registered: module calls run them, a program would not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch.fx
@@ -29,6 +34,9 @@ from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
 from prune.lrp.fast.reads import SameSamples, analyse, reshape_check
+
+#: how a traced value appears in a string formatted while tracing
+_PROXY = re.compile(r"Proxy\(([A-Za-z0-9_]+)\)")
 
 #: A step of a program: the callable; the index of its one argument, or -1 with
 #: ``values -> (args, kwargs)`` for any other call; the indices of the values whose last use it
@@ -49,14 +57,31 @@ _MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_ba
 
 
 class _LeafTracer(torch.fx.Tracer):
-    """Traces through containers and stops at exactly the modules that have a rule wrapper."""
+    """Traces through containers and stops at exactly the modules that have a rule wrapper; a
+    replaced module is traced through its replacement, a stand-in's layers named as the engine
+    names them (``names``)."""
 
-    def __init__(self, leaves: set[nn.Module]) -> None:
+    def __init__(
+        self,
+        leaves: set[nn.Module],
+        replaced: Mapping[nn.Module, Callable[..., Any]],
+        names: Mapping[nn.Module, str],
+    ) -> None:
         super().__init__()
-        self.leaves = leaves
+        self.leaves, self.replaced, self.names = leaves, replaced, names
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return m in self.leaves
+
+    def path_of_module(self, mod: nn.Module) -> str:
+        name = self.names.get(mod)
+        return name if name is not None else super().path_of_module(mod)
+
+    def call_module(self, m: nn.Module, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        replacement = self.replaced.get(m)
+        if replacement is not None:  # in the replaced module's scope, as the engine runs it
+            forward = replacement.forward if isinstance(replacement, nn.Module) else replacement
+        return super().call_module(m, forward, args, kwargs)
 
 
 class Program:
@@ -127,6 +152,8 @@ def trace_program(
     wrappers: dict[nn.Module, Callable[..., Any]],
     custom: dict[nn.Module, Callable[..., Any]],
     modules: Sequence[nn.Module],
+    replaced: Mapping[nn.Module, Callable[..., Any]] | None = None,
+    names: Mapping[nn.Module, str] | None = None,
 ) -> Program | None:
     """The traced program of ``model``, or None where tracing does not apply (module docstring).
 
@@ -137,9 +164,13 @@ def trace_program(
         custom: for custom native leaves (``lrp_transparent``), the wrapper to call when the graph
             has no functional op (it enters the functional mode for the layer).
         modules: every module of the model.
+        replaced: ``{module: forward}`` of the canonizers (traced through ``forward``).
+        names: every module's name as the engine gives it, a stand-in's layers included
+            (``<name>.<sub>``).
     """
+    names = dict(names or {})
     try:
-        graph = _LeafTracer(set(wrappers)).trace(model)
+        graph = _LeafTracer(set(wrappers), replaced or {}, names).trace(model)
     except Exception:  # any failure to trace means: run the model as usual
         return None
     nodes = list(graph.nodes)
@@ -147,8 +178,8 @@ def trace_program(
         n.op == "placeholder" and not n.args for n in nodes[1:]
     ):  # the batch first; any other input of the forward must have a default (timm's masks)
         return None
-    if any(n.op == "get_attr" and "." in n.target for n in nodes):
-        return None  # a submodule's parameter read outside a layer: its forward was traced into
+    for node in nodes:
+        _format_at_run_time(node, nodes)
     needs_mode = any(n.op in ("call_function", "call_method") for n in nodes)
     last_use: dict[torch.fx.Node, torch.fx.Node] = {}
     for node in nodes:
@@ -158,7 +189,7 @@ def trace_program(
     for used, node in last_use.items():
         freed.setdefault(node, []).append(used)
     index = {nodes[0]: 0}
-    submodules = dict(model.named_modules())
+    submodules = {**dict(model.named_modules()), **{name: m for m, name in names.items()}}
     # a custom native layer may read its input more than once inside: none counts as read once
     opaque = {n for n in nodes if n.op == "call_module" and submodules.get(n.target) in custom}
     count, metadata = analyse(nodes, opaque)
@@ -176,11 +207,13 @@ def trace_program(
                 return None
         elif node.op == "placeholder":  # an input the model is called without: its default
             call, name = _constant(node.args[0]), None
-        elif node.op == "get_attr":  # a parameter or buffer of the model itself (a class
-            # token): read when the step runs, so a replaced or reloaded tensor is seen
+        elif node.op == "get_attr":  # a parameter or buffer read outside a layer (a class
+            # token, a position embedding): read when the step runs, so a replaced or reloaded
+            # tensor is seen
             call, name = _attribute(model, node.target), None
         elif node.op == "call_function":
-            call, name = node.target, _owner(node, model)
+            call = _assert_formatted if node.target is _assert_formatted else node.target
+            name = _owner(node, model)
         else:  # call_method
             call, name = _method(node.target), _owner(node, model)
         free = tuple(index[n] for n in freed.get(node, ()))
@@ -221,7 +254,10 @@ def _constant(value: Any) -> Callable[[], Any]:
 
 
 def _attribute(model: nn.Module, name: str) -> Callable[[], Any]:
-    return lambda: getattr(model, name)
+    owner, _, attribute = name.rpartition(".")
+    if not owner:
+        return lambda: getattr(model, name)
+    return lambda: getattr(model.get_submodule(owner), attribute)
 
 
 def _method(name: str) -> Callable[..., Any]:
@@ -229,6 +265,30 @@ def _method(name: str) -> Callable[..., Any]:
         return getattr(self, name)(*args, **kwargs)
 
     return call
+
+
+def _format_at_run_time(node: torch.fx.Node, nodes: list[torch.fx.Node]) -> None:
+    """Make ``torch._assert(condition, message)`` whose message is an f-string of traced values
+    (``f"got {h}"`` reads ``got Proxy(getitem_2)`` once traced) format it from the values it
+    names when it fails: the node then reads them (:func:`_assert_formatted`)."""
+    if node.op != "call_function" or node.target is not torch._assert or len(node.args) != 2:
+        return
+    message = node.args[1]
+    if not isinstance(message, str):
+        return
+    parts = _PROXY.split(message)
+    by_name = {n.name: n for n in nodes}
+    if len(parts) == 1 or any(name not in by_name for name in parts[1::2]):
+        return
+    node.target = _assert_formatted
+    node.args = (node.args[0], tuple(parts), *(by_name[name] for name in parts[1::2]))
+
+
+def _assert_formatted(condition: Any, parts: tuple[str, ...], *values: Any) -> None:
+    """``torch._assert`` with the message ``parts`` (text, then a value's place, in turn)."""
+    if not condition:
+        texts = iter([str(v) for v in values])
+        raise AssertionError("".join(p if i % 2 == 0 else next(texts) for i, p in enumerate(parts)))
 
 
 def _owner(node: torch.fx.Node, model: nn.Module) -> str:
