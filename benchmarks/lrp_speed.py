@@ -633,9 +633,7 @@ def main() -> None:
                 name: {
                     "shape": list(shape),
                     "rows": _summary_rows(times[name], memory[name]),
-                    **(
-                        {"floor_flop_ratio": floor_flops[name]} if name in floor_flops else {}
-                    ),
+                    **({"floor_flop_ratio": floor_flops[name]} if name in floor_flops else {}),
                     **(
                         {"rows_system": _summary_rows(system[name], memory[name])}
                         if system is not None

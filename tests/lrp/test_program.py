@@ -29,6 +29,17 @@ def _no_leftovers(model: nn.Module) -> None:
         assert "forward" not in m.__dict__, f"forward wrapper left on {name!r}"
 
 
+def _runs_as_program(model, x, target, preset, record, rounding: float = 0.0) -> Explainer:
+    """A reused explainer traces ``model`` and gives the installed wrappers' relevance, twice."""
+    explainer = Explainer(model, preset, record)
+    for _ in range(2):
+        res = explainer(x, target)
+        assert explainer.engine._program is not None, f"{type(model).__name__} was not traced"
+        _assert_same(res, attribute(model, x, target, preset, record), record, rounding)
+        _no_leftovers(model)
+    return explainer
+
+
 @pytest.mark.parametrize("preset", sorted(COMPOSITES))
 def test_program_equals_installed_wrappers(kind, preset, build, inputs) -> None:
     model, x = build(kind), inputs()
@@ -70,12 +81,7 @@ def test_a_vit_runs_as_a_program(preset) -> None:
     x, target = torch.randn(3, 1, 8, 8, dtype=dtype), torch.tensor([0, 1, 2])
     record = ["blocks.0.attn.heads_out", "blocks.1.mlp.act"]
     rounding = 1e-12 if preset == "abslrp" else 0.0
-    explainer = Explainer(model, preset, record)
-    for _ in range(2):
-        res = explainer(x, target)
-        assert explainer.engine._program is not None, "the ViT should have been traced"
-        _assert_same(res, attribute(model, x, target, preset, record), record, rounding)
-        _no_leftovers(model)
+    explainer = _runs_as_program(model, x, target, preset, record, rounding)
     with torch.no_grad():  # a changed parameter is read afresh
         model.cls_token.add_(1.0)
     ref = attribute(model, x, target, preset, record)
@@ -100,12 +106,7 @@ def test_a_timm_vit_runs_as_a_program(preset, fused) -> None:
         model.cls_token.normal_()
     x, target = torch.randn(3, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2])
     rounding = 1e-12 if preset == "abslrp" else 0.0
-    explainer = Explainer(model, preset)
-    for _ in range(2):
-        res = explainer(x, target)
-        assert explainer.engine._program is not None, "timm's ViT should have been traced"
-        _assert_same(res, attribute(model, x, target, preset), [], rounding)
-        _no_leftovers(model)
+    _runs_as_program(model, x, target, preset, [], rounding)
 
 
 @pytest.mark.parametrize("preset", ["attnlrp", "cp_lrp", "abslrp"])
@@ -114,30 +115,15 @@ def test_a_torchvision_vit_runs_as_a_program(preset) -> None:
     attention, whose projection is a step like the model's layers; its position embedding is a
     parameter of a submodule, read outside a layer."""
     torch.manual_seed(0)
-    model = (
-        torchvision.models.VisionTransformer(
-            image_size=8,
-            patch_size=4,
-            num_layers=2,
-            num_heads=2,
-            hidden_dim=8,
-            mlp_dim=16,
-            num_classes=3,
-        )
-        .eval()
-        .double()
-    )
+    # image 8, patch 4, 2 layers, 2 heads, width 8, MLP width 16
+    model = torchvision.models.VisionTransformer(8, 4, 2, 2, 8, 16, num_classes=3)
+    model = model.eval().double()
     with torch.no_grad():
         model.class_token.normal_()
     x, target = torch.randn(3, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2])
     record = ["encoder.layers.encoder_layer_0.self_attention.out_proj", "heads.head"]
     rounding = 1e-12 if preset == "abslrp" else 0.0
-    explainer = Explainer(model, preset, record)
-    for _ in range(2):
-        res = explainer(x, target)
-        assert explainer.engine._program is not None, "torchvision's ViT should have been traced"
-        _assert_same(res, attribute(model, x, target, preset, record), record, rounding)
-        _no_leftovers(model)
+    explainer = _runs_as_program(model, x, target, preset, record, rounding)
     attention = model.encoder.layers[1].self_attention
     with torch.no_grad():  # new parameter objects (as a surgery makes) are bound afresh
         attention.in_proj_weight = nn.Parameter(attention.in_proj_weight * 2)
