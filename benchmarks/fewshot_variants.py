@@ -97,6 +97,48 @@ def _outputs(y: Tensor, k: int) -> dict[str, Callable[[Tensor], Tensor]]:
     }
 
 
+#: what each output, aggregation and normalisation of a variant is, for the docs
+OUTPUT_TEXT = {
+    "logit": "the label's logit",
+    "one": "relevance 1 at the label",
+    "margin": "the margin (the label's logit minus the strongest other)",
+    "softmargin": "the logit minus a softmax-weighted mix of the others",
+    "wmargin": "the margin times 1 - p_t",
+    "margin1": "the margin divided by its own sum per image",
+    "lossz": "the log-probability, linearised at the logits",
+    "contrast": "the logit minus the mean of the others",
+    "cmargin": "the margin of the correctly classified references only",
+    "cwmargin": "the margin times 1 - p_t, of the correctly classified references only",
+    "sqmargin": "the margin times sqrt(1 - p_t)",
+}
+AGGREGATION_TEXT = {
+    "signed": "the signed sum of R",
+    "abs": "|net R| per image",
+    "posabs": "|R| summed over positions",
+    "classmax": "the largest per-class sum of |net R|",
+    "samplenorm": "|net R| over each image's layer total",
+}
+NORMALISATION_TEXT = {
+    "l1": "",
+    "l2": ", layers L2-normalised",
+    "none": ", no per-layer normalisation",
+}
+
+
+def describe(variant: str) -> str:
+    """The variant in words, e.g. ``lrp@margin:epsilon:signed`` -> "the margin (...), composite
+    `epsilon`, summed signed"."""
+    fields = variant.split(":")
+    normalisation = NORMALISATION_TEXT[fields[3] if len(fields) > 3 and fields[3] else "l1"]
+    if "@" not in fields[0] and fields[0] != "lrp":
+        return f"{fields[0].capitalize()}{normalisation}"
+    output = fields[0].split("@")[1] if "@" in fields[0] else "logit"
+    return (
+        f"{OUTPUT_TEXT[output]}, composite `{fields[1]}`, {AGGREGATION_TEXT[fields[2]]}"
+        f"{normalisation}"
+    )
+
+
 def _aggregate(r: Tensor, how: str, y: Tensor, k: int) -> Tensor:
     summed = r.flatten(2).sum(2) if r.dim() > 2 else r  # (B, C)
     if how == "signed":
@@ -160,8 +202,9 @@ def _composite(spec: str) -> Composite:
     return NameMap(rules, fallback=composite)
 
 
-def run(variant: str, net: nn.Module, ref, test, steps: int = 9) -> tuple[float, list[float]]:
-    """Area and accuracies over removed ratios 0, 0.1, ..., 0.9."""
+def run(variant: str, net: nn.Module, ref, test, steps: int = 9) -> tuple[float, list[float], int]:
+    """Area and accuracies over removed ratios 0, 0.1, ..., 0.9, and the units of the first
+    layer kept at the end."""
     (x, y), (xt, yt) = ref, test
     k = int(yt.max()) + 1
 
@@ -190,7 +233,8 @@ def run(variant: str, net: nn.Module, ref, test, steps: int = 9) -> tuple[float,
                 layer.weight[cut] = 0
                 layer.bias[cut] = 0
         accs.append(accuracy())
-    return sum(0.1 * (a + b) / 2 for a, b in itertools.pairwise(accs)), accs
+    area = sum(0.1 * (a + b) / 2 for a, b in itertools.pairwise(accs))
+    return area, accs, len(kept[NAMES[0]])
 
 
 def main() -> None:
@@ -219,15 +263,16 @@ def main() -> None:
     test = [torch.cat(t) for t in zip(*dm.test_dataloader(), strict=True)]
     ref, test = (to_unit_range(x), y), (to_unit_range(test[0]), test[1])
     for variant in args.variants:
-        areas, curves = [], []
+        areas, curves, first = [], [], []
         for seed in args.seeds.split(","):
             path = f"{args.logs}/{args.dataset}/dense_s{seed}/checkpoints/round_0/last.ckpt"
             state = load_checkpoint(path, "--logs")["state_dict"]
             net = LeNet5(dm.in_shape, dm.num_classes)
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-            area, accs = run(variant, net.eval(), ref, test)
+            area, accs, kept = run(variant, net.eval(), ref, test)
             areas.append(area)
             curves.append(accs)
+            first.append(kept)
             tail = " / ".join(f"{100 * a:.1f}" for a in accs[-3:])
             print(f"{args.dataset} seed {seed} {variant}: area {area:.4f}, acc 70/80/90% {tail}")
         mean = sum(areas) / len(areas)
@@ -248,10 +293,13 @@ def main() -> None:
                 {
                     "dataset": args.dataset,
                     "variant": variant,
+                    "what": describe(variant),
                     "seeds": seeds,
                     "area": {"mean": mean, "values": areas},
                     "acc": [sum(col) / len(col) for col in zip(*curves, strict=True)],
                     "removed": [step / 10 for step in range(len(curves[0]))],
+                    "first_conv_kept": sorted(first),
+                    "first_conv_dense": net.get_submodule(NAMES[0]).weight.shape[0],
                 },
             )
 

@@ -390,9 +390,9 @@ def _vit_table(run: Run) -> list[str]:
     if flops is not None:
         lead += (
             f" absLRP's products alone count {num(flops, 2)}x the FLOPs of forward+backward "
-            "(torch's FLOP formulas, the same on every machine): its time ratio reaches that "
-            "only where its elementwise work costs as little, next to its products, as the "
-            "gradient's does next to its own."
+            "(torch's FLOP formulas, the same on every machine): its time ratio can come down "
+            "to that only if its elementwise work, next to its matrix products, costs no more "
+            "than forward+backward's does next to its own."
         )
     if both:
         lead += (

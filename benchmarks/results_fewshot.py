@@ -114,7 +114,7 @@ def fewshot(summaries: Summaries) -> str | None:
     parts.append(sources(items))
     variants = runs_named(summaries, "fewshot_variants")
     if variants:
-        parts += [_fewshot_why(run, variants), _fewshot_variants(run, variants)]
+        parts += [_fewshot_why(variants), _fewshot_variants(variants)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -344,20 +344,11 @@ def _variant(variants: Mapping[str, Run], name: str) -> Run | None:
     return variants.get(name)
 
 
-def _taylor_on(run: Run, data: str, seeds: Sequence[Any] | None) -> str | None:
-    """Taylor's area on ``seeds`` from the few-shot sweep (mean, or one value per seed)."""
-    g = _fewshot_group(run, data, {"pruner": "taylor"})
-    s = metric_of(g, "prune/auc_pruned")
-    if s is None or seeds is None:
-        return None
-    if list(seeds) == list(g["seeds"]):
-        return num(mean(s), 3)
-    if "values" not in s:
-        return None
-    by_seed = dict(zip(g["seeds"], s["values"], strict=True))
-    if not all(x in by_seed for x in seeds):
-        return None
-    return " / ".join(num(by_seed[x], 3) for x in seeds)
+def _taylor_on(variants: Mapping[str, Run], data: str, seeds: Sequence[Any]) -> str | None:
+    """Taylor's area from ``benchmarks/fewshot_variants.py`` on the same dense models (its
+    ``taylor`` run on ``seeds``), or None where it was not run."""
+    taylor = variants.get(f"{data}:{','.join(str(s) for s in seeds)}:taylor")
+    return None if taylor is None else num(taylor["figures"]["area"]["mean"], 3)
 
 
 WHY: list[tuple[str, Callable[[str, str], str]]] = [
@@ -371,14 +362,15 @@ WHY: list[tuple[str, Callable[[str, str], str]]] = [
         ),
     ),
     (
-        "",
+        "fashion_mnist:12345,1,2:lrp@lossz:epsilon_plus:abs:none",
         lambda area, cmd: (
-            "The gain comes from ranking without per-layer normalisation, which only LRP can do. "
-            "Its relevance is conserved, so every layer's scores are on the output's scale."
+            f"Ranked without per-layer normalisation, as `pruner=lrp_conserved` ranks, the same "
+            f"scores give {area} ({cmd}, Taylor {{taylor}}). Only LRP can rank so: its relevance "
+            "is conserved, so every layer's scores are on the output's scale."
         ),
     ),
     (
-        "fashion_mnist:?:taylor:::none",
+        "fashion_mnist:12345,1,2:taylor:::none",
         lambda area, cmd: (
             f"Taylor ranked the same way collapses: `taylor:::none` gives {area} on Fashion-MNIST "
             f"({cmd}), cutting whole layers to one unit. Its scores are not conserved between "
@@ -386,16 +378,16 @@ WHY: list[tuple[str, Callable[[str, str], str]]] = [
         ),
     ),
     (
-        "fashion_mnist:12345:posabs",
+        "fashion_mnist:12345,1,2:lrp@lossz:epsilon_plus:posabs",
         lambda area, cmd: (
-            f"Summing |R| over positions instead (`posabs`) gives {area} on Fashion-MNIST (seed "
-            f"12345; {cmd}): a channel's positions of opposite sign have to cancel first."
+            f"Summing |R| over a channel's positions instead of |net R| (`posabs`, as "
+            f"`pruner=lrp` does) gives {area} on Fashion-MNIST ({cmd}, Taylor {{taylor}})."
         ),
     ),
 ]
 
 
-def _fewshot_why(run: Run, variants: Mapping[str, Run]) -> str:
+def _fewshot_why(variants: Mapping[str, Run]) -> str:
     bullets = []
     for name, template in WHY:
         if not name:
@@ -406,13 +398,15 @@ def _fewshot_why(run: Run, variants: Mapping[str, Run]) -> str:
             continue
         fig = v["figures"]
         text = template(stat(fig["area"]), command_text(v))
-        taylor = _taylor_on(run, fig["dataset"], fig.get("seeds"))
+        taylor = _taylor_on(variants, fig["dataset"], fig["seeds"])
         bullets.append(text.replace("{taylor}", taylor or "not run on these seeds"))
     return "Why this criterion:\n\n" + "\n".join(f"- {b}" for b in bullets)
 
 
-def _fewshot_variants(run: Run, variants: Mapping[str, Run]) -> str:
-    used = {name for name, _ in WHY}
+def _fewshot_variants(variants: Mapping[str, Run]) -> str:
+    used = {name for name, _ in WHY} | {
+        name for name, v in variants.items() if v["figures"]["variant"] == "taylor"
+    }
     bullets = []
     for name, v in variants.items():
         if name in used:
@@ -420,35 +414,35 @@ def _fewshot_variants(run: Run, variants: Mapping[str, Run]) -> str:
         fig = v["figures"]
         what = fig.get("what") or fig.get("variant") or name
         data = DATASETS.get(fig["dataset"], fig["dataset"])
-        seeds = fig.get("seeds")
-        on = f"{data}, seed{'s' if seeds and len(seeds) > 1 else ''} " + (
-            seed_text(seeds, " / ") if seeds else "not recorded"
-        )
-        taylor = _taylor_on(run, fig["dataset"], seeds)
+        seeds = fig["seeds"]
+        on = f"{data}, seed{'s' * (len(seeds) > 1)} {seed_text(seeds, ' / ')}"
+        taylor = _taylor_on(variants, fig["dataset"], seeds)
         text = f"{what[0].upper()}{what[1:]} ({on}): **{stat(fig['area'])}**"
         text += f" (Taylor {taylor})" if taylor else ""
         notes = []
-        if "first_conv_kept" in fig:
-            kept = fig["first_conv_kept"]
+        kept = fig.get("first_conv_kept")
+        if kept and 2 * kept[-1] <= fig["first_conv_dense"]:  # the first layer cut hardest
+            cut = f"{kept[0]}-{kept[-1]}" if kept[0] != kept[-1] else str(kept[0])
             notes.append(
-                f"it cuts the first convolution to {kept[0]}-{kept[-1]} of "
-                f"{fig['first_conv_dense']} channels"
+                f"it cuts the first convolution to {cut} of {fig['first_conv_dense']} channels"
             )
-        if "mnist_area" in fig:
-            notes.append(f"{num(fig['mnist_area'], 3)} on MNIST")
-        text += ("; " + "; ".join(notes) if notes else "") + "; "
-        text += (
-            command_text(v)
-            if fig.get("variant")
-            else (command_text(v) + " (the exact variant was not recorded)")
-        )
+        text += ("; " + "; ".join(notes) if notes else "") + "; " + command_text(v)
         bullets.append(text + ".")
     dates = sorted({v.get("date", "undated") for v in variants.values()})
     machines = sorted({v["machine"]["description"] for v in variants.values()})
+    taylor = [
+        f"{stat(v['figures']['area'])} on {DATASETS.get(v['figures']['dataset'])}, seeds "
+        f"{seed_text(v['figures']['seeds'], ' / ')} ({command_text(v)})"
+        for v in variants.values()
+        if v["figures"]["variant"] == "taylor"
+    ]
     head = (
         "Other variants. `benchmarks/fewshot_variants.py` runs the same pruning with removed "
         "units' weights zeroed instead of cut out, which reproduces the pipeline's accuracies; "
-        "areas are on the table's scale, beside Taylor's area on the same seeds. Measured "
-        f"{words(dates)} on {words(machines)} (`benchmarks/summaries/fewshot_variants.json`)."
+        "areas are on the table's scale, beside Taylor's area from the same script on the same "
+        "dense models (trained by `benchmarks/fewshot_seeds.sh`"
+        + (f"; Taylor: {'; '.join(taylor)}" if taylor else "")
+        + f"). Measured {words(dates)} on {words(machines)} "
+        "(`benchmarks/summaries/fewshot_variants.json`)."
     )
     return head + "\n\n" + "\n".join(f"- {b}" for b in bullets)
