@@ -537,9 +537,8 @@ def where_time_goes(summaries: Summaries) -> str | None:
         "replaces is traced through its replacement (torchvision's `nn.MultiheadAttention` "
         "through its explicit attention, timm's `LayerScale`), and a check of the model's own "
         "formats its message from the values of the failing pass. Hooks on the model, a "
-        "forward `torch.fx` cannot trace, a BatchNorm with layers inside (timm's "
-        "`BatchNormAct2d`) and a recorded container fall back to the installed wrappers (tests "
-        "check the program and "
+        "forward `torch.fx` cannot trace and a recorded container fall back to the installed "
+        "wrappers (tests check the program and "
         "the wrappers agree bit for bit on every preset and model; absLRP up to float rounding, "
         "see its rescales below)."
     )

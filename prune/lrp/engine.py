@@ -134,14 +134,13 @@ class Engine:
                 if (kernel := kernel_for(rule)) is not None:
                     self._op_kernels[op] = kernel
         self._plan = self._build_plan()
+        self._forwards = dict(self._plan)  # a module's wrapper, for a program's norm layers
         self._mode = self._new_mode()
-        # a recorded container's output is no node of a traced graph, and a BatchNorm with
-        # layers inside calls them as modules: such engines install; a rule's reference form is
-        # its own node, so only the fast backend traces
+        # a recorded container's output is no node of a traced graph: such engines install;
+        # a rule's reference form is its own node, so only the fast backend traces
         self._trace = (
             trace
             and self.fast
-            and not self._norms
             and not any(name in self.record for name, _, leaf in self.modules if not leaf)
         )
         self._program: Program | None = None
@@ -175,6 +174,7 @@ class Engine:
                     unsupported.append(f"{name} ({type(module).__name__})")
                     continue
                 plan.append((module, self._norm_then_children(name, module, forward)))
+                self._whole.add(module)
                 continue
             leaf = leaf and module not in self._replaced
             rule = None if leaf else self.composite.rule_for(state, name, module)
@@ -260,6 +260,8 @@ class Engine:
             everything = self._with_standins()
             leaves = {m for _, m, leaf in everything if leaf and m not in self._replaced}
             leaves |= self._whole
+            if any(c not in self._forwards for m in self._norms for c in m.children()):
+                return None  # a norm layer's child without a wrapper of its own
             wrappers = {module: forward for module, forward in self._plan if module in leaves}
             own = {module for _, module, _ in self.modules}
             standins = {m: name for name, m, _ in everything if m not in own}
@@ -445,13 +447,15 @@ class Engine:
         self, name: str, module: nn.Module, norm: Callable[..., Any]
     ) -> Callable[..., Any]:
         """The wrapper of a BatchNorm with layers inside: ``norm`` (its BatchNorm part, merged
-        or with its rule), then its children in order (their own wrappers)."""
+        or with its rule), then its children in order (their own wrappers: installed, or called
+        directly by a traced program, which installs none)."""
         children, plain = list(module.children()), self._plain(name, module)
 
         def forward(x: Tensor) -> Tensor:
             out = norm(x)
+            program = self._running is not None
             for child in children:
-                out = child(out)
+                out = self._forwards[child](out) if program else child(out)
             return out if plain else self._finish(name, module, out)
 
         return forward

@@ -296,11 +296,12 @@ def test_zoo_kernels_equal_reference(name: str, preset: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_zoo_explainer_equals_attribute(name: str) -> None:
     model, x = zoo_model(name), _input(batch=2)
-    explainer = Explainer(model, "epsilon_plus")  # traced on the first call where it can be
+    explainer = Explainer(model, "epsilon_plus")  # traced on the first call
     target = torch.tensor([0, 3])
     expected = attribute(model, x, target, "epsilon_plus").input
     for _ in range(2):
         torch.testing.assert_close(explainer(x, target).input, expected, rtol=1e-12, atol=0)
+        assert explainer.engine._program is not None, f"{name} was not traced"
 
 
 # -- timm's BatchNorm with an activation inside -------------------------------------------------

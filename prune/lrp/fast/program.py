@@ -17,8 +17,7 @@ through its replacement's forward, whose own layers are steps like the model's.
 
 Tracing is best effort: a forward that ``torch.fx`` cannot trace (control flow on sizes), one
 with inputs other than the batch that have no default (those with one, such as timm's attention
-mask, take it), a recorded container (whose output is no node of the graph), or a BatchNorm
-with layers inside (timm's ``BatchNormAct2d``, whose wrapper calls them as modules) keeps the
+mask, take it), or a recorded container (whose output is no node of the graph) keeps the
 installed wrappers. So does any pass while a module or global forward/backward hook is
 registered: module calls run them, a program would not.
 """
