@@ -262,7 +262,7 @@ class Engine:
             leaves |= self._whole
             if any(c not in self._forwards for m in self._norms for c in m.children()):
                 return None  # a norm layer's child without a wrapper of its own
-            wrappers = {module: forward for module, forward in self._plan if module in leaves}
+            wrappers = {m: forward for m, forward in self._forwards.items() if m in leaves}
             own = {module for _, module, _ in self.modules}
             standins = {m: name for name, m, _ in everything if m not in own}
             custom = {

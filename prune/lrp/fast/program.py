@@ -177,8 +177,9 @@ def trace_program(
         n.op == "placeholder" and not n.args for n in nodes[1:]
     ):  # the batch first; any other input of the forward must have a default (timm's masks)
         return None
+    by_name = {n.name: n for n in nodes}
     for node in nodes:
-        _format_at_run_time(node, nodes)
+        _format_at_run_time(node, by_name)
     needs_mode = any(n.op in ("call_function", "call_method") for n in nodes)
     last_use: dict[torch.fx.Node, torch.fx.Node] = {}
     for node in nodes:
@@ -211,8 +212,7 @@ def trace_program(
             # tensor is seen
             call, name = _attribute(model, node.target), None
         elif node.op == "call_function":
-            call = _assert_formatted if node.target is _assert_formatted else node.target
-            name = _owner(node, model)
+            call, name = node.target, _owner(node, model)
         else:  # call_method
             call, name = _method(node.target), _owner(node, model)
         free = tuple(index[n] for n in freed.get(node, ()))
@@ -266,7 +266,7 @@ def _method(name: str) -> Callable[..., Any]:
     return call
 
 
-def _format_at_run_time(node: torch.fx.Node, nodes: list[torch.fx.Node]) -> None:
+def _format_at_run_time(node: torch.fx.Node, by_name: Mapping[str, torch.fx.Node]) -> None:
     """Make ``torch._assert(condition, message)`` whose message is an f-string of traced values
     (``f"got {h}"`` reads ``got Proxy(getitem_2)`` once traced) format it from the values it
     names when it fails: the node then reads them (:func:`_assert_formatted`)."""
@@ -276,7 +276,6 @@ def _format_at_run_time(node: torch.fx.Node, nodes: list[torch.fx.Node]) -> None
     if not isinstance(message, str):
         return
     parts = _PROXY.split(message)
-    by_name = {n.name: n for n in nodes}
     if len(parts) == 1 or any(name not in by_name for name in parts[1::2]):
         return
     node.target = _assert_formatted
