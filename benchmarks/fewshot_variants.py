@@ -127,7 +127,7 @@ NORMALISATION_TEXT = {
 
 def describe(variant: str) -> str:
     """The variant in words, e.g. ``lrp@margin:epsilon:signed`` -> "the margin (...), composite
-    `epsilon`, summed signed"."""
+    `epsilon`, the signed sum of R"."""
     fields = variant.split(":")
     normalisation = NORMALISATION_TEXT[fields[3] if len(fields) > 3 and fields[3] else "l1"]
     if "@" not in fields[0] and fields[0] != "lrp":

@@ -404,9 +404,8 @@ def _fewshot_why(variants: Mapping[str, Run]) -> str:
 
 
 def _fewshot_variants(variants: Mapping[str, Run]) -> str:
-    used = {name for name, _ in WHY} | {
-        name for name, v in variants.items() if v["figures"]["variant"] == "taylor"
-    }
+    taylors = {name: v for name, v in variants.items() if v["figures"]["variant"] == "taylor"}
+    used = {name for name, _ in WHY} | set(taylors)
     bullets = []
     for name, v in variants.items():
         if name in used:
@@ -433,8 +432,7 @@ def _fewshot_variants(variants: Mapping[str, Run]) -> str:
     taylor = [
         f"{stat(v['figures']['area'])} on {DATASETS.get(v['figures']['dataset'])}, seeds "
         f"{seed_text(v['figures']['seeds'], ' / ')} ({command_text(v)})"
-        for v in variants.values()
-        if v["figures"]["variant"] == "taylor"
+        for v in taylors.values()
     ]
     head = (
         "Other variants. `benchmarks/fewshot_variants.py` runs the same pruning with removed "
