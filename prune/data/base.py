@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from prune.checks import (
     Check,
@@ -21,46 +21,15 @@ from prune.checks import (
     number_list,
 )
 from prune.data.augment import AUGMENTATIONS, DeviceAugment
+from prune.data.batches import TensorBatchDataset, keep_batch
 from prune.data.checks import _gaps, _plural, _runs, _show, check_images, check_labels
 from prune.data.samplers import EvalBatchSampler, IndexBatchSampler
 from prune.errors import ConfigError
 
 
-class TensorBatchDataset(Dataset):
-    """Images ``(N, C, H, W)`` and labels ``(N,)`` fetched a whole batch at a time.
-
-    ``__getitems__`` lets the DataLoader fetch a batch with one indexing operation instead of
-    N calls and a collate; Lightning's DistributedSampler injection still works because the
-    loader is a plain ``DataLoader``.
-    """
-
-    def __init__(self, x: Tensor, y: Tensor) -> None:
-        if len(x) != len(y):
-            raise ValueError(f"images and labels differ in length: {len(x)} vs {len(y)}")
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.x[index], self.y[index]
-
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.x[idx], self.y[idx]
-
-
 def to_unit_range(x: Tensor) -> Tensor:
     """Raw images as float32 in [0, 1]: uint8 is divided by 255, float is taken as it is."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-
-def keep_batch(batch: Any) -> Any:
-    """Collate that keeps an already batched ``(x, y)`` pair (single samples are stacked)."""
-    if isinstance(batch, tuple):
-        return batch
-    xs, ys = zip(*batch, strict=False)
-    return torch.stack(xs), torch.stack(ys)
 
 
 class TensorDataModule(L.LightningDataModule):

@@ -20,7 +20,8 @@ from PIL import Image
 from torch import Tensor
 
 from prune.checks import Check, ExistingPath, boolean, is_int
-from prune.data.base import TensorBatchDataset, TensorDataModule
+from prune.data.base import TensorDataModule
+from prune.data.batches import TensorBatchDataset
 from prune.data.checks import _plural, check_images, check_labels
 from prune.data.decode_cache import DecodeCache
 from prune.data.mnist import resolve_root

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from prune.checks import Check, boolean, fraction, int_at_least, is_int, is_number
-from prune.data.base import TensorBatchDataset, keep_batch
+from prune.data.batches import TensorBatchDataset, keep_batch
 from prune.evaluation.explanations import evaluate_explanations
 from prune.evaluation.figures import save_figure
 from prune.evaluation.masking import REMOVALS

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from prune.data.base import TensorBatchDataset
+from prune.data.batches import TensorBatchDataset
 from prune.data.samplers import IndexBatchSampler
 from prune.run.build import build_datamodule, build_module
 from tests.conftest import compose_cfg
