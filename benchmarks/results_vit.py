@@ -14,6 +14,7 @@ from page_text import (
     num,
     runs_named,
     sources,
+    spell,
     stat,
     table,
     words,
@@ -22,11 +23,14 @@ from results_common import metric_of, seed_text
 
 #: the row of a composite searched by ``tune.py`` (``benchmarks/summaries/tuning.json``)
 TUNED = "tuned,pruner=lrp_conserved"
+#: absLRP without its contrastive construction: the target's map alone
+ABS_TARGET = "lrp.contrastive=False,lrp=abslrp,pruner=lrp_conserved"
 #: the ViT criteria in the order of the page, by the sweep's override of them
 VIT_ROWS = {
     "pruner=lrp_conserved": "LRP, AttnLRP (`lrp_conserved`)",
     "lrp=cp_lrp,pruner=lrp_conserved": "LRP, CP-LRP",
     "lrp=abslrp,pruner=lrp_conserved": "LRP, absLRP",
+    ABS_TARGET: "LRP, absLRP, target map only (`lrp.contrastive=false`)",
     TUNED: "LRP, tuned composite (`tune.py`)",
     "pruner=taylor": "Taylor",
     "pruner=gradient": "gradient",
@@ -167,6 +171,50 @@ def _tuned_text(tuned: Run) -> str:
     )
 
 
+def _abslrp_text(runs: Mapping[str, Run]) -> str:
+    """absLRP's contrastive map against its target map alone, as criteria, where both ran."""
+    rows = {
+        "contrastive": "lrp=abslrp,pruner=lrp_conserved",
+        "target map only": ABS_TARGET,
+        "AttnLRP": VIT_LRP,
+        "random": "pruner=random",
+    }
+    found = []
+    for name, run in runs.items():
+        aucs = {k: metric_of(_vit_group(run, o) or {}, "prune/auc_pruned") for k, o in rows.items()}
+        if all(aucs.values()):
+            found.append((VIT_RUNS.get(name, name), {k: a["mean"] for k, a in aucs.items()}))
+    if not found:
+        return ""
+
+    def share(n: int) -> str:
+        return (
+            f"all {spell(len(found))}"
+            if n == len(found)
+            else f"{spell(n)} of the {spell(len(found))}"
+        )
+
+    below = sum(a["contrastive"] < a["random"] for _, a in found)
+    above = sum(a["target map only"] > a["random"] for _, a in found)
+    listed_runs = "; ".join(
+        f"{label}: " + ", ".join(f"{num(auc, 3)} {k}" for k, auc in aucs.items())
+        for label, aucs in found
+    )
+    return (
+        "**absLRP's contrastive map as a criterion.** absLRP's map is by default the target's "
+        "map minus the map of all other classes, each rescaled to unit L1 norm in every layer. "
+        "Summed per unit as `|net R|` over the reference images, the contrastive map ranks "
+        f"below random in {share(below)} settings; the target's map alone, with the same "
+        f"propagation and rescaling, ranks above random in {share(above)} (mean AUC; "
+        f"{listed_runs}). The likely reason: a unit that carries evidence for every class "
+        "takes nearly the same share of both maps, so its contrastive relevance cancels and it "
+        "goes early, although the model needs it for every decision. The contrastive map "
+        "answers which units speak for the target rather than the other classes, a question "
+        "for explaining, not for pruning; to prune with absLRP take the target's map "
+        "(`lrp=abslrp lrp.contrastive=false`)."
+    )
+
+
 def vit_fewshot(summaries: Summaries) -> str | None:
     runs = runs_named(summaries, "fewshot_vit")
     if not runs:
@@ -200,6 +248,7 @@ def vit_fewshot(summaries: Summaries) -> str | None:
             verdict,
             _tuned_text(searches[name]) if name in searches else "",
         ]
+    parts.append(_abslrp_text(runs))
     items = [("fewshot_vit", n, r, VIT_RUNS.get(n)) for n, r in runs.items()]
     items += [("tuning", n, r, f"{VIT_RUNS.get(n, n)}, tuned") for n, r in searches.items()]
     parts.append(sources(items))
