@@ -13,6 +13,7 @@ from prune.checks import Check, boolean, choice, fraction, int_at_least, integer
 from prune.errors import ConfigError
 from prune.pruning.criteria.base import METHODS, Batches, Criterion
 from prune.pruning.groups import ChannelGroup, build_graph, example_input_for, find_groups
+from prune.pruning.heads_view import expose_heads
 from prune.pruning.importance import group_scores
 from prune.pruning.plan import PruningPlan
 from prune.pruning.schedule import SCHEDULES, ratio_at
@@ -176,15 +177,20 @@ class Pruner:
         return find_groups(model, example_input_for(model, example_input))
 
     def _groups_by_kind(self, model: nn.Module) -> dict[str, list[ChannelGroup]]:
-        """``{kind: its groups}`` for each transformer unit kind the target cuts."""
-        return {kind: unit_groups(model, kind) for kind in kinds_of(self.target)}
+        """``{kind: its groups}`` for each transformer unit kind the target cuts. Heads: timm's
+        attentions get a module on their heads' outputs first (:func:`expose_heads`; the
+        model's outputs and ``state_dict`` stay as they are)."""
+        kinds = kinds_of(self.target)
+        if "heads" in kinds:
+            expose_heads(model)
+        return {kind: unit_groups(model, kind) for kind in kinds}
 
     def _no_groups(self, model: nn.Module) -> ValueError:
         if kinds := kinds_of(self.target):
             holders = " or ".join(KINDS[kind].holder for kind in kinds)
             return ValueError(
                 f"{type(model).__name__} has no {self.target} to prune (target={self.target}): "
-                f"no {holders} in the layout of prune.models.vit "
+                f"no {holders} in the layout of prune.models.vit or timm "
                 "(see prune.pruning.transformer)"
             )
         return ValueError(f"{type(model).__name__} has no prunable groups (target=units)")
@@ -224,7 +230,7 @@ class Pruner:
             return [
                 name
                 for kind, of_kind in self._groups_by_kind(model).items()
-                for name in output_names(of_kind, kind).values()
+                for name in output_names(model, of_kind, kind).values()
             ]
         return [p for g in self.groups(model, example_input) for p in g.producers]
 

@@ -4,9 +4,10 @@ Two attention layouts hold heads that can be cut: :class:`prune.models.vit.Atten
 count ``heads``) and timm's ``Attention`` (``num_heads``, with ``attn_dim``), both with an
 explicit ``qkv`` projection. Two MLP layouts hold neurons: :class:`prune.models.vit.MLP` and
 timm's ``Mlp`` (``fc1``, ``act``, ``fc2``). Pruning heads by a criterion also needs each head's
-output, read at the attention's ``heads_out`` (prune.models.vit only): asked for the heads of a
-model whose attention has none (timm, ``nn.MultiheadAttention``), :func:`unit_groups` stops with
-one line naming the attention's type.
+output, read at the attention's ``heads_out``; timm's ``Attention`` gets one from
+:func:`prune.pruning.heads_view.expose_heads`. Asked for the heads of a model whose attention
+has none (``nn.MultiheadAttention``), :func:`unit_groups` stops with one line naming the
+attention's type.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from prune.pruning.groups import ChannelGroup
-
-HEADS_OUT = "heads_out"
-"""Submodule of an attention module whose output holds the heads' outputs ``(B, H, N, Dh)``."""
+from prune.pruning.heads_view import HEADS_OUT, HeadsView, heads_out_name
 
 HEAD_COUNTS = ("heads", "num_heads")
 """Attributes that hold an attention module's number of heads: prune.models.vit's, timm's."""
@@ -34,10 +33,10 @@ def _parameters_only_in(module: nn.Module, children: Sequence[str]) -> bool:
 
 def _no_norm(module: nn.Module) -> bool:
     """True when ``module`` has no ``norm`` over its concatenated units (timm's ``scale_norm``
-    and ``scale_mlp_norm``), or only an identity there: a norm over all units, even one
-    without parameters, would change when some of them are cut."""
+    and ``scale_mlp_norm``), or only an identity there (a :class:`HeadsView` included): a norm
+    over all units, even one without parameters, would change when some of them are cut."""
     norm = getattr(module, "norm", None)
-    return norm is None or isinstance(norm, nn.Identity)
+    return norm is None or isinstance(norm, nn.Identity | HeadsView)
 
 
 def head_count(module: nn.Module) -> str | None:
@@ -164,9 +163,9 @@ class UnitKind:
         holder: what holds the units (for messages): "attention module", "MLP".
         matches: whether a module holds units of this kind.
         width: the number of units a matching module holds now.
-        output: the submodule whose output holds the units (heads on axis 1 of ``heads_out``,
-            neurons on the last axis of ``fc1``'s token features): where relevance, activations
-            and gradients of a unit are read.
+        output: for a matching module, the path of its submodule whose output holds the units
+            (heads on axis 1 of ``heads_out``, neurons on the last axis of ``fc1``'s token
+            features): where relevance, activations and gradients of a unit are read.
         cut: keep the listed units of a matching module, in place.
         unreadable: for a module called ``name``, why its units of this kind cannot be
             pruned by a criterion (one line), or None.
@@ -175,7 +174,7 @@ class UnitKind:
     holder: str
     matches: Callable[[nn.Module], bool]
     width: Callable[[nn.Module], int]
-    output: str
+    output: Callable[[nn.Module], str | None]
     cut: Callable[[nn.Module, Sequence[int]], None]
     unreadable: Callable[[str, nn.Module], str | None] = _readable
 
@@ -188,8 +187,8 @@ def unreadable_heads(name: str, module: nn.Module) -> str | None:
     """Why the heads of ``module`` (called ``name``) cannot be pruned by a criterion, or None.
 
     A criterion reads each head's relevance, activations or gradients at the output of the
-    attention's ``heads_out`` (:class:`prune.models.vit.Attention`); timm's ``Attention``, whose
-    heads :func:`prune_heads` can cut, has no such module, and ``nn.MultiheadAttention`` keeps
+    attention's ``heads_out`` (:class:`prune.models.vit.Attention`; timm's ``Attention`` once
+    :func:`prune.pruning.heads_view.expose_heads` gave it one); ``nn.MultiheadAttention`` keeps
     its heads inside one fused op.
     """
     if isinstance(module, nn.MultiheadAttention):
@@ -198,20 +197,22 @@ def unreadable_heads(name: str, module: nn.Module) -> str | None:
             f"per-head output to read or projection to cut; pruning heads needs the attention of "
             f"prune.models.ViT (model=vit)"
         )
-    if is_attention(module) and not isinstance(getattr(module, HEADS_OUT, None), nn.Module):
+    if is_attention(module) and heads_out_name(module) is None:
         return (
             f"{name!r} is a {_type_name(module)} without a {HEADS_OUT!r} module on its heads' "
             f"outputs, where a criterion reads each head's relevance, activations or gradients; "
-            f"pruning heads needs the attention of prune.models.ViT (model=vit)"
+            f"pruning heads needs the attention of prune.models.ViT (model=vit) or timm's"
         )
     return None
 
 
 KINDS: dict[str, UnitKind] = {
     "heads": UnitKind(
-        "attention module", is_attention, heads_of, HEADS_OUT, prune_heads, unreadable_heads
+        "attention module", is_attention, heads_of, heads_out_name, prune_heads, unreadable_heads
     ),
-    "neurons": UnitKind("MLP", is_mlp, lambda m: m.fc1.out_features, "fc1", prune_neurons),
+    "neurons": UnitKind(
+        "MLP", is_mlp, lambda m: m.fc1.out_features, lambda m: "fc1", prune_neurons
+    ),
 }
 """The pruner targets that cut transformer units, by name."""
 
@@ -243,10 +244,12 @@ def unit_groups(model: nn.Module, target: str) -> list[ChannelGroup]:
     return groups
 
 
-def output_names(groups: Sequence[ChannelGroup], target: str) -> dict[str, str]:
+def output_names(model: nn.Module, groups: Sequence[ChannelGroup], target: str) -> dict[str, str]:
     """``{group name: module whose output holds its units}`` (``blocks.0.attn.heads_out``,
-    ``blocks.0.mlp.fc1``): what an LRP pass records and what gradient criteria hook."""
-    return {g.name: f"{g.name}.{KINDS[target].output}" for g in groups}
+    timm's ``blocks.0.attn.norm.heads_out``, ``blocks.0.mlp.fc1``): what an LRP pass records
+    and what gradient criteria hook."""
+    output = KINDS[target].output
+    return {g.name: f"{g.name}.{output(model.get_submodule(g.name))}" for g in groups}
 
 
 def cut_units(model: nn.Module, name: str, keep: Sequence[int]) -> None:

@@ -80,7 +80,7 @@ def test_unit_groups_find_every_attention_and_mlp() -> None:
         ("blocks.0.mlp", HIDDEN),
         ("blocks.1.mlp", HIDDEN),
     ]
-    assert output_names(unit_groups(model, "heads"), "heads")["blocks.1.attn"] == (
+    assert output_names(model, unit_groups(model, "heads"), "heads")["blocks.1.attn"] == (
         "blocks.1.attn.heads_out"
     )
     assert not unit_groups(MLP(IN_SHAPE, 3), "heads")

@@ -1,4 +1,5 @@
-"""Heads and MLP neurons of timm's Vision Transformer cut out; torchvision's refused (float64)."""
+"""Heads and MLP neurons of timm's Vision Transformer scored and cut out; torchvision's heads
+refused (float64)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ from torch import Tensor, nn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
 from prune.lrp import Explainer, RelevanceStats
+from prune.models import ViT
 from prune.pruning import Pruner, PruningPlan, apply_plan
-from prune.pruning.criteria import LRPCriterion, RandomCriterion
+from prune.pruning.criteria import (
+    AttentionCriterion,
+    GradientCriterion,
+    LRPCriterion,
+    MagnitudeCriterion,
+    RandomCriterion,
+    TaylorCriterion,
+)
+from prune.pruning.heads_view import HeadsView, expose_heads, heads_out_name
 from prune.pruning.transformer import is_attention, is_mlp, kind_of, unit_groups
 
 SIDE, PATCH, DIM, HEADS, HEAD_DIM, HIDDEN = 8, 4, 16, 4, 4, 32
@@ -151,12 +161,96 @@ def test_lrp_neuron_pruning_of_a_timm_vit_removes_dead_neurons_first() -> None:
     torch.testing.assert_close(apply_plan(model, plan, _example())(_x()), before, **TOL)
 
 
-def test_heads_of_a_timm_vit_cannot_be_scored() -> None:
-    pruner = Pruner(RandomCriterion(), target="heads")
-    pattern = r"'blocks\.0\.attn' is a timm\.layers\.attention\.Attention without a 'heads_out'"
-    with pytest.raises(ValueError, match=pattern) as error:
-        pruner.validate(_timm(), _example())
-    assert "\n" not in str(error.value)
+@pytest.mark.parametrize("qk_norm", [False, True], ids=["plain", "qk_norm"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "explicit"])
+def test_exposing_timm_heads_keeps_the_outputs_and_the_state_dict(fused, qk_norm) -> None:
+    model = _timm(fused, qk_norm)
+    x, keys = _x(), list(model.state_dict())
+    before = model(x)
+    assert expose_heads(model) == ["blocks.0.attn", "blocks.1.attn"]
+    assert isinstance(model.blocks[0].attn.norm, HeadsView)
+    assert heads_out_name(model.blocks[0].attn) == "norm.heads_out"
+    assert torch.equal(model(x), before)
+    assert list(model.state_dict()) == keys
+    assert expose_heads(model) == []  # once
+    heads = []
+    model.blocks[1].attn.norm.heads_out.register_forward_hook(lambda m, a, out: heads.append(out))
+    model(x)
+    assert heads[0].shape == (6, HEADS, (SIDE // PATCH) ** 2 + 1, HEAD_DIM)
+    apply_plan(model, PruningPlan(keep={"blocks.1.attn": [0, 3]}), _example())
+    assert model(x).shape == before.shape  # the view follows a head cut
+
+
+def _ours_like(timm: nn.Module) -> ViT:
+    """prune.models.ViT with the weights of ``_timm(layer_scale=None)``: the same function."""
+    ours = ViT((1, SIDE, SIDE), 3, patch_size=PATCH, dim=DIM, depth=2, heads=HEADS, mlp_ratio=2.0)
+    for m in ours.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.eps = 1e-6  # timm's
+    state = {
+        k.replace("patch_embed.proj.", "patch_embed."): v for k, v in timm.state_dict().items()
+    }
+    ours.load_state_dict(state)
+    return ours.double().eval()
+
+
+HEAD_CRITERIA = {
+    "lrp attnlrp": (LRPCriterion, "attnlrp"),
+    "lrp cp_lrp": (LRPCriterion, "cp_lrp"),
+    "lrp abslrp": (LRPCriterion, "abslrp"),
+    "taylor": (TaylorCriterion, None),
+    "gradient": (GradientCriterion, None),
+    "attention": (AttentionCriterion, None),
+    "magnitude": (MagnitudeCriterion, None),
+}
+
+
+@pytest.mark.parametrize("name", list(HEAD_CRITERIA))
+def test_timm_heads_score_as_the_same_heads_of_our_vit(name: str) -> None:
+    timm = _timm(layer_scale=None)
+    ours = _ours_like(timm)
+    x = _x()
+    torch.testing.assert_close(timm(x), ours(x), **TOL)
+    criterion, composite = HEAD_CRITERIA[name]
+    batches = [(_x(seed=i), torch.arange(6) % 3) for i in range(2)]
+    scores = []
+    for model in (timm, ours):
+        pruner = Pruner(criterion(), target="heads", keep=2 * HEADS - 3)
+        pruner.validate(model, _example())
+        record = pruner.record_names(model, _example())
+        stats = None
+        if composite is not None:
+            stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, 1))
+            explainer = Explainer(model, composite, record)
+            for xb, yb in batches:
+                result = explainer(xb, yb)
+                stats.update(result.input, result.output, yb)
+        groups = pruner.groups(model)
+        inputs = {"stats": stats, "batches": batches}
+        needs = {k: v for k, v in inputs.items() if k in pruner.criterion.needs}
+        scores.append(pruner.criterion.head_scores(model, groups, **needs))
+        scores[-1]["plan"] = pruner.plan(model, _example(), stats=stats, batches=batches).keep
+    for key in ("blocks.0.attn", "blocks.1.attn"):
+        torch.testing.assert_close(scores[0][key], scores[1][key], rtol=1e-8, atol=1e-12)
+    assert scores[0]["plan"] == scores[1]["plan"]
+
+
+def test_lrp_head_pruning_of_a_timm_vit_removes_dead_heads_first() -> None:
+    model = _timm(layer_scale=None)
+    _kill_heads(model, 0, [1, 3])
+    pruner = Pruner(LRPCriterion(), target="heads", keep=2 * HEADS - 2)
+    record = pruner.record_names(model, _example())
+    assert record == ["blocks.0.attn.norm.heads_out", "blocks.1.attn.norm.heads_out"]
+    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, 1))
+    explainer = Explainer(model, "attnlrp", record)
+    for seed in range(2):
+        x, y = _x(seed=seed), torch.arange(6) % 3
+        result = explainer(x, y)
+        stats.update(result.input, result.output, y)
+    plan = pruner.plan(model, _example(), stats=stats)
+    assert plan.keep == {"blocks.0.attn": [0, 2], "blocks.1.attn": list(range(HEADS))}
+    before = model(_x())
+    torch.testing.assert_close(apply_plan(model, plan, _example())(_x()), before, **TOL)
 
 
 def test_heads_of_a_torchvision_vit_are_refused_naming_multihead_attention() -> None:

@@ -125,13 +125,13 @@ class BackpropCriterion(Criterion):
         self, model: nn.Module, groups: Sequence[ChannelGroup], batches: Batches
     ) -> dict[str, Tensor]:
         """``{attention: (heads,)}`` of :meth:`term` at ``<attention>.heads_out``."""
-        return self._scores(model, output_names(groups, "heads"), batches)
+        return self._scores(model, output_names(model, groups, "heads"), batches)
 
     def neuron_scores(
         self, model: nn.Module, groups: Sequence[ChannelGroup], batches: Batches
     ) -> dict[str, Tensor]:
         """``{MLP: (hidden,)}`` of :meth:`term` at ``<MLP>.fc1``."""
-        return self._scores(model, output_names(groups, "neurons"), batches)
+        return self._scores(model, output_names(model, groups, "neurons"), batches)
 
     def _scores(
         self, model: nn.Module, read: Mapping[str, str], batches: Batches

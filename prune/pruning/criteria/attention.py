@@ -18,23 +18,26 @@ from prune.pruning.criteria.base import (
     normalize_layer,
 )
 from prune.pruning.groups import ChannelGroup
+from prune.pruning.transformer import heads_of
 
 
 def attention_weights(attention: nn.Module, qkv: Tensor) -> Tensor:
     """The attention weights ``softmax(q k^T * scale)`` of every head, from ``qkv``'s output.
 
     Args:
-        attention: a module in the layout of :func:`prune.pruning.transformer.is_attention`.
+        attention: a module in the layout of :func:`prune.pruning.transformer.is_attention`
+            (timm's: its per-head ``q_norm`` and ``k_norm`` applied).
         qkv: ``(B, N, 3 * H * Dh)`` output of its ``qkv`` layer.
 
     Returns:
         ``(B, H, N, N)``: for each head and query token, its weights over the keys.
     """
     b, n, _ = qkv.shape
-    h, dh = attention.heads, attention.head_dim
+    h, dh = heads_of(attention), attention.head_dim
     scale = getattr(attention, "scale", dh**-0.5)
     q, k, _v = qkv.reshape(b, n, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, Dh)
-    return ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
+    q_norm, k_norm = (getattr(attention, a, None) or nn.Identity() for a in ("q_norm", "k_norm"))
+    return ((q_norm(q) @ k_norm(k).transpose(-2, -1)) * scale).softmax(dim=-1)
 
 
 class AttentionCriterion(Criterion):

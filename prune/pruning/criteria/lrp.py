@@ -114,13 +114,13 @@ class LRPCriterion(Criterion):
         self, model: nn.Module, groups: Sequence[ChannelGroup], stats: RelevanceStats
     ) -> dict[str, Tensor]:
         """``{attention: (heads,)}`` from the relevance recorded at ``<attention>.heads_out``."""
-        return self._from_stats(stats, output_names(groups, "heads"))
+        return self._from_stats(stats, output_names(model, groups, "heads"))
 
     def neuron_scores(
         self, model: nn.Module, groups: Sequence[ChannelGroup], stats: RelevanceStats
     ) -> dict[str, Tensor]:
         """``{MLP: (hidden,)}`` from the relevance recorded at ``<MLP>.fc1``."""
-        return self._from_stats(stats, output_names(groups, "neurons"))
+        return self._from_stats(stats, output_names(model, groups, "neurons"))
 
     def _from_stats(self, stats: RelevanceStats, recorded: Mapping[str, str]) -> dict[str, Tensor]:
         """``{key: (C,)}``, each from the stats of the module ``recorded[key]``."""

@@ -18,6 +18,7 @@ from prune.pruning.criteria.base import (
     unit_weight,
 )
 from prune.pruning.groups import ChannelGroup
+from prune.pruning.transformer import heads_of
 
 
 class MagnitudeCriterion(Criterion):
@@ -58,7 +59,7 @@ class MagnitudeCriterion(Criterion):
         out = {}
         for g in groups:
             attn = model.get_submodule(g.name)
-            h, dh = attn.heads, attn.head_dim
+            h, dh = heads_of(attn), attn.head_dim
             qkv = attn.qkv.weight.detach().double().view(3, h, dh, -1)  # rows (3, H, Dh)
             rows = qkv.transpose(0, 1).reshape(h, -1)  # (H, 3 * Dh * dim)
             columns = attn.proj.weight.detach().double().view(-1, h, dh).transpose(0, 1)
