@@ -18,7 +18,7 @@ from prune.models.weights import reachable, timm_cached
 class TimmNet(nn.Module):
     """A model of ``timm`` (Wightman, PyTorch Image Models), built by name, optionally pretrained.
 
-    timm fits the model itself: ``timm.create_model(name, num_classes=K, in_chans=C)``.
+    timm fits the model itself: ``timm.create_model(name, num_classes=K, in_chans=C, **kwargs)``.
 
     - **First layer**: built for ``C`` channels. Pretrained stem kernels for grey images are the
       sum of the RGB kernels; for other counts they are repeated and scaled by ``3 / C``
@@ -26,7 +26,8 @@ class TimmNet(nn.Module):
     - **Head**: built with ``num_classes`` outputs; pretrained weights are loaded without the
       classifier (freshly initialised) when the class count differs from theirs.
     - **Image size**: convolutional models take any size their strides allow; transformers of
-      a fixed size (``vit_*``, ``deit_*``) need that size (``data.image_size=224``).
+      a fixed size (``vit_*``, ``deit_*``) need that size (``data.image_size=224``), or are
+      built for the data's (``kwargs={"img_size": 28, "patch_size": 7}``).
 
     Construction ends with one forward pass of zeros, so a model that cannot take the data's
     image size fails here with one line, before any training.
@@ -38,10 +39,13 @@ class TimmNet(nn.Module):
         pretrained: load timm's pretrained weights (downloaded once to the Hugging Face cache,
             ``$HF_HOME/hub``, or torch's hub cache; offline without them, construction stops
             with one line).
+        kwargs: more keyword arguments of the model's constructor (a ViT's ``img_size``,
+            ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``); one it does not take
+            stops construction with one line.
 
     Raises:
         ImportError: without the ``timm`` package (``pip install 'lrp-prune[timm]'``).
-        ConfigError: for an unknown model name.
+        ConfigError: for an unknown model name, or a keyword argument the model does not take.
         FileNotFoundError: for pretrained weights that are not cached and cannot be downloaded.
         ValueError: for a model that cannot take ``in_shape``.
     """
@@ -49,6 +53,9 @@ class TimmNet(nn.Module):
     config_checks: ClassVar[dict[str, Check]] = {
         "name": Check("a name of timm.list_models()", lambda v: isinstance(v, str) and bool(v)),
         "pretrained": boolean(),
+        "kwargs": Check(
+            "a mapping of keyword arguments", lambda v: v is None or isinstance(v, Mapping)
+        ),
     }
 
     @classmethod
@@ -71,6 +78,7 @@ class TimmNet(nn.Module):
         num_classes: int,
         name: str = "resnet18",
         pretrained: bool = False,
+        kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         timm = _import_timm()
@@ -78,11 +86,22 @@ class TimmNet(nn.Module):
         self.num_classes = int(num_classes)
         self.name, self.pretrained = str(name), bool(pretrained)
         _check_name(timm, self.name)
-        kwargs = {"num_classes": self.num_classes, "in_chans": self.in_shape[0]}
-        if self.pretrained:
-            self.model = _pretrained(timm, self.name, kwargs)
-        else:
-            self.model = timm.create_model(self.name, pretrained=False, **kwargs)
+        self.kwargs = dict(kwargs or {})
+        fitted = {"num_classes": self.num_classes, "in_chans": self.in_shape[0]}
+        if clash := sorted(fitted.keys() & self.kwargs.keys()):
+            raise ConfigError(f"model.kwargs.{clash[0]} is set from the data; leave it out")
+        kwargs = {**self.kwargs, **fitted}
+        try:
+            if self.pretrained:
+                self.model = _pretrained(timm, self.name, kwargs)
+            else:
+                self.model = timm.create_model(self.name, pretrained=False, **kwargs)
+        except TypeError as err:
+            if not self.kwargs or "keyword argument" not in str(err):
+                raise
+            raise ConfigError(
+                f"model.kwargs={self.kwargs}: timm {self.name} does not take them ({err})"
+            ) from None
         fix = "raise data.image_size (transformers need their own size, e.g. 224)"
         check_forward(self, self.in_shape, self.num_classes, f"timm {self.name}", fix)
 

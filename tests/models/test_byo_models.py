@@ -194,6 +194,18 @@ def test_timm_config_check_refuses_pretrained_weights_that_cannot_come(monkeypat
     check_arguments(TimmNet, {"name": "resnet10t", "pretrained": False}, "model.net.")
 
 
+def test_timm_kwargs_build_a_vit_for_28x28_and_bad_ones_are_refused():
+    pytest.importorskip("timm")
+    sizes = {"img_size": 28, "patch_size": 7, "embed_dim": 16, "depth": 1, "num_heads": 2}
+    net = TimmNet(GREY, 10, name="vit_tiny_patch16_224", kwargs=sizes)
+    assert net(_x()).shape == (2, 10) and net.model.patch_embed.num_patches == 16
+    with pytest.raises(ConfigError, match=r"does not take them .*'heads'") as err:
+        TimmNet(GREY, 10, name="vit_tiny_patch16_224", kwargs={**sizes, "heads": 2})
+    assert "\n" not in str(err.value) and "model.kwargs=" in str(err.value)
+    with pytest.raises(ConfigError, match="model.kwargs.num_classes is set from the data"):
+        TimmNet(GREY, 10, name="vit_tiny_patch16_224", kwargs={**sizes, "num_classes": 3})
+
+
 def test_unknown_timm_name_is_refused():
     pytest.importorskip("timm")
     with pytest.raises(ConfigError, match="'resnet10tt' is not a timm model"):
