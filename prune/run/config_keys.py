@@ -4,7 +4,8 @@ line naming the key, the value and what is allowed (the building blocks of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,34 @@ def check_keys(cfg: DictConfig, prefix: str, checks: Mapping[str, Check]) -> Non
     check_values(checks, values, prefix)
 
 
+#: keys of a component's config that Hydra reads itself
+SPECIAL = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def argument_names(cfg: DictConfig, key: str) -> list[str]:
+    """The names of the arguments that the component config at ``key`` sets."""
+    node = OmegaConf.select(cfg, key)
+    return [n for n in node.keys() if n not in SPECIAL]  # noqa: SIM118
+
+
+def check_names(cls: type, names: Iterable[str], key: str) -> None:
+    """Every name in ``names`` is an argument of ``cls``'s constructor (one that takes
+    ``**kwargs`` takes any): a misspelt or foreign key stops the run before it is built."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    taken = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for name in names:
+        if name not in taken:
+            raise ConfigError(
+                f"{key}.{name} is not an argument of {cls.__module__}.{cls.__qualname__}; "
+                f"it takes {', '.join(taken)}"
+            )
+
+
 def find_class(cfg: DictConfig, key: str, base: type, group: str | None, what: str) -> type | None:
     """Import the class named by ``<key>._target_`` and check it is a ``base``.
 
@@ -99,7 +128,7 @@ def check_component(
     if cls is None:
         choose = f": choose {group}=<one of {group_options(group)}>" if group else ""
         raise ConfigError(f"{key}._target_ is not set; {key} needs the {what} class{choose}")
-    special = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
-    names = [n for n in node.keys() if n not in special]  # noqa: SIM118
+    names = argument_names(cfg, key)
+    check_names(cls, names, key)
     check_arguments(cls, {n: get_value(cfg, f"{key}.{n}") for n in names}, f"{key}.")
     return cls

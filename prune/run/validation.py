@@ -43,8 +43,10 @@ from prune.pruning.criteria.base import Criterion
 from prune.pruning.pruner import Pruner, scored_targets
 from prune.run.checkpoint import check_checkpoint_fits, check_finite
 from prune.run.config_keys import (
+    argument_names,
     check_component,
     check_keys,
+    check_names,
     find_class,
     get_value,
     group_options,
@@ -164,11 +166,20 @@ def _check_run_files(cfg: DictConfig) -> None:
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
-    """``model.optimizer`` is a torch optimizer with a finite learning rate > 0."""
-    if not isinstance(OmegaConf.select(cfg, "model.optimizer"), DictConfig):
-        return
-    find_class(cfg, "model.optimizer", torch.optim.Optimizer, None, "optimizer")
-    check_keys(cfg, "model.optimizer.", {"lr": finite_number(0, above=True)})
+    """``model.optimizer`` is a torch optimizer with a finite learning rate > 0; the schedulers
+    (``model.scheduler``, ``retrain.scheduler``) are torch's; each sets only its arguments."""
+    slots = (
+        ("model.optimizer", torch.optim.Optimizer, "optimizer"),
+        ("model.scheduler", torch.optim.lr_scheduler.LRScheduler, "learning-rate scheduler"),
+        ("retrain.scheduler", torch.optim.lr_scheduler.LRScheduler, "learning-rate scheduler"),
+    )
+    for key, base, what in slots:
+        if isinstance(OmegaConf.select(cfg, key), DictConfig):
+            cls = find_class(cfg, key, base, None, what)
+            if cls is not None:
+                check_names(cls, argument_names(cfg, key), key)
+    if isinstance(OmegaConf.select(cfg, "model.optimizer"), DictConfig):
+        check_keys(cfg, "model.optimizer.", {"lr": finite_number(0, above=True)})
 
 
 def _check_abslrp_output(cfg: DictConfig, composite: type | None) -> None:

@@ -130,6 +130,19 @@ CONFIG_CASES = [
         marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there"),
     ),
     (["model.optimizer.lr=0"], ["model.optimizer.lr", "0", "> 0"]),
+    (["+model.optimizer.lrr=0.1"], ["model.optimizer.lrr", "not an argument", "it takes", "lr"]),
+    (
+        [
+            "model.scheduler={_target_:torch.optim.lr_scheduler.OneCycleLR,_partial_:true,"
+            "max_lr:0.1,T_max:3}"
+        ],
+        ["model.scheduler.T_max", "not an argument of torch.optim.lr_scheduler.OneCycleLR"],
+    ),
+    (
+        ["retrain.scheduler={_target_:torch.optim.SGD,_partial_:true}"],
+        ["retrain.scheduler._target_", "torch.optim.SGD", "not a learning-rate scheduler"],
+    ),
+    (["+model.net.width=3"], ["model.net.width", "not an argument of prune.models.mlp.MLP"]),
     (["model.net.hidden=[0]"], ["model.net.hidden", "[0]", ">= 1"]),
     (["ckpt_path=/no/such/file.ckpt"], ["ckpt_path", "/no/such/file.ckpt", "does not exist"]),
     (
