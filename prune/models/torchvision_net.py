@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from prune.checks import Check, boolean
 from prune.errors import ConfigError
 from prune.models.adapt import adapt_first_conv, check_forward, replace_head
+from prune.models.explicit_attention import explicit_attention as explicit
 from prune.models.weights import hub_file, reachable, torchvision_cached
 
 
@@ -38,6 +39,10 @@ class TorchvisionNet(nn.Module):
       its last pool. Transformers of a fixed image size (``vit_*``) need that size
       (``data.image_size=224``).
 
+    - **Attention heads**: ``explicit_attention=True`` writes every ``nn.MultiheadAttention``
+      (the ViTs') out as :class:`prune.models.explicit_attention.SelfAttention`, with the same
+      weights, so that its heads can be pruned (``pruner.target=heads``).
+
     Inception v3 and GoogLeNet lose their auxiliary classifiers (only the main logits train).
     Construction ends with one forward pass of zeros, so a model that cannot take the data's
     image size fails here with one line, before any training.
@@ -51,9 +56,11 @@ class TorchvisionNet(nn.Module):
             Weights are downloaded once to torch's hub cache (``$TORCH_HOME/hub/checkpoints``,
             default ``~/.cache/torch``); offline without them, construction stops with one line.
         small_input: adapt the stem to images of about 32x32 or smaller (see above).
+        explicit_attention: write the model's ``nn.MultiheadAttention`` out (see above).
 
     Raises:
-        ConfigError: for an unknown model or weights name.
+        ConfigError: for an unknown model or weights name, or ``explicit_attention`` on a model
+            without ``nn.MultiheadAttention``.
         FileNotFoundError: for pretrained weights that are not cached and cannot be downloaded.
         ValueError: for a model that cannot take ``in_shape`` or has no adaptable stem or head.
     """
@@ -65,6 +72,7 @@ class TorchvisionNet(nn.Module):
         ),
         "weights": Check("DEFAULT, a weights name or null", lambda v: isinstance(v, str), True),
         "small_input": boolean(),
+        "explicit_attention": boolean(),
     }
 
     @classmethod
@@ -86,6 +94,7 @@ class TorchvisionNet(nn.Module):
         name: str = "resnet18",
         weights: str | None = None,
         small_input: bool = False,
+        explicit_attention: bool = False,
     ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -112,6 +121,11 @@ class TorchvisionNet(nn.Module):
                 if hasattr(model, aux):
                     setattr(model, aux, None)
         adapt_first_conv(model, self.in_shape[0], weight_enum is not None, small_input, what)
+        self.explicit_attention = bool(explicit_attention)
+        if self.explicit_attention and not explicit(model):
+            raise ConfigError(
+                f"model.explicit_attention=true: {what} has no nn.MultiheadAttention to write out"
+            )
         self.model = model
         self.weights = (
             None if weight_enum is None else f"{type(weight_enum).__name__}.{weight_enum.name}"

@@ -194,8 +194,9 @@ def unreadable_heads(name: str, module: nn.Module) -> str | None:
     if isinstance(module, nn.MultiheadAttention):
         return (
             f"{name!r} is a {_type_name(module)}, whose heads run inside one fused op with no "
-            f"per-head output to read or projection to cut; pruning heads needs the attention of "
-            f"prune.models.ViT (model=vit)"
+            f"per-head output to read or projection to cut; write it out first "
+            f"(model=torchvision model.explicit_attention=true, or "
+            f"prune.models.explicit_attention.explicit_attention(model))"
         )
     if is_attention(module) and heads_out_name(module) is None:
         return (

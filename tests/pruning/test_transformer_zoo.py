@@ -1,5 +1,5 @@
 """Heads and MLP neurons of timm's Vision Transformer scored and cut out; torchvision's heads
-refused (float64)."""
+once its attention is written out (float64)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from timm.models.vision_transformer import VisionTransformer as TimmViT
 from torch import Tensor, nn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
-from prune.lrp import Explainer, RelevanceStats
-from prune.models import ViT
+from prune.errors import ConfigError
+from prune.lrp import Explainer, RelevanceStats, attribute
+from prune.models import TorchvisionNet, ViT
+from prune.models.explicit_attention import SelfAttention, explicit_attention
 from prune.pruning import Pruner, PruningPlan, apply_plan
 from prune.pruning.criteria import (
     AttentionCriterion,
@@ -261,3 +263,64 @@ def test_heads_of_a_torchvision_vit_are_refused_naming_multihead_attention() -> 
     with pytest.raises(ValueError, match=pattern) as error:
         pruner.validate(model, torch.zeros(1, 3, SIDE, SIDE))
     assert "\n" not in str(error.value)
+
+
+def _torchvision(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = TorchvisionViT(
+        SIDE, PATCH, num_layers=2, num_heads=HEADS, hidden_dim=DIM, mlp_dim=32, num_classes=3
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model.double().eval()
+
+
+def test_written_out_torchvision_attention_keeps_the_outputs_and_loses_dead_heads_first() -> None:
+    model = _torchvision()
+    x, y = _x().expand(-1, 3, -1, -1), torch.arange(6) % 3
+    before = model(x)
+    relevance = {p: attribute(model, x, y, p).input for p in ("attnlrp", "cp_lrp", "abslrp")}
+    names = explicit_attention(model)
+    assert names == [f"encoder.layers.encoder_layer_{b}.self_attention" for b in (0, 1)]
+    attention = model.get_submodule(names[0])
+    assert isinstance(attention, SelfAttention) and is_attention(attention)
+    torch.testing.assert_close(model(x), before, **TOL)
+    for preset, expected in relevance.items():  # the canonizer's explicit attention's relevance
+        torch.testing.assert_close(attribute(model, x, y, preset).input, expected, **TOL)
+    with torch.no_grad():  # heads 1 and 3 of block 0 dead: no value rows
+        attention.qkv.weight.view(3, HEADS, HEAD_DIM, DIM)[2, [1, 3]] = 0
+        attention.qkv.bias.view(3, HEADS, HEAD_DIM)[2, [1, 3]] = 0
+    pruner = Pruner(LRPCriterion(), target="heads", keep=2 * HEADS - 2)
+    example = torch.zeros(1, 3, SIDE, SIDE, dtype=torch.float64)
+    pruner.validate(model, example)
+    record = pruner.record_names(model, example)
+    assert record == [f"{n}.heads_out" for n in names]
+    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, 1))
+    explainer = Explainer(model, "cp_lrp", record)
+    for seed in range(2):
+        xb, yb = _x(seed=seed).expand(-1, 3, -1, -1), torch.arange(6) % 3
+        result = explainer(xb, yb)
+        stats.update(result.input, result.output, yb)
+    plan = pruner.plan(model, example, stats=stats)
+    assert plan.keep == {names[0]: [0, 2], names[1]: list(range(HEADS))}
+    before = model(x)
+    torch.testing.assert_close(apply_plan(model, plan, example)(x), before, **TOL)
+
+
+def test_attention_that_cannot_be_written_out_is_refused_in_one_line() -> None:
+    model = nn.Sequential(nn.MultiheadAttention(8, 2))  # sequence-first
+    refusal = r"'0' \(MultiheadAttention\) cannot be written out: it is not batch-first"
+    with pytest.raises(ConfigError, match=refusal):
+        explicit_attention(model)
+    with pytest.raises(ValueError, match="key and value are query"):
+        SelfAttention(8, 2, 4)(torch.zeros(1, 3, 8), torch.ones(1, 3, 8), torch.ones(1, 3, 8))
+
+
+def test_torchvision_net_writes_its_vit_attention_out() -> None:
+    net = TorchvisionNet((3, 224, 224), 10, name="vit_b_16", explicit_attention=True)
+    blocks = net.model.encoder.layers
+    assert all(isinstance(b.self_attention, SelfAttention) for b in blocks)
+    assert sum(g.width for g in unit_groups(net, "heads")) == 12 * 12
+    with pytest.raises(ConfigError, match="resnet18 has no nn.MultiheadAttention to write out"):
+        TorchvisionNet((1, 28, 28), 10, name="resnet18", explicit_attention=True)
