@@ -165,3 +165,27 @@ def test_a_model_without_vit_is_refused_in_one_line(name):
     ) as err:
         get_method(name)(net, images(), torch.zeros(4, dtype=torch.long))
     assert "\n" not in str(err.value)
+
+
+def test_torchvision_vit_with_its_attention_written_out():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    from prune.models.explicit_attention import explicit_attention
+
+    torch.manual_seed(0)
+    net = VisionTransformer(8, PATCH, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=16)
+    net = net.double().eval()
+    x = images(channels=3)
+    inputs = []  # what the last block's nn.MultiheadAttention attends over
+    last = net.encoder.layers[-1]
+    last.ln_1.register_forward_hook(lambda m, i, o: inputs.append(o))
+    with torch.no_grad():
+        net(x)
+        _, weights = last.self_attention(*[inputs[-1]] * 3, average_attn_weights=True)
+    target = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ConfigError, match="model.explicit_attention=true"):
+        ClassTokenAttention()(net, x, target)
+    explicit_attention(net)
+    got = ClassTokenAttention()(net, x, target)
+    expected = pixels(weights[:, 0, 1:])  # the class token's row, averaged over heads
+    torch.testing.assert_close(got.sum(1), expected, rtol=1e-12, atol=1e-12)  # RGB: split

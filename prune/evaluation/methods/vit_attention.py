@@ -8,9 +8,11 @@ projection recomputes the attention from the projection's output, laid out
 ``Attention``: ``softmax(q k^T * scale)`` per head, with timm's ``q_norm`` / ``k_norm`` applied
 first. The model's own forward runs unchanged, its fused or explicit attention alike.
 
-Supported: :class:`prune.models.ViT` and timm's ``VisionTransformer`` with a class token (its
-register tokens, if any, follow the class token), alone or wrapped (``TimmNet``); tokens after
-the prefix are the patches in row-major order.
+Supported: :class:`prune.models.ViT`, timm's ``VisionTransformer`` with a class token (its
+register tokens, if any, follow the class token) and torchvision's ``VisionTransformer`` with
+its attention written out (:func:`prune.models.explicit_attention.explicit_attention`), alone
+or wrapped (``TimmNet``, ``TorchvisionNet``); tokens after the prefix are the patches in
+row-major order.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from torch import Tensor, nn
 
 from prune.errors import ConfigError
 from prune.evaluation.methods.base import AttributionMethod
+from prune.models.explicit_attention import SelfAttention
 from prune.models.vit import ViT
 
 #: what the attention-based methods accept, for the refusal message
-SUPPORTED = "prune.models.ViT or timm's VisionTransformer with a class token"
+SUPPORTED = (
+    "prune.models.ViT, timm's VisionTransformer with a class token, or torchvision's with "
+    "model.explicit_attention=true"
+)
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,29 @@ def _timm_vit(net: nn.Module) -> TokenLayout | None:
     return TokenLayout(attentions, "num_heads", int(net.num_prefix_tokens), patch)
 
 
+def _torchvision_vit(net: nn.Module) -> TokenLayout | None:
+    """The layout of a torchvision ``VisionTransformer`` whose every block's attention is
+    written out (:class:`prune.models.explicit_attention.SelfAttention`); None for anything
+    else (its own ``nn.MultiheadAttention`` has no ``qkv`` to read)."""
+    if "torchvision" not in sys.modules:
+        return None
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    if not isinstance(net, VisionTransformer):
+        return None
+    attentions = tuple(layer.self_attention for layer in net.encoder.layers)
+    if not all(isinstance(a, SelfAttention) for a in attentions):
+        return None
+    return TokenLayout(attentions, "heads", 1, _pair(net.patch_size))
+
+
 def token_layout(model: nn.Module, method: str) -> TokenLayout:
     """The layout of the one Vision Transformer that ``model`` is or wraps.
 
     Args:
-        model: a :class:`prune.models.ViT`, a timm ``VisionTransformer`` with a class token, or
-            a module holding exactly one of them (e.g. ``prune.models.TimmNet``).
+        model: a :class:`prune.models.ViT`, a timm ``VisionTransformer`` with a class token, a
+            torchvision one with its attention written out, or a module holding exactly one of
+            them (e.g. ``prune.models.TimmNet``).
         method: the method's name, for the refusal message.
 
     Raises:
@@ -91,6 +114,7 @@ def token_layout(model: nn.Module, method: str) -> TokenLayout:
     found = []
     for module in model.modules():
         layout = _own_vit(module) if isinstance(module, ViT) else _timm_vit(module)
+        layout = layout or _torchvision_vit(module)
         if layout is not None:
             found.append(layout)
     if len(found) != 1:
