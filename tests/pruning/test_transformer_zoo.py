@@ -85,6 +85,22 @@ def _keep(width: int, removed: list[int]) -> list[int]:
     return [i for i in range(width) if i not in removed]
 
 
+def _lrp_stats(
+    model: nn.Module,
+    record: list[str],
+    unit_dim: int,
+    composite: str = "attnlrp",
+    batches: list | None = None,
+) -> RelevanceStats:
+    """Relevance stats of ``record`` over two batches of ``_x`` (labels ``i % 3``)."""
+    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, unit_dim))
+    explainer = Explainer(model, composite, record)
+    for x, y in batches or [(_x(seed=seed), torch.arange(6) % 3) for seed in range(2)]:
+        result = explainer(x, y)
+        stats.update(result.input, result.output, y)
+    return stats
+
+
 def test_timm_attention_and_mlp_hold_heads_and_neurons() -> None:
     block = _timm(qk_norm=True).blocks[0]
     assert is_attention(block.attn) and kind_of(block.attn) == "heads"
@@ -150,13 +166,7 @@ def test_lrp_neuron_pruning_of_a_timm_vit_removes_dead_neurons_first() -> None:
     pruner = Pruner(LRPCriterion(), target="neurons", keep=2 * HIDDEN - 2)
     record = pruner.record_names(model, _example())
     assert record == ["blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
-    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, -1))
-    explainer = Explainer(model, "attnlrp", record)
-    for seed in range(2):
-        x, y = _x(seed=seed), torch.arange(6) % 3
-        result = explainer(x, y)
-        stats.update(result.input, result.output, y)
-    plan = pruner.plan(model, _example(), stats=stats)
+    plan = pruner.plan(model, _example(), stats=_lrp_stats(model, record, -1))
     assert plan.keep["blocks.0.mlp"] == _keep(HIDDEN, removed)
     assert plan.keep["blocks.1.mlp"] == list(range(HIDDEN))
     before = model(_x())
@@ -220,13 +230,7 @@ def test_timm_heads_score_as_the_same_heads_of_our_vit(name: str) -> None:
         pruner = Pruner(criterion(), target="heads", keep=2 * HEADS - 3)
         pruner.validate(model, _example())
         record = pruner.record_names(model, _example())
-        stats = None
-        if composite is not None:
-            stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, 1))
-            explainer = Explainer(model, composite, record)
-            for xb, yb in batches:
-                result = explainer(xb, yb)
-                stats.update(result.input, result.output, yb)
+        stats = _lrp_stats(model, record, 1, composite, batches) if composite else None
         groups = pruner.groups(model)
         inputs = {"stats": stats, "batches": batches}
         needs = {k: v for k, v in inputs.items() if k in pruner.criterion.needs}
@@ -243,13 +247,7 @@ def test_lrp_head_pruning_of_a_timm_vit_removes_dead_heads_first() -> None:
     pruner = Pruner(LRPCriterion(), target="heads", keep=2 * HEADS - 2)
     record = pruner.record_names(model, _example())
     assert record == ["blocks.0.attn.norm.heads_out", "blocks.1.attn.norm.heads_out"]
-    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, 1))
-    explainer = Explainer(model, "attnlrp", record)
-    for seed in range(2):
-        x, y = _x(seed=seed), torch.arange(6) % 3
-        result = explainer(x, y)
-        stats.update(result.input, result.output, y)
-    plan = pruner.plan(model, _example(), stats=stats)
+    plan = pruner.plan(model, _example(), stats=_lrp_stats(model, record, 1))
     assert plan.keep == {"blocks.0.attn": [0, 2], "blocks.1.attn": list(range(HEADS))}
     before = model(_x())
     torch.testing.assert_close(apply_plan(model, plan, _example())(_x()), before, **TOL)
@@ -296,13 +294,8 @@ def test_written_out_torchvision_attention_keeps_the_outputs_and_loses_dead_head
     pruner.validate(model, example)
     record = pruner.record_names(model, example)
     assert record == [f"{n}.heads_out" for n in names]
-    stats = RelevanceStats(num_classes=3, unit_dims=dict.fromkeys(record, 1))
-    explainer = Explainer(model, "cp_lrp", record)
-    for seed in range(2):
-        xb, yb = _x(seed=seed).expand(-1, 3, -1, -1), torch.arange(6) % 3
-        result = explainer(xb, yb)
-        stats.update(result.input, result.output, yb)
-    plan = pruner.plan(model, example, stats=stats)
+    rgb = [(_x(seed=seed).expand(-1, 3, -1, -1), torch.arange(6) % 3) for seed in range(2)]
+    plan = pruner.plan(model, example, stats=_lrp_stats(model, record, 1, "cp_lrp", rgb))
     assert plan.keep == {names[0]: [0, 2], names[1]: list(range(HEADS))}
     before = model(x)
     torch.testing.assert_close(apply_plan(model, plan, example)(x), before, **TOL)
