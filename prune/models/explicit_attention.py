@@ -33,16 +33,18 @@ class SelfAttention(Attention):
         key: Tensor | None = None,
         value: Tensor | None = None,
         key_padding_mask: Tensor | None = None,
-        need_weights: bool = False,
+        need_weights: bool = True,
         attn_mask: Tensor | None = None,
         average_attn_weights: bool = True,
         is_causal: bool = False,
     ) -> tuple[Tensor, None]:
         if (key is not None and key is not query) or (value is not None and value is not query):
             raise ValueError("SelfAttention attends a sequence to itself: key and value are query")
-        if key_padding_mask is not None or attn_mask is not None or is_causal or need_weights:
+        if key_padding_mask is not None or attn_mask is not None or is_causal:
+            raise ValueError("SelfAttention takes no key_padding_mask, attn_mask or is_causal")
+        if need_weights:  # nn.MultiheadAttention's default: a caller may use the weights
             raise ValueError(
-                "SelfAttention takes no masks and returns no attention weights (need_weights=False)"
+                "SelfAttention returns no attention weights; call it with need_weights=False"
             )
         return super().forward(query), None
 

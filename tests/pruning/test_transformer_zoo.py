@@ -306,8 +306,12 @@ def test_attention_that_cannot_be_written_out_is_refused_in_one_line() -> None:
     refusal = r"'0' \(MultiheadAttention\) cannot be written out: it is not batch-first"
     with pytest.raises(ConfigError, match=refusal):
         explicit_attention(model)
+    attention, x = SelfAttention(8, 2, 4), torch.zeros(1, 3, 8)
     with pytest.raises(ValueError, match="key and value are query"):
-        SelfAttention(8, 2, 4)(torch.zeros(1, 3, 8), torch.ones(1, 3, 8), torch.ones(1, 3, 8))
+        attention(x, torch.ones(1, 3, 8), torch.ones(1, 3, 8), need_weights=False)
+    with pytest.raises(ValueError, match="returns no attention weights; call it with need_"):
+        attention(x, x, x)  # nn.MultiheadAttention's default need_weights=True
+    assert attention(x, x, x, need_weights=False)[1] is None
 
 
 def test_torchvision_net_writes_its_vit_attention_out() -> None:
