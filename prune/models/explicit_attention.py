@@ -5,8 +5,9 @@ torchvision's ``VisionTransformer`` runs each block's attention through
 removed. :func:`explicit_attention` swaps each batch-first self-attention
 ``nn.MultiheadAttention`` of a model for a :class:`SelfAttention`, which is
 :class:`prune.models.vit.Attention` (``qkv``, ``proj``, ``heads``, ``head_dim``, ``heads_out``)
-with the same weights, called as the module it replaces. The outputs agree up to float
-rounding; the ``state_dict`` keys of those modules change (``in_proj_weight`` becomes
+with the same weights and fused attention (``scaled_dot_product_attention``, as
+``nn.MultiheadAttention`` runs it), called as the module it replaces. The outputs agree up to
+float rounding; the ``state_dict`` keys of those modules change (``in_proj_weight`` becomes
 ``qkv.weight``, ``out_proj`` becomes ``proj``), so a model is converted before it is trained
 or saved (``TorchvisionNet(explicit_attention=True)``, ``model.explicit_attention=true``).
 
@@ -79,7 +80,7 @@ def explicit_attention(model: nn.Module) -> list[str]:
             raise ConfigError(f"{name!r} ({type(mha).__name__}) cannot be written out: {reason}")
     for name, mha in found:
         heads = mha.num_heads
-        new = SelfAttention(mha.embed_dim, heads, mha.embed_dim // heads)
+        new = SelfAttention(mha.embed_dim, heads, mha.embed_dim // heads, fused=True)
         new = new.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
         with torch.no_grad():
             new.qkv.weight.copy_(mha.in_proj_weight)
