@@ -33,15 +33,16 @@ class SelfAttention(Attention):
         query: Tensor,
         key: Tensor | None = None,
         value: Tensor | None = None,
-        key_padding_mask: Tensor | None = None,
+        *,
         need_weights: bool = True,
-        attn_mask: Tensor | None = None,
-        average_attn_weights: bool = True,
-        is_causal: bool = False,
+        **options: object,
     ) -> tuple[Tensor, None]:
+        """``(out, None)``; ``options`` are ``nn.MultiheadAttention``'s masks (none taken) and
+        ``average_attn_weights`` (ignored: no weights are returned)."""
         if (key is not None and key is not query) or (value is not None and value is not query):
             raise ValueError("SelfAttention attends a sequence to itself: key and value are query")
-        if key_padding_mask is not None or attn_mask is not None or is_causal:
+        masks = ("key_padding_mask", "attn_mask", "is_causal")
+        if any(options.get(m) not in (None, False) for m in masks):
             raise ValueError("SelfAttention takes no key_padding_mask, attn_mask or is_causal")
         if need_weights:  # nn.MultiheadAttention's default: a caller may use the weights
             raise ValueError(

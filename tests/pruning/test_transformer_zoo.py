@@ -316,7 +316,9 @@ def test_attention_that_cannot_be_written_out_is_refused_in_one_line() -> None:
         attention(x, torch.ones(1, 3, 8), torch.ones(1, 3, 8), need_weights=False)
     with pytest.raises(ValueError, match="returns no attention weights; call it with need_"):
         attention(x, x, x)  # nn.MultiheadAttention's default need_weights=True
-    assert attention(x, x, x, need_weights=False)[1] is None
+    with pytest.raises(ValueError, match="takes no key_padding_mask, attn_mask or is_causal"):
+        attention(x, x, x, need_weights=False, is_causal=True)
+    assert attention(x, x, x, need_weights=False, attn_mask=None)[1] is None
 
 
 def test_torchvision_net_writes_its_vit_attention_out() -> None:
