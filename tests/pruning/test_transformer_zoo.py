@@ -284,6 +284,9 @@ def test_written_out_torchvision_attention_keeps_the_outputs_and_loses_dead_head
     attention = model.get_submodule(names[0])
     assert isinstance(attention, SelfAttention) and is_attention(attention)
     torch.testing.assert_close(model(x), before, **TOL)
+    explainer = Explainer(model, "abslrp")
+    explainer(x, y)
+    assert explainer.engine._program is not None  # a reused explainer traces it
     for preset, expected in relevance.items():  # the canonizer's explicit attention's relevance
         got = attribute(model, x, y, preset).input
         if preset == "attnlrp":  # its stabiliser on the canonizer's scale product, not the fused
