@@ -30,6 +30,7 @@ from prune.errors import ConfigError
 from prune.evaluation.methods.base import AttributionMethod
 from prune.models.explicit_attention import SelfAttention
 from prune.models.vit import ViT
+from prune.pruning.criteria.attention import attention_weights
 
 #: what the attention-based methods accept, for the refusal message
 SUPPORTED = (
@@ -45,14 +46,11 @@ class TokenLayout:
     Attributes:
         attentions: the attention module of every block, in forward order; each has a ``qkv``
             ``nn.Linear``, a ``head_dim`` and a ``scale``.
-        heads: the attribute holding an attention's head count (read at every forward, so a
-            model whose heads were pruned is read right).
         prefix: tokens before the patches; the class token is the first.
         patch_size: ``(height, width)`` of a patch in pixels.
     """
 
     attentions: tuple[nn.Module, ...]
-    heads: str
     prefix: int
     patch_size: tuple[int, int]
 
@@ -63,7 +61,7 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
 
 def _own_vit(net: ViT) -> TokenLayout:
     attentions = tuple(b.attn for b in net.blocks)
-    return TokenLayout(attentions, "heads", 1, _pair(net.patch_embed.stride))
+    return TokenLayout(attentions, 1, _pair(net.patch_embed.stride))
 
 
 def _timm_vit(net: nn.Module) -> TokenLayout | None:
@@ -80,7 +78,7 @@ def _timm_vit(net: nn.Module) -> TokenLayout | None:
     if not all(isinstance(a, Attention) and isinstance(a.qkv, nn.Linear) for a in attentions):
         return None
     patch = _pair(net.patch_embed.patch_size)
-    return TokenLayout(attentions, "num_heads", int(net.num_prefix_tokens), patch)
+    return TokenLayout(attentions, int(net.num_prefix_tokens), patch)
 
 
 def _torchvision_vit(net: nn.Module) -> TokenLayout | None:
@@ -96,7 +94,7 @@ def _torchvision_vit(net: nn.Module) -> TokenLayout | None:
     attentions = tuple(layer.self_attention for layer in net.encoder.layers)
     if not all(isinstance(a, SelfAttention) for a in attentions):
         return None
-    return TokenLayout(attentions, "heads", 1, _pair(net.patch_size))
+    return TokenLayout(attentions, 1, _pair(net.patch_size))
 
 
 def token_layout(model: nn.Module, method: str) -> TokenLayout:
@@ -127,17 +125,14 @@ def token_layout(model: nn.Module, method: str) -> TokenLayout:
 
 
 def _attention_hook(
-    attention: nn.Module, heads: str, maps: list[Tensor]
+    attention: nn.Module, maps: list[Tensor]
 ) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]:
-    """A forward hook for ``attention.qkv`` that appends the block's attention ``(B, H, N, N)``."""
+    """A forward hook for ``attention.qkv`` that appends the block's attention ``(B, H, N, N)``
+    (:func:`prune.pruning.criteria.attention.attention_weights`: the head count read at every
+    forward, so a model whose heads were pruned is read right)."""
 
     def hook(_: nn.Module, __: tuple[Tensor, ...], qkv: Tensor) -> None:
-        b, n, _ = qkv.shape
-        shape = (b, n, 3, int(getattr(attention, heads)), attention.head_dim)
-        q, k, _ = qkv.reshape(shape).permute(2, 0, 3, 1, 4)  # (B, H, N, Dh) each
-        q = getattr(attention, "q_norm", nn.Identity())(q)  # timm's optional qk norm
-        k = getattr(attention, "k_norm", nn.Identity())(k)
-        maps.append(((q * attention.scale) @ k.transpose(-2, -1)).softmax(-1))
+        maps.append(attention_weights(attention, qkv))
 
     return hook
 
@@ -150,10 +145,7 @@ def attention_maps(model: nn.Module, x: Tensor, layout: TokenLayout) -> list[Ten
     the hooks are removed afterwards, also when the forward fails.
     """
     maps: list[Tensor] = []
-    handles = [
-        a.qkv.register_forward_hook(_attention_hook(a, layout.heads, maps))
-        for a in layout.attentions
-    ]
+    handles = [a.qkv.register_forward_hook(_attention_hook(a, maps)) for a in layout.attentions]
     try:
         model(x)
     finally:
