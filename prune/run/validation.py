@@ -128,7 +128,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_run_files(cfg)
     check_keys(cfg, "trainer.", TRAINER_CHECKS)
     classes = {slot.key: check_component(cfg, *slot) for slot in SLOTS}
-    _check_optimizer(cfg)
+    _check_optimizer_and_schedulers(cfg)
     _check_abslrp_output(cfg, classes["lrp"])
     if classes["pruner"] is not None:
         _check_pruner(cfg, classes["lrp"])
@@ -165,7 +165,7 @@ def _check_run_files(cfg: DictConfig) -> None:
             )
 
 
-def _check_optimizer(cfg: DictConfig) -> None:
+def _check_optimizer_and_schedulers(cfg: DictConfig) -> None:
     """``model.optimizer`` is a torch optimizer with a finite learning rate > 0; the schedulers
     (``model.scheduler``, ``retrain.scheduler``) are torch's; each sets only its arguments."""
     slots = (
