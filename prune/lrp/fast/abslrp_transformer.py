@@ -154,6 +154,9 @@ class _AbsMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, hows, nonneg_a):
+        # q, k and v are strided views of one qkv output: the batched products copy such an
+        # operand at every call, so it is copied once here and kept for both backward passes
+        a, b = a.contiguous(), b.contiguous()
         z = a @ b
         ctx.a, ctx.b, ctx.sign_z, ctx.kept, ctx.hows = a, b, z.sign(), None, hows
         ctx.nonneg_a = nonneg_a
@@ -168,7 +171,8 @@ class _AbsMatmul(torch.autograd.Function):
                 ctx.kept = (bt.clamp(min=0).mul_(2), b.sign().add_(1))
             else:
                 ctx.kept = (a.sign(), b.sign(), bt.abs(), at.abs())
-        c = grad * ctx.sign_z
+        # contiguous, whatever the layout of the incoming gradient (a transpose of the heads)
+        c = torch.mul(grad, ctx.sign_z, out=torch.empty_like(ctx.sign_z))
         if ctx.nonneg_a:
             twice_positive_bt, slope_b = ctx.kept
             grad_a = c @ twice_positive_bt
