@@ -95,6 +95,7 @@ DEFAULT_MODELS = "mlp,lenet5,vgg11"
 DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_beta1"
 #: The transformer's presets (``--models vit`` without ``--presets``).
 TRANSFORMER_PRESETS = "attnlrp,cp_lrp,abslrp"
+DEFAULT_THREADS = 2
 TRANSFORMERS = ("vit", "timm_vit")
 #: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.
 TIME_TARGET = {"epsilon": 1.15, "epsilon_plus": 1.6, "epsilon_plus_flat": 1.6}
@@ -541,6 +542,8 @@ def _run_name(args) -> str:
         name += "-" + args.models.replace(",", "-")
     if args.presets not in (None, DEFAULT_PRESETS):
         name += "-" + args.presets.replace(",", "-")
+    if args.threads != DEFAULT_THREADS:
+        name += f"-{args.threads}-thread" + ("s" if args.threads > 1 else "")
     return name
 
 
@@ -555,7 +558,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--captum", action="store_true", help="also time Captum's LRP")
     parser.add_argument(

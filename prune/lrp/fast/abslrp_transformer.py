@@ -114,10 +114,12 @@ class _AbsActivation(torch.autograd.Function):
     def backward(ctx, grad):
         if ctx.slope is None:  # built in the first pass, kept for the next
             x, ones = ctx.x, torch.ones_like(ctx.x)
-            if ctx.approximate is not None:  # GELU: its slope without autograd
-                gelu = torch.ops.aten.gelu_backward
-                twin = gelu(ones, x.abs(), approximate=ctx.approximate)
-                slope = gelu(ones, x, approximate=ctx.approximate) + x.sign() * twin
+            if ctx.approximate is not None:  # GELU: its slope from one derivative, no autograd
+                # gelu(x) - gelu(-x) = x (exact and tanh form), so gelu'(|x|) = 1 - gelu'(x)
+                # where x < 0, and f'(x) + sign(x) f'(|x|) = 2 gelu'(x) - [x < 0] (at x = 0 no
+                # relevance passes: x g = 0, and the node before multiplies by sign(x))
+                slope = torch.ops.aten.gelu_backward(ones, x, approximate=ctx.approximate)
+                slope = slope.mul_(2).sub_(x.lt(0).to(slope.dtype))
             else:
                 with torch.enable_grad():
                     leaf = x.detach().requires_grad_()
