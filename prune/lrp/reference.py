@@ -29,7 +29,8 @@ class _ReferenceNode(torch.autograd.Function):
     def backward(ctx, grad):
         inputs = ctx.saved_tensors
         with torch.no_grad():
-            relevance = ctx.layer(*inputs) * grad
+            # no gradient, no relevance, even at an infinite output (a masked score: -inf * 0)
+            relevance = torch.where(grad == 0, torch.zeros_like(grad), ctx.layer(*inputs) * grad)
             rel = ctx.rule.relevance(ctx.layer, *inputs, relevance=relevance)
             if isinstance(rel, Tensor):
                 rel = (rel,)

@@ -187,3 +187,28 @@ def test_abslrp_vit_leaves_the_model_unchanged() -> None:
     assert torch.equal(model(x), out)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+class _MaskedScores(nn.Module):
+    """Scores with some entries masked to -inf, their softmax, and a head on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scores, self.head = nn.Linear(6, 6), nn.Linear(6, 3)
+        mask = torch.zeros(6)
+        mask[[1, 4]] = float("-inf")
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head((self.scores(x) + self.mask).softmax(-1))
+
+
+def test_abslrp_softmax_with_masked_scores_matches_the_reference() -> None:
+    torch.manual_seed(0)
+    model, x = _MaskedScores().double().eval(), torch.randn(5, 6, dtype=torch.float64)
+    record = ["scores"]
+    fast = attribute(model, x, None, "abslrp", record=record)
+    ref = attribute(model, x, None, "abslrp", record=record, backend="reference")
+    assert torch.isfinite(fast.input).all()
+    torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.output["scores"], ref.output["scores"], rtol=1e-10, atol=1e-12)
