@@ -18,7 +18,6 @@ from torch.overrides import TorchFunctionMode
 from prune.lrp.errors import UnsupportedLayerError
 from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.flow import fused_relu, is_owing, materialize_all
-from prune.lrp.fast.unbind import unbind
 from prune.lrp.reference import reference_apply
 from prune.lrp.rules.base import Op, Rule
 from prune.lrp.state import RunState
@@ -169,10 +168,7 @@ class OpMode(TorchFunctionMode):
             args = materialize_all(args, run, inplace_first=inplace)
         op = OPS.get(name)
         if name in DATA_MOVEMENT and (op is None or op not in self.rules):
-            if name == "unbind" and isinstance(args[0], Tensor):  # its gradient in place
-                out = unbind(*args, **kwargs)
-            else:
-                out = func(*args, **kwargs)
+            out = func(*args, **kwargs)
             if root:
                 for t in _tensors([out]):
                     run.roots.add(t)
