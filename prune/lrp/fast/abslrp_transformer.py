@@ -116,14 +116,15 @@ class _AbsActivation(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         if ctx.slope is None:  # built in the first pass, kept for the next
-            x, ones = ctx.x, torch.ones_like(ctx.x)
+            x = ctx.x
             if ctx.approximate is not None:  # GELU: its slope from one derivative, no autograd
                 # gelu(x) - gelu(-x) = x (exact and tanh form), so gelu'(|x|) = 1 - gelu'(x)
-                # where x < 0, and f'(x) + sign(x) f'(|x|) = 2 gelu'(x) - [x < 0] (at x = 0 no
-                # relevance passes: x g = 0, and the node before multiplies by sign(x))
-                slope = torch.ops.aten.gelu_backward(ones, x, approximate=ctx.approximate)
-                slope = slope.mul_(2).sub_(x.lt(0).to(slope.dtype))
+                # where x < 0, and f'(x) + sign(x) f'(|x|) = 2 gelu'(x) - (1 - sign(x)) / 2
+                twice = torch.full_like(x, 2.0)
+                slope = torch.ops.aten.gelu_backward(twice, x, approximate=ctx.approximate)
+                slope = slope.add_(x.sign(), alpha=0.5).sub_(0.5)
             else:
+                ones = torch.ones_like(x)
                 with torch.enable_grad():
                     leaf = x.detach().requires_grad_()
                     both = ctx.fn(leaf) + ctx.fn(leaf.abs())
