@@ -636,10 +636,14 @@ def where_time_goes(summaries: Summaries) -> str | None:
         "the inputs of every linear layer, of GELU and of the softmax, the attention weights "
         "and each block's branch. The residual stream, which two ops read, q, k and v, which "
         "meet again in `qkv`, and recorded outputs keep theirs. The attention weights are "
-        "nonnegative, so `A @ v` takes one product per factor instead of two. The rest of the "
-        "gap to the products-alone column of the table above is the rule's elementwise work: "
-        "each node's slope, its output's sign, the remaining rescales, and autograd's copies "
-        "where q, k and v meet, twice over for the contrastive pair."
+        "nonnegative, so `A @ v` takes one product per factor instead of two. q, k and v, "
+        "strided views of one `qkv` output, are copied once in the forward and kept, so no "
+        "batched product of either backward pass copies them again. GELU's slope "
+        "`f'(x) + sign(x) f'(|x|)` is `2 gelu'(x) - (1 - sign(x)) / 2` (as "
+        "`gelu(x) - gelu(-x) = x`): one derivative, not two. The rest of the gap to the "
+        "products-alone column of the table above is the rule's elementwise work: each node's "
+        "slope, its output's sign, the remaining rescales, and autograd's copies where q, k and "
+        "v meet in `qkv`, twice over for the contrastive pair."
     )
     speed = runs_named(summaries, "lrp_speed")
     bullets.append(_freed_memory([speed[name] for name in VIT_RUNS if name in speed]))
