@@ -95,6 +95,7 @@ DEFAULT_MODELS = "mlp,lenet5,vgg11"
 DEFAULT_PRESETS = "epsilon,epsilon_plus_flat,epsilon_gamma_box,epsilon_alpha2_beta1"
 #: The transformer's presets (``--models vit`` without ``--presets``).
 TRANSFORMER_PRESETS = "attnlrp,cp_lrp,abslrp"
+#: Threads of a run; a run with another count is named after it (``-1-thread``).
 DEFAULT_THREADS = 2
 TRANSFORMERS = ("vit", "timm_vit")
 #: Targets of the speed issue: time ratio to forward+backward per preset, and memory ratio.

@@ -430,7 +430,7 @@ def _fewshot_variants(variants: Mapping[str, Run]) -> str:
     dates = sorted({v.get("date", "undated") for v in variants.values()})
     machines = sorted({v["machine"]["description"] for v in variants.values()})
     taylor = [
-        f"{stat(v['figures']['area'])} on {DATASETS.get(v['figures']['dataset'])}, seeds "
+        f"{stat(v['figures']['area'])} on {DATASETS.get(d := v['figures']['dataset'], d)}, seeds "
         f"{seed_text(v['figures']['seeds'], ' / ')} ({command_text(v)})"
         for v in taylors.values()
     ]

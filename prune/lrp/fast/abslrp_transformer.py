@@ -72,13 +72,13 @@ class _AbsSoftmax(torch.autograd.Function):
     def backward(ctx, grad):
         if ctx.slope is None:  # built in the first pass, kept for the next
             x, y = ctx.x, ctx.y
-            if x.numel() and bool(x.min() == float("-inf")):  # masked scores: they stay out
-                masked = torch.isneginf(x)
-                twin = x.abs().masked_fill(masked, float("-inf")).softmax(ctx.dim)
-                ctx.slope = (y + x.sign() * twin).mul_(y.sign()).masked_fill_(masked, 0.0)
+            # masked scores (-inf) stay out; looked for once, and handled only where there are
+            masked = torch.isneginf(x) if x.numel() and bool(x.min() == float("-inf")) else None
+            twin = x.abs() if masked is None else x.abs().masked_fill(masked, float("-inf"))
+            ctx.slope = torch.addcmul(y, x.sign(), twin.softmax(ctx.dim)).mul_(y.sign())
+            if masked is not None:
+                ctx.slope.masked_fill_(masked, 0.0)
                 ctx.x = x.masked_fill(masked, 0.0)
-            else:
-                ctx.slope = torch.addcmul(y, x.sign(), x.abs().softmax(ctx.dim)).mul_(y.sign())
             del ctx.y
         return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None
 
