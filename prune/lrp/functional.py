@@ -152,7 +152,7 @@ class OpMode(TorchFunctionMode):
         run = self.run
         if run.inside:
             return func(*args, **kwargs)
-        name = getattr(func, "__name__", repr(func))
+        name = getattr(func, "__name__", None) or repr(func)
         tensors = list(_tensors(args))
         if name in PASSIVE or not any(t.requires_grad for t in tensors):
             return func(*args, **kwargs)

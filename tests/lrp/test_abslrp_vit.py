@@ -212,3 +212,20 @@ def test_abslrp_softmax_with_masked_scores_matches_the_reference() -> None:
     assert torch.isfinite(fast.input).all()
     torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fast.output["scores"], ref.output["scores"], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_abslrp_gelu_matches_the_reference_at_zero_and_where_it_underflows(approximate) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.GELU(approximate=approximate), nn.Linear(6, 3))
+    model = model.double().eval()
+    with torch.no_grad():  # pre-activations 0 (GELU and its slope 0) and -60 (GELU underflows)
+        model[0].weight.copy_(torch.eye(6))
+        model[0].bias.copy_(torch.tensor([0.0, -60.0, 0.0, 0.0, 0.0, 0.0]))
+    x = torch.randn(5, 6, dtype=torch.float64)
+    x[:, 2] = 0.0
+    assert (F.gelu(model[0](x), approximate=approximate)[:, 1] == 0).all()
+    fast = attribute(model, x, None, "abslrp", record=["0"])
+    ref = attribute(model, x, None, "abslrp", record=["0"], backend="reference")
+    torch.testing.assert_close(fast.output["0"], ref.output["0"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)

@@ -1,7 +1,9 @@
 """Kernels of the absLRP rules (:mod:`prune.lrp.rules.abslrp`).
 
 In the gradient form of :mod:`prune.lrp.fast.base` the incoming ``R / |y|`` is
-``sign(y) * g``: the sign of each output is all a kernel keeps of it, as int8.
+``sign(y) * g``: the sign of each output is all a kernel keeps of it, in the output's dtype (an
+int8 sign would take a quarter of the memory, but on the CPU a product with it casts it to a
+temporary copy first and costs about twice a float product).
 
 Each node rescales the relevance of its inputs to unit L1 per sample, except where that changes
 nothing: an input that a traced graph reads once and that comes from another absLRP node, whose
@@ -23,11 +25,6 @@ from prune.lrp.fast.registry import kernel
 from prune.lrp.rules.abslrp import AbsBatchNorm, AbsLinear, AbsNorm, AbsSum
 from prune.lrp.rules.base import nonnegative
 from prune.lrp.state import RunState
-
-
-def _sign(t: Tensor) -> Tensor:
-    """``sign(t)`` as int8, kept for the backward pass at a quarter of a float32 copy."""
-    return torch.sign(t).to(torch.int8)
 
 
 class Rescale(enum.Enum):
@@ -90,7 +87,13 @@ def _twin_product(op, c: Tensor, weight: Tensor, like: Tensor, nonneg: bool) -> 
 
 @kernel(AbsLinear)
 class AbsLinearKernel(LinearKernel):
-    """absLRP on a linear or conv layer: one custom node, the twin weights built in the backward."""
+    """absLRP on a linear or conv layer: one custom node, the twin weights built in the backward.
+
+    The node scales the incoming gradient by the output's sign itself: a ReLU after it takes the
+    pass rule, so no output-scale node is split off for one to fuse with (fewer nodes per pass).
+    """
+
+    output_scale = False
 
     def apply(self, module: nn.Module, x: Tensor, run: RunState) -> Tensor:
         """Run the layer with this rule's backward."""
@@ -102,11 +105,11 @@ class AbsLinearKernel(LinearKernel):
 
     def forward_impl(self, op, x, weight, bias, root):
         z = op.forward(x, weight, bias)
-        return z, (_sign(z), weight, x, nonnegative(x))
+        return z, (z.sign(), weight, x, nonnegative(x))
 
     def backward_impl(self, op, saved, grad, root, like):
-        _, weight, x, nonneg = saved
-        c = grad  # R / |y|: arrives scaled by sign(y) (see LinearKernel.output_scale)
+        sign_z, weight, x, nonneg = saved
+        c = grad * sign_z  # R / |y|
         twin = _twin_product(op, c, weight, like, nonneg)
         # W + sign(x)|W|: = 2 W+ where x > 0 (nonnegative inputs), else both products
         grad_in = twin if nonneg else op.transpose(c, weight, like).addcmul_(x.sign(), twin)
@@ -119,7 +122,7 @@ class _AbsDiagonal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, shift, how):
         y = x * scale + shift
-        ctx.x, ctx.scale, ctx.sign_y, ctx.how = x, scale, _sign(y), how
+        ctx.x, ctx.scale, ctx.sign_y, ctx.how = x, scale, y.sign(), how
         return y
 
     @staticmethod
@@ -149,7 +152,7 @@ class _AbsPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fn, how):
         y = fn(x)
-        ctx.x, ctx.fn, ctx.sign_y, ctx.how = x, fn, _sign(y), how
+        ctx.x, ctx.fn, ctx.sign_y, ctx.how = x, fn, y.sign(), how
         return y
 
     @staticmethod
@@ -180,7 +183,7 @@ class _AbsSumFunction(torch.autograd.Function):
         z = a.add_(b) if inplace else a + b
         if inplace:
             ctx.mark_dirty(a)
-        ctx.sign_z, ctx.slopes, ctx.hows = _sign(z), None, hows
+        ctx.sign_z, ctx.slopes, ctx.hows = z.sign(), None, hows
         return z
 
     @staticmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from prune.lrp.fast.abslrp import _absorbs, _sign, rescale_of, unit_input
+from prune.lrp.fast.abslrp import _absorbs, rescale_of, unit_input
 from prune.lrp.fast.base import Kernel, takes_relevance
 from prune.lrp.fast.registry import kernel
 from prune.lrp.fast.transformer import layer_norm_options, softmax_options
@@ -109,27 +109,26 @@ class _AbsActivation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fn, approximate, how):
         y = fn(x)
-        ctx.x, ctx.fn, ctx.approximate, ctx.sign_y, ctx.slope = x, fn, approximate, _sign(y), None
+        ctx.x, ctx.fn, ctx.approximate, ctx.sign_y, ctx.slope = x, fn, approximate, y.sign(), None
         ctx.how = how
         return y
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.slope is None:  # built in the first pass, kept for the next
-            x = ctx.x
+            x, sign_y = ctx.x, ctx.sign_y
             if ctx.approximate is not None:  # GELU: its slope from one derivative, no autograd
                 # gelu(x) - gelu(-x) = x (exact and tanh form), so gelu'(|x|) = 1 - gelu'(x)
-                # where x < 0, and f'(x) + sign(x) f'(|x|) = 2 gelu'(x) - (1 - sign(x)) / 2
-                twice = torch.full_like(x, 2.0)
-                slope = torch.ops.aten.gelu_backward(twice, x, approximate=ctx.approximate)
-                slope = slope.add_(x.sign(), alpha=0.5).sub_(0.5)
+                # where x < 0: (f'(x) + sign(x) f'(|x|)) sign(y) = 2 gelu'(x) sign(y) + [y < 0]
+                twice = torch.ops.aten.gelu_backward(sign_y * 2, x, approximate=ctx.approximate)
+                ctx.slope = twice.sub_(sign_y.clamp(max=0))
             else:
                 ones = torch.ones_like(x)
                 with torch.enable_grad():
                     leaf = x.detach().requires_grad_()
                     both = ctx.fn(leaf) + ctx.fn(leaf.abs())
                 (slope,) = torch.autograd.grad(both, leaf, ones)
-            ctx.slope = slope.mul_(ctx.sign_y)
+                ctx.slope = slope.mul_(sign_y)
             del ctx.sign_y
         return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None, None
 
@@ -198,7 +197,7 @@ class _AbsMul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, hows):
         z = a * b
-        ctx.a, ctx.b, ctx.sign_z, ctx.hows = a, b, _sign(z), hows
+        ctx.a, ctx.b, ctx.sign_z, ctx.hows = a, b, z.sign(), hows
         return z
 
     @staticmethod

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch.fx
 from torch import Tensor, nn
+from torch._C import DisableTorchFunction
 from torch.nn.modules import module as _module
 
 from prune.lrp.fast.reads import SameSamples, analyse, reshape_check
@@ -140,7 +141,8 @@ class Program:
                     stack.pop()
             if read is not None and how is not None:
                 once, source, same = how
-                read(values[-1], once, None if same is None else values[source], same)
+                with DisableTorchFunction():  # bookkeeping: no tensor call of it is an op to route
+                    read(values[-1], once, None if same is None else values[source], same)
             for i in free:
                 values[i] = None
         return self.output(values)
