@@ -229,3 +229,19 @@ def test_abslrp_gelu_matches_the_reference_at_zero_and_where_it_underflows(appro
     ref = attribute(model, x, None, "abslrp", record=["0"], backend="reference")
     torch.testing.assert_close(fast.output["0"], ref.output["0"], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_abslrp_layer_norm_matches_the_reference_with_and_without_affine_map(affine) -> None:
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(6, elementwise_affine=affine)
+    model = nn.Sequential(nn.Linear(5, 6), norm, nn.Linear(6, 3)).double().eval()
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(-1.5, 1.5)  # both signs: the twin takes |w|
+            norm.bias.normal_(0, 0.1)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    fast = attribute(model, x, None, "abslrp", record=["0"])
+    ref = attribute(model, x, None, "abslrp", record=["0"], backend="reference")
+    torch.testing.assert_close(fast.output["0"], ref.output["0"], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)

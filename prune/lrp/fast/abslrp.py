@@ -57,7 +57,8 @@ def unit_input(x: Tensor, grad_in: Tensor, how: Rescale) -> Tensor:
     # the axes themselves, not flatten(1), which copies a permuted tensor (q, k, v)
     magnitude = per_sample.abs() if how is Rescale.ROOT else per_sample.abs_()
     norm = magnitude.sum(tuple(range(1, per_sample.dim())), keepdim=True).clamp_min_(1e-30)
-    norm = norm.reshape(-1, *([1] * (relevance.dim() - 1)))
+    if relevance.dim() == 1:
+        norm = norm.squeeze(1)
     return relevance.div_(norm) if how is Rescale.ROOT else grad_in.div_(norm)
 
 
@@ -122,14 +123,13 @@ class _AbsDiagonal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, shift, how):
         y = x * scale + shift
-        ctx.x, ctx.scale, ctx.sign_y, ctx.how = x, scale, y.sign(), how
+        slope = torch.addcmul(scale, x.sign(), scale.abs()).mul_(y.sign())
+        ctx.x, ctx.slope, ctx.how = x, slope, how
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, scale = ctx.x, ctx.scale
-        grad_in = grad * ctx.sign_y * (scale + x.sign() * scale.abs())
-        return unit_input(x, grad_in, ctx.how), None, None, None
+        return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None, None
 
 
 @kernel(AbsBatchNorm)
@@ -183,16 +183,16 @@ class _AbsSumFunction(torch.autograd.Function):
         z = a.add_(b) if inplace else a + b
         if inplace:
             ctx.mark_dirty(a)
-        ctx.sign_z, ctx.slopes, ctx.hows = z.sign(), None, hows
+        sign_z = z.sign()
+        ctx.slopes = [  # sign(z) (1 + sign(t))
+            torch.addcmul(sign_z, sign_z, t.sign()) if isinstance(t, Tensor) else None
+            for t in (ctx.a, ctx.b)
+        ]
+        ctx.hows = hows
         return z
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.slopes is None:  # built in the first pass, kept for the next
-            ctx.slopes = [
-                None if not isinstance(t, Tensor) else ctx.sign_z * (1 + t.sign())
-                for t in (ctx.a, ctx.b)
-            ]
         grads = []
         for t, slope, how in zip((ctx.a, ctx.b), ctx.slopes, ctx.hows, strict=True):
             if slope is None:

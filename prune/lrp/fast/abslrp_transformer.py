@@ -23,21 +23,16 @@ class _AbsLayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, shape, weight, bias, eps, how):
         y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
-        ctx.x, ctx.y, ctx.rstd, ctx.weight, ctx.eps = x, y, rstd, weight, eps
-        ctx.shape, ctx.slope, ctx.how = shape, None, how
+        # the statistics of |x|, through a weight (any: only the statistics are read), as the CPU
+        # kernel without one is about half as fast
+        w = x.new_ones(shape) if weight is None else weight
+        rstd_abs = torch.native_layer_norm(x.abs(), shape, w, None, eps)[2]
+        slope = torch.addcmul(w * rstd, x.sign(), w.abs() * rstd_abs)
+        ctx.x, ctx.slope, ctx.how = x, slope.mul_(y.sign()), how
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.slope is None:  # built in the first pass, kept for the next (contrastive map)
-            x, w = ctx.x, ctx.weight
-            rstd_abs = torch.native_layer_norm(x.abs(), ctx.shape, None, None, ctx.eps)[2]
-            if w is None:
-                slope = ctx.rstd + x.sign() * rstd_abs
-            else:
-                slope = w * ctx.rstd + x.sign() * w.abs() * rstd_abs
-            ctx.slope = slope.mul_(ctx.y.sign())
-            del ctx.y
         return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None, None, None, None
 
 
@@ -65,21 +60,18 @@ class _AbsSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dim, how):
         y = x.softmax(dim)
-        ctx.x, ctx.y, ctx.dim, ctx.slope, ctx.how = x, y, dim, None, how
+        # masked scores (-inf) stay out; looked for once, and handled only where there are
+        masked = torch.isneginf(x) if x.numel() and bool(x.min() == float("-inf")) else None
+        twin = x.abs() if masked is None else x.abs().masked_fill(masked, float("-inf"))
+        ctx.slope = torch.addcmul(y, x.sign(), twin.softmax(dim)).mul_(y.sign())
+        ctx.x, ctx.how = x, how
+        if masked is not None:
+            ctx.slope.masked_fill_(masked, 0.0)
+            ctx.x = x.masked_fill(masked, 0.0)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.slope is None:  # built in the first pass, kept for the next
-            x, y = ctx.x, ctx.y
-            # masked scores (-inf) stay out; looked for once, and handled only where there are
-            masked = torch.isneginf(x) if x.numel() and bool(x.min() == float("-inf")) else None
-            twin = x.abs() if masked is None else x.abs().masked_fill(masked, float("-inf"))
-            ctx.slope = torch.addcmul(y, x.sign(), twin.softmax(ctx.dim)).mul_(y.sign())
-            if masked is not None:
-                ctx.slope.masked_fill_(masked, 0.0)
-                ctx.x = x.masked_fill(masked, 0.0)
-            del ctx.y
         return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None
 
 
@@ -109,27 +101,23 @@ class _AbsActivation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fn, approximate, how):
         y = fn(x)
-        ctx.x, ctx.fn, ctx.approximate, ctx.sign_y, ctx.slope = x, fn, approximate, y.sign(), None
-        ctx.how = how
+        sign_y = y.sign()
+        if approximate is not None:  # GELU: its slope from one derivative, no autograd
+            # gelu(x) - gelu(-x) = x (exact and tanh form), so gelu'(|x|) = 1 - gelu'(x)
+            # where x < 0: (f'(x) + sign(x) f'(|x|)) sign(y) = 2 gelu'(x) sign(y) + [y < 0]
+            twice = torch.ops.aten.gelu_backward(sign_y * 2, x, approximate=approximate)
+            slope = twice.sub_(sign_y.clamp(max=0))
+        else:
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_()
+                both = fn(leaf) + fn(leaf.abs())
+            (slope,) = torch.autograd.grad(both, leaf, torch.ones_like(x))
+            slope = slope.mul_(sign_y)
+        ctx.x, ctx.slope, ctx.how = x, slope, how
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.slope is None:  # built in the first pass, kept for the next
-            x, sign_y = ctx.x, ctx.sign_y
-            if ctx.approximate is not None:  # GELU: its slope from one derivative, no autograd
-                # gelu(x) - gelu(-x) = x (exact and tanh form), so gelu'(|x|) = 1 - gelu'(x)
-                # where x < 0: (f'(x) + sign(x) f'(|x|)) sign(y) = 2 gelu'(x) sign(y) + [y < 0]
-                twice = torch.ops.aten.gelu_backward(sign_y * 2, x, approximate=ctx.approximate)
-                ctx.slope = twice.sub_(sign_y.clamp(max=0))
-            else:
-                ones = torch.ones_like(x)
-                with torch.enable_grad():
-                    leaf = x.detach().requires_grad_()
-                    both = ctx.fn(leaf) + ctx.fn(leaf.abs())
-                (slope,) = torch.autograd.grad(both, leaf, ones)
-                ctx.slope = slope.mul_(sign_y)
-            del ctx.sign_y
         return unit_input(ctx.x, grad * ctx.slope, ctx.how), None, None, None
 
 
@@ -163,19 +151,18 @@ class _AbsMatmul(torch.autograd.Function):
         # operand at every call, so it is copied once here and kept for both backward passes
         a, b = a.contiguous(), b.contiguous()
         z = a @ b
-        ctx.a, ctx.b, ctx.sign_z, ctx.kept, ctx.hows = a, b, z.sign(), None, hows
-        ctx.nonneg_a = nonneg_a
+        at, bt = a.transpose(-2, -1), b.transpose(-2, -1)
+        if nonneg_a:
+            ctx.kept = (bt.clamp(min=0).mul_(2), b.sign().add_(1))
+        else:
+            ctx.kept = (a.sign(), b.sign(), bt.abs(), at.abs())
+        ctx.a, ctx.b, ctx.sign_z, ctx.hows, ctx.nonneg_a = a, b, z.sign(), hows, nonneg_a
         return z
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.a, ctx.b
         at, bt = a.transpose(-2, -1), b.transpose(-2, -1)
-        if ctx.kept is None:  # built in the first pass, kept for the next
-            if ctx.nonneg_a:
-                ctx.kept = (bt.clamp(min=0).mul_(2), b.sign().add_(1))
-            else:
-                ctx.kept = (a.sign(), b.sign(), bt.abs(), at.abs())
         # contiguous, whatever the layout of the incoming gradient (a transpose of the heads)
         c = torch.mul(grad, ctx.sign_z, out=torch.empty_like(ctx.sign_z))
         if ctx.nonneg_a:
