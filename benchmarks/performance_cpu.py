@@ -638,12 +638,17 @@ def where_time_goes(summaries: Summaries) -> str | None:
         "meet again in `qkv`, and recorded outputs keep theirs. The attention weights are "
         "nonnegative, so `A @ v` takes one product per factor instead of two. q, k and v, "
         "strided views of one `qkv` output, are copied once in the forward and kept, so no "
-        "batched product of either backward pass copies them again. GELU's slope "
-        "`f'(x) + sign(x) f'(|x|)` is `2 gelu'(x) - (1 - sign(x)) / 2` (as "
-        "`gelu(x) - gelu(-x) = x`): one derivative, not two. The rest of the gap to the "
-        "products-alone column of the table above is the rule's elementwise work: each node's "
-        "slope, its output's sign, the remaining rescales, and autograd's copies where q, k and "
-        "v meet in `qkv`, twice over for the contrastive pair."
+        "batched product of either backward pass copies them again. Each node builds its "
+        "slope in its forward and keeps it for both passes. GELU's slope "
+        "`(f'(x) + sign(x) f'(|x|)) sign(y)` is `2 gelu'(x) sign(y) + [y < 0]` (as "
+        "`gelu(x) - gelu(-x) = x`): one derivative, not two. LayerNorm's statistics of `|x|` go "
+        "through the CPU kernel with a weight, about twice as fast as the one without. Signs are "
+        "kept in the output's dtype: on the CPU a product with an int8 tensor casts it to a "
+        "temporary copy first. The rest of the gap to the products-alone column of the table "
+        "above is the rule's elementwise work (each node's slope and output sign, the remaining "
+        "rescales, autograd's copies where q, k and v meet in `qkv`, twice over for the "
+        "contrastive pair) and the fixed cost of each of its many ops, which a batch of 128 "
+        "does not hide."
     )
     speed = runs_named(summaries, "lrp_speed")
     bullets.append(_freed_memory([speed[name] for name in VIT_RUNS if name in speed]))
