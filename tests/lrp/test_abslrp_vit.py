@@ -245,3 +245,26 @@ def test_abslrp_layer_norm_matches_the_reference_with_and_without_affine_map(aff
     ref = attribute(model, x, None, "abslrp", record=["0"], backend="reference")
     torch.testing.assert_close(fast.output["0"], ref.output["0"], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)
+
+
+class _Product(nn.Module):
+    """Two activations multiplied, one broadcast over the other's features (a gate)."""
+
+    def __init__(self, gate: bool) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 6), nn.Linear(5, 1 if gate else 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.a(x) * self.b(x))
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_abslrp_product_of_two_activations_matches_the_reference(gate) -> None:
+    torch.manual_seed(0)
+    model, x = _Product(gate).double().eval(), torch.randn(7, 5, dtype=torch.float64)
+    fast = attribute(model, x, None, "abslrp", record=["a", "b"])
+    ref = attribute(model, x, None, "abslrp", record=["a", "b"], backend="reference")
+    for name in ("a", "b"):
+        torch.testing.assert_close(fast.output[name], ref.output[name], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.input, ref.input, rtol=1e-10, atol=1e-12)

@@ -90,8 +90,9 @@ def _twin_product(op, c: Tensor, weight: Tensor, like: Tensor, nonneg: bool) -> 
 class AbsLinearKernel(LinearKernel):
     """absLRP on a linear or conv layer: one custom node, the twin weights built in the backward.
 
-    The node scales the incoming gradient by the output's sign itself: a ReLU after it takes the
-    pass rule, so no output-scale node is split off for one to fuse with (fewer nodes per pass).
+    The node applies its output's sign to the incoming gradient itself, with no output-scale
+    node split off: absLRP has no ReLU rule to fuse with one (a ReLU takes the pass rule, its
+    plain gradient), so that node would only add one to every pass.
     """
 
     output_scale = False

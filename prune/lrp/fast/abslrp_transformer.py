@@ -184,14 +184,17 @@ class _AbsMul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, hows):
         z = a * b
-        ctx.a, ctx.b, ctx.sign_z, ctx.hows = a, b, z.sign(), hows
+        sign_z = z.sign()  # c = sign(z) g
+        slope_a = torch.addcmul(b, a.sign(), b.abs()).mul_(sign_z)
+        slope_b = torch.addcmul(a, b.sign(), a.abs()).mul_(sign_z)
+        ctx.a, ctx.b, ctx.slopes, ctx.hows = a, b, (slope_a, slope_b), hows
         return z
 
     @staticmethod
     def backward(ctx, grad):
-        a, b, c = ctx.a, ctx.b, grad * ctx.sign_z
-        grad_a = (c * (b + a.sign() * b.abs())).sum_to_size(a.shape)
-        grad_b = (c * (a + b.sign() * a.abs())).sum_to_size(b.shape)
+        a, b, (slope_a, slope_b) = ctx.a, ctx.b, ctx.slopes
+        grad_a = (grad * slope_a).sum_to_size(a.shape)
+        grad_b = (grad * slope_b).sum_to_size(b.shape)
         how_a, how_b = ctx.hows
         return unit_input(a, grad_a, how_a), unit_input(b, grad_b, how_b), None
 
