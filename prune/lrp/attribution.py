@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from prune.lrp.composites import Composite, get_composite
 from prune.lrp.engine import Engine
+from prune.lrp.passes import run_passes
 from prune.lrp.seeds import gradient_seeds
 
 INFERENCE_MODE_MESSAGE = (
@@ -145,14 +146,20 @@ class Explainer:
             )
         z = logits.detach()
         # One map per seed (absLRP's contrastive pair has two): one forward pass, then one
-        # backward pass per seed through the retained graph; the maps are summed with the seeds'
-        # weights. (Stacking the seeds as a 2B batch would double the forward and its memory.)
+        # backward pass per seed through the retained graph, side by side on the CPU
+        # (prune.lrp.passes); the maps are summed with the seeds' weights. (Stacking the seeds
+        # as a 2B batch would double the forward and its memory.)
         seeds, explained = gradient_seeds(composite, z, target, owed, run.passes)
+
+        def one_pass(seed: Tensor, retain: bool) -> tuple[Tensor, dict[str, Tensor]]:
+            with engine.recording() as records:  # the record hooks of this pass add into it
+                (grad,) = torch.autograd.grad(logits, x, seed, retain_graph=retain)
+            return grad, records
+
+        passes = run_passes(one_pass, [seed for _, seed in seeds], x.device)
         rel_in: Tensor | None = None
         outputs: dict[str, Tensor] = {}
-        for i, (weight, seed) in enumerate(seeds):
-            engine.relevance.clear()  # the record hooks add into it
-            (grad,) = torch.autograd.grad(logits, x, seed, retain_graph=i < len(seeds) - 1)
+        for (weight, _), (grad, records) in zip(seeds, passes, strict=True):
             if run.root_rule_used:
                 rel = grad
             elif grad.is_contiguous():  # ours alone (never broadcast): multiply in place
@@ -160,7 +167,7 @@ class Explainer:
             else:
                 rel = x.detach() * grad
             rel_in = _weighted_add(rel_in, weight, rel)
-            for name, rec in engine.relevance.items():
+            for name, rec in records.items():
                 outputs[name] = _weighted_add(outputs.get(name), weight, rec.detach())
         return LRPResult(input=rel_in.detach(), output=outputs, logits=z, explained=explained)
 

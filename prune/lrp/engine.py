@@ -13,8 +13,10 @@ rescale (:mod:`prune.lrp.fast.flow`) either fuses it (a ReLU) or has it material
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -89,7 +91,6 @@ class Engine:
 
     Attributes:
         run: state of the current pass, shared with the rules.
-        relevance: ``{name: Tensor}`` relevance at each recorded output, filled by the backward.
         modules: ``(name, module, is_leaf)`` of the model, in ``named_modules()`` order.
     """
 
@@ -111,7 +112,7 @@ class Engine:
             raise KeyError(f"cannot record unknown modules {missing}; known: {names[:20]}...")
         self.record = set(record)
         self.run = RunState()
-        self.relevance: dict[str, Tensor] = {}
+        self._pass = _PassRecords()  # the record of the backward pass running in each thread
         self._stack: list[str] = []
         self._saved: list[tuple[nn.Module, Any]] = []
         self._recorded_values: dict[int, tuple[weakref.ref, list[Tensor]]] = {}
@@ -222,7 +223,6 @@ class Engine:
             raise RuntimeError("this LRP engine is already running a pass (it is not re-entrant)")
         self.run = RunState()
         self.run.passes = int(getattr(self.composite, "num_maps", 1))
-        self.relevance = {}
         self._recorded_values = {}
         self._mode = self._new_mode()
         program = self._traced()
@@ -473,8 +473,19 @@ class Engine:
         return forward
 
     # -- recording ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[dict[str, Tensor]]:
+        """A backward pass run inside, in this thread, fills the dict yielded with the relevance
+        at each recorded output, ``{name: Tensor}`` (passes in other threads fill their own)."""
+        store: dict[str, Tensor] = {}
+        self._pass.store = store
+        try:
+            yield store
+        finally:
+            self._pass.store = None
+
     def _attach_record(self, name: str, out: Tensor) -> None:
-        run, store = self.run, self.relevance
+        run, records = self.run, self._pass
 
         def attach(t: Tensor, value: Tensor | None = None, alias: Tensor | None = None) -> None:
             # Relevance at t is t * grad(t) (t's gradient is in relevance form), with t's values
@@ -489,6 +500,9 @@ class Engine:
                 self._recorded_values[id(owner)] = (weakref.ref(owner), holder)
 
             def hook(grad: Tensor) -> None:
+                store = records.store  # the pass running in this thread (recording())
+                if store is None:
+                    return
                 gradient_is_relevance = run.root_rule_used and is_root
                 rel = grad if gradient_is_relevance else holder[0] * grad
                 store[name] = store[name] + rel if name in store else rel
@@ -517,3 +531,9 @@ class Engine:
     def where(self) -> str:
         """Name of the module whose forward is running (for error messages)."""
         return repr(self._stack[-1]) if self._stack else "the model"
+
+
+class _PassRecords(threading.local):
+    """Per thread: the dict that the record hooks of the running backward pass add into."""
+
+    store: dict[str, Tensor] | None = None
