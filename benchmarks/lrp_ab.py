@@ -96,6 +96,9 @@ def main() -> None:
         parser.error("--batch and --threads must be >= 1 and --rounds >= 3")
     if not (args.new / "prune" / "__init__.py").is_file():
         parser.error(f"--new {args.new} holds no prune package")
+    verify = ["git", "-C", str(ROOT), "rev-parse", "--verify", "-q", f"{args.base}^{{commit}}"]
+    if subprocess.run(verify, capture_output=True).returncode != 0:
+        parser.error(f"--base {args.base!r} names no commit of {ROOT}")
     torch.set_num_threads(args.threads)
     with _worktree(args.base) as base_tree:
         base, new = _load(base_tree), _load(args.new)

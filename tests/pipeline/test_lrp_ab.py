@@ -40,3 +40,9 @@ def test_too_few_rounds_are_refused_in_one_line() -> None:
     done = _run("--base", "HEAD", "--rounds", "2")
     assert done.returncode == 2
     assert "--rounds" in done.stderr.strip().splitlines()[-1]
+
+
+def test_an_unknown_revision_is_refused_in_one_line() -> None:
+    done = _run("--base", "no-such-revision")
+    assert done.returncode == 2
+    assert "'no-such-revision' names no commit" in done.stderr.strip().splitlines()[-1]
