@@ -12,6 +12,7 @@ thread that entered them) the passes run one after another, as a single pass doe
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -56,6 +57,15 @@ def run_passes(
 def _modes_active() -> bool:
     """Whether a dispatch or function mode is active in this thread."""
     return torch._C._len_torch_dispatch_stack() > 0 or torch._C._len_torch_function_stack() > 0
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's worker threads do not exist there; make new ones."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _workers(count: int) -> concurrent.futures.ThreadPoolExecutor:

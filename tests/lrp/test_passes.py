@@ -63,3 +63,21 @@ def test_the_thread_setting_comes_back_and_a_failing_pass_is_reported(threads) -
     with pytest.raises(ValueError, match="a failing pass"):
         run_passes(one_pass, [torch.tensor(1.0), torch.tensor(-1.0)], torch.device("cpu"))
     assert torch.get_num_threads() == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_its_passes_side_by_side_with_workers_of_its_own(threads) -> None:
+    import multiprocessing
+
+    threads(2)
+    run_passes(lambda seed, retain: seed, [torch.tensor(1.0)] * 2, torch.device("cpu"))
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:  # the parent's pool exists; the child's must be made anew
+        result = pool.apply_async(_passes_in_child).get(timeout=60)
+    assert result == [1.0, 2.0]
+
+
+def _passes_in_child() -> list[float]:
+    torch.set_num_threads(2)
+    seeds = [torch.tensor(1.0), torch.tensor(2.0)]
+    return run_passes(lambda seed, retain: seed.item(), seeds, torch.device("cpu"))
