@@ -34,15 +34,17 @@ class SelfAttention(Attention):
         key: Tensor | None = None,
         value: Tensor | None = None,
         *,
+        key_padding_mask: Tensor | None = None,
         need_weights: bool = True,
-        **options: object,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[Tensor, None]:
-        """``(out, None)``; ``options`` are ``nn.MultiheadAttention``'s masks (none taken) and
-        ``average_attn_weights`` (ignored: no weights are returned)."""
+        """``(out, None)``; the options are ``nn.MultiheadAttention``'s, by keyword: no mask is
+        taken, and ``average_attn_weights`` is ignored (no weights are returned)."""
         if (key is not None and key is not query) or (value is not None and value is not query):
             raise ValueError("SelfAttention attends a sequence to itself: key and value are query")
-        masks = ("key_padding_mask", "attn_mask", "is_causal")
-        if any(options.get(m) not in (None, False) for m in masks):
+        if key_padding_mask is not None or attn_mask is not None or is_causal:
             raise ValueError("SelfAttention takes no key_padding_mask, attn_mask or is_causal")
         if need_weights:  # nn.MultiheadAttention's default: a caller may use the weights
             raise ValueError(

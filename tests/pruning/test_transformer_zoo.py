@@ -321,6 +321,8 @@ def test_attention_that_cannot_be_written_out_is_refused_in_one_line() -> None:
         attention(x, x, x)  # nn.MultiheadAttention's default need_weights=True
     with pytest.raises(ValueError, match="takes no key_padding_mask, attn_mask or is_causal"):
         attention(x, x, x, need_weights=False, is_causal=True)
+    with pytest.raises(TypeError, match="attn_masks"):  # a misspelt option is not passed over
+        attention(x, x, x, need_weights=False, attn_masks=None)
     assert attention(x, x, x, need_weights=False, attn_mask=None)[1] is None
 
 
