@@ -52,13 +52,13 @@ def unit_input(x: Tensor, grad_in: Tensor, how: Rescale) -> Tensor:
     if how is Rescale.FREE:
         return grad_in
     relevance = x * grad_in
-    per_sample = relevance if relevance.dim() > 1 else relevance.unsqueeze(1)
+    magnitude = relevance.abs() if how is Rescale.ROOT else relevance.abs_()
     # abs().sum(), not linalg.vector_norm(ord=1): the reduction is much slower on the CPU; over
-    # the axes themselves, not flatten(1), which copies a permuted tensor (q, k, v)
-    magnitude = per_sample.abs() if how is Rescale.ROOT else per_sample.abs_()
-    norm = magnitude.sum(tuple(range(1, per_sample.dim())), keepdim=True).clamp_min_(1e-30)
-    if relevance.dim() == 1:
-        norm = norm.squeeze(1)
+    # the axes themselves, not flatten(1), which copies a permuted tensor (q, k, v); a (B,)
+    # tensor holds one value per sample already
+    if magnitude.dim() > 1:
+        magnitude = magnitude.sum(tuple(range(1, magnitude.dim())), keepdim=True)
+    norm = magnitude.clamp_min_(1e-30)
     return relevance.div_(norm) if how is Rescale.ROOT else grad_in.div_(norm)
 
 
