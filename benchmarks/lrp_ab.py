@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -75,13 +75,6 @@ def _load(tree: Path) -> dict[str, object]:
     return {"Explainer": Explainer, "lrp_speed": lrp_speed}
 
 
-def _block(fn: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision of the 'before' side")
@@ -119,18 +112,19 @@ def main() -> None:
         scale = maps["base"].abs().max().clamp_min(1e-30)
         difference = ((maps["new"] - maps["base"]).abs().max() / scale).item()
         fb = lambda: speed._grad_x_input(model, x, target)  # noqa: E731
-        calls = max(1, round(0.05 / max(_block(fb, 1), 1e-6) / 3))  # blocks of about 50 ms
+        block = lambda fn, calls: speed._block(fn, calls, "cpu")  # noqa: E731
+        calls = max(1, math.ceil(speed.BLOCK_SECONDS / block(fb, 1)))  # as lrp_speed.py times
         for _ in range(2):  # warm-up
             fb()
             for explain in sides.values():
                 explain(x, target)
         times: dict[str, list[float]] = {"f+b": [], "base": [], "new": []}
         for r in range(args.rounds):
-            before = _block(fb, calls)
+            before = block(fb, calls)
             order = ("base", "new") if r % 2 == 0 else ("new", "base")
             for side in order:
-                times[side].append(_block(lambda e=sides[side]: e(x, target), calls))
-            times["f+b"].append((before + _block(fb, calls)) / 2)
+                times[side].append(block(lambda e=sides[side]: e(x, target), calls))
+            times["f+b"].append((before + block(fb, calls)) / 2)
     median = statistics.median
     paired = [n / b for n, b in zip(times["new"], times["base"], strict=True)]
     low, _, high = statistics.quantiles(paired, n=4)
